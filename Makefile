@@ -1,0 +1,35 @@
+# Set-up and the two main jobs. TORCH_SPEC is installed first so pip never pulls a torch build
+# you did not choose: the default is the CPU wheel; on a CUDA machine use e.g. `make demo TORCH_SPEC=torch`.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: install demo test lint format clean
+
+$(BIN)/molvae: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@touch $@
+
+install: $(BIN)/molvae  ## create the virtual environment and install molvae
+
+demo: install  ## the main job: a short BO campaign with the bundled model and data
+	$(BIN)/molvae optimize --out campaigns/demo
+
+test: install  ## the test suite (CPU, a few minutes)
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check molvae tests pipelines
+	$(BIN)/ruff format --check molvae tests pipelines
+
+format: install
+	$(BIN)/ruff check --fix molvae tests pipelines
+	$(BIN)/ruff format molvae tests pipelines
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache
