@@ -1,0 +1,133 @@
+"""One self-describing checkpoint file: config + vocab + weights + meta (+ resume state).
+
+Loads with ``torch.load(path, weights_only=True)``, so a file can never run code on load.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+import molvae
+from molvae.model import MolVAE, VAEConfig
+from molvae.tokens import Vocab
+
+FORMAT_VERSION = 1
+_REQUIRED = ("format", "config", "vocab", "state_dict")
+
+
+class CheckpointError(Exception):
+    """A checkpoint that is missing, damaged, foreign, or of an unsupported format."""
+
+
+@dataclass
+class Checkpoint:
+    """The loaded contents of a checkpoint file."""
+
+    config: VAEConfig
+    vocab_tokens: list[str]
+    state_dict: dict[str, torch.Tensor]
+    meta: dict[str, Any] = field(default_factory=dict)
+    train_state: dict[str, Any] | None = None
+
+    def build_model(self, device: torch.device | str = "cpu") -> MolVAE:
+        """A :class:`MolVAE` with these weights on ``device``, in eval mode."""
+        model = MolVAE(self.config)
+        model.load_state_dict(self.state_dict)
+        return model.to(device).eval()
+
+    def vocab(self) -> Vocab:
+        """The vocabulary the model was trained with."""
+        return Vocab(self.vocab_tokens)
+
+
+def versions() -> dict[str, str]:
+    """Library versions recorded in ``meta["versions"]`` (plain strings for weights_only)."""
+    return {"torch": str(torch.__version__), "molvae": str(molvae.__version__)}
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: nn.Module,
+    vocab_tokens: list[str],
+    meta: dict[str, Any] | None = None,
+    train_state: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``model`` atomically (temp file in the same folder, then ``os.replace``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # a JSON round trip turns Paths, numpy scalars etc. into primitives weights_only can load
+    meta = json.loads(json.dumps({"versions": versions(), **(meta or {})}, default=_plain))
+    payload: dict[str, Any] = {
+        "format": FORMAT_VERSION,
+        "config": model.config.to_dict(),
+        "vocab": list(vocab_tokens),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "meta": meta,
+    }
+    if train_state is not None:
+        payload["train_state"] = train_state
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: torch.device | str = "cpu") -> Checkpoint:
+    """Read a checkpoint; any problem raises :class:`CheckpointError` naming ``path``."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        raw = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(
+            f"checkpoint {path} holds objects other than tensors and primitives "
+            f"and was refused (weights_only): {_first_line(e)}"
+        ) from None
+    except Exception as e:  # garbage bytes raise anything: KeyError, struct.error, ...
+        raise CheckpointError(
+            f"checkpoint {path} is damaged or not a torch file: {_first_line(e)}"
+        ) from None
+    if not isinstance(raw, dict) or not all(k in raw for k in _REQUIRED):
+        raise CheckpointError(f"{path} is not a molvae checkpoint (missing {_REQUIRED} keys)")
+    if raw["format"] != FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint {path} has format {raw['format']!r}; this molvae reads {FORMAT_VERSION}"
+        )
+    try:
+        config = VAEConfig.from_dict(raw["config"])
+        vocab = [str(t) for t in raw["vocab"]]
+        Vocab(vocab)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {path} has an invalid config or vocab: {e}") from None
+    if len(vocab) != config.vocab_size:
+        raise CheckpointError(
+            f"checkpoint {path}: vocab has {len(vocab)} tokens but config says {config.vocab_size}"
+        )
+    meta = raw.get("meta") or {}
+    return Checkpoint(config, vocab, raw["state_dict"], meta, raw.get("train_state"))
+
+
+def _plain(obj: Any) -> Any:
+    return obj.item() if hasattr(obj, "item") else str(obj)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__

@@ -1,0 +1,274 @@
+"""The SMILES character VAE: bidirectional GRU encoder, GRU decoder conditioned on z.
+
+Knows token ids, not SMILES; no training loop, no files, no RDKit. Runs unchanged on CPU and CUDA.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+
+@dataclass
+class VAEConfig:
+    """Architecture of :class:`MolVAE` (primitives only, so it round-trips through JSON)."""
+
+    vocab_size: int
+    emb_dim: int = 64
+    enc_hidden: int = 256  # per direction; the encoder GRU is bidirectional
+    enc_layers: int = 1
+    latent_dim: int = 56
+    dec_hidden: int = 512
+    dec_layers: int = 3
+    dropout: float = 0.0  # between decoder GRU layers and on decoder embeddings, training only
+    max_len: int = 100  # maximum generated tokens, eos included
+    property_dim: int = 0  # >0 adds an MLP head predicting properties from mu
+    pad_id: int = 0
+    bos_id: int = 1
+    eos_id: int = 2
+
+    def to_dict(self) -> dict:
+        """Plain dict of primitives."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> VAEConfig:
+        """Inverse of :meth:`to_dict`; unknown keys raise ``TypeError``."""
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise TypeError(f"unknown VAEConfig fields: {sorted(unknown)}")
+        return cls(**d)
+
+
+@dataclass
+class VAEOutput:
+    """Loss parts and tensors of one forward pass (losses are scalars, means over the batch)."""
+
+    recon: Tensor  # cross-entropy summed over the non-pad target tokens, mean over molecules
+    kl: Tensor  # KL(q(z|x) || N(0, I)) summed over latent dims, mean over molecules
+    prop_loss: Tensor  # MSE of the property head (0 without head or props)
+    logits: Tensor  # batch x (length-1) x vocab
+    mu: Tensor  # batch x latent_dim
+    logvar: Tensor  # batch x latent_dim
+    z: Tensor  # batch x latent_dim
+    n_correct: Tensor  # teacher-forced argmax hits over non-pad targets (scalar, no grad)
+    n_tokens: Tensor  # number of non-pad targets (scalar)
+
+
+def resolve_device(name: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` -> cuda when available, else cpu; anything else as given."""
+    if str(name) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def kl_divergence(mu: Tensor, logvar: Tensor) -> Tensor:
+    """Analytic KL(N(mu, exp(logvar)) || N(0, I)) per row: ``batch x d -> batch``."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=-1)
+
+
+class MolVAE(nn.Module):
+    """GRU VAE over token ids (Gomez-Bombarelli style with a recurrent encoder)."""
+
+    def __init__(self, config: VAEConfig):
+        super().__init__()
+        c = config
+        self.config = c
+        self.embedding = nn.Embedding(c.vocab_size, c.emb_dim, padding_idx=c.pad_id)
+        self.encoder_rnn = nn.GRU(
+            c.emb_dim, c.enc_hidden, num_layers=c.enc_layers, batch_first=True, bidirectional=True
+        )
+        self.mu_head = nn.Linear(2 * c.enc_hidden, c.latent_dim)
+        self.logvar_head = nn.Linear(2 * c.enc_hidden, c.latent_dim)
+        self.z_to_hidden = nn.Linear(c.latent_dim, c.dec_layers * c.dec_hidden)
+        self.emb_dropout = nn.Dropout(c.dropout)
+        self.decoder_rnn = nn.GRU(
+            c.emb_dim + c.latent_dim,
+            c.dec_hidden,
+            num_layers=c.dec_layers,
+            batch_first=True,
+            dropout=c.dropout if c.dec_layers > 1 else 0.0,
+        )
+        self.out = nn.Linear(c.dec_hidden, c.vocab_size)
+        self.prop_head: nn.Module | None = None
+        if c.property_dim > 0:
+            self.prop_head = nn.Sequential(
+                nn.Linear(c.latent_dim, 128), nn.ReLU(), nn.Linear(128, c.property_dim)
+            )
+
+    # ----------------------------------------------------------------- encoder
+    def encode(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """x ``batch x length`` lengths ``batch`` -> mu, logvar ``batch x d``.
+
+        The encoder sees the full sequence; its summary is the last layer's final fwd/bwd states.
+        """
+        emb = self.embedding(x)
+        packed = pack_padded_sequence(emb, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        _, h = self.encoder_rnn(packed)  # (layers*2) x batch x enc_hidden
+        h = torch.cat([h[-2], h[-1]], dim=-1)  # last layer's forward and backward final states
+        return self.mu_head(h), self.logvar_head(h)
+
+    def reparameterize(
+        self, mu: Tensor, logvar: Tensor, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """z = mu + sigma * eps, ``batch x d``."""
+        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        return mu + torch.exp(0.5 * logvar) * eps
+
+    # ----------------------------------------------------------------- decoder
+    def init_hidden(self, z: Tensor) -> Tensor:
+        """z ``batch x d`` -> decoder initial state ``dec_layers x batch x dec_hidden``."""
+        c = self.config
+        h = torch.tanh(self.z_to_hidden(z)).view(z.shape[0], c.dec_layers, c.dec_hidden)
+        return h.transpose(0, 1).contiguous()
+
+    def _step_input(self, tokens: Tensor, z: Tensor) -> Tensor:
+        """tokens ``batch x T``, z ``batch x d`` -> ``batch x T x (emb+d)``."""
+        emb = self.emb_dropout(self.embedding(tokens))
+        return torch.cat([emb, z.unsqueeze(1).expand(-1, tokens.shape[1], -1).to(emb.dtype)], -1)
+
+    def decoder_logits(self, x_in: Tensor, lengths: Tensor, z: Tensor) -> Tensor:
+        """Teacher-forced logits ``batch x T x vocab`` for inputs x_in ``batch x T``."""
+        inp = self._step_input(x_in, z)
+        packed = pack_padded_sequence(inp, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        out, _ = self.decoder_rnn(packed, self.init_hidden(z).to(inp.dtype))
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=x_in.shape[1])
+        return self.out(out)
+
+    def forward(self, x: Tensor, lengths: Tensor, props: Tensor | None = None) -> VAEOutput:
+        """Loss parts for x ``batch x length`` (bos..eos, padded), optional props ``batch x p``."""
+        mu, logvar = self.encode(x, lengths)
+        z = self.reparameterize(mu, logvar) if self.training else mu
+        x_in, target = x[:, :-1], x[:, 1:]
+        logits = self.decoder_logits(x_in, lengths - 1, z)
+        pad = self.config.pad_id
+        ce = F.cross_entropy(  # batch x (length-1)
+            logits.float().transpose(1, 2), target, ignore_index=pad, reduction="none"
+        )
+        recon = ce.sum(dim=1).mean()
+        kl = kl_divergence(mu.float(), logvar.float()).mean()
+        prop_loss = torch.zeros((), device=x.device)
+        if self.prop_head is not None and props is not None:
+            prop_loss = F.mse_loss(self.prop_head(mu).float(), props.float())
+        with torch.no_grad():
+            mask = target != self.config.pad_id
+            n_correct = ((logits.argmax(-1) == target) & mask).sum()
+            n_tokens = mask.sum()
+        return VAEOutput(recon, kl, prop_loss, logits, mu, logvar, z, n_correct, n_tokens)
+
+    def predict_properties(self, mu: Tensor) -> Tensor:
+        """Property head on ``batch x d`` latents -> ``batch x property_dim``."""
+        if self.prop_head is None:
+            raise ValueError("this model has no property head (property_dim=0)")
+        return self.prop_head(mu)
+
+    def sample_prior(
+        self,
+        n: int,
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+    ) -> Tensor:
+        """``n x latent_dim`` standard-normal latents (drawn on the generator's device)."""
+        gen_device = generator.device if generator is not None else device
+        z = torch.randn(n, self.config.latent_dim, generator=generator, device=gen_device)
+        return z.to(device) if device is not None else z
+
+    @torch.no_grad()
+    def decode(
+        self,
+        z: Tensor,
+        strategy: str = "greedy",
+        temperature: float = 1.0,
+        beam_width: int = 5,
+        max_len: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """z ``batch x d`` -> ids ``batch x T`` without bos; each row is tokens, eos, then pad.
+
+        Decodes one GRU step at a time with the hidden state cached and stops once every row has
+        emitted eos (or after ``max_len`` tokens; such rows carry no eos). ``beam`` ranks beams by
+        plain (not length-normalised) summed log-probability and returns the best finished beam.
+        """
+        max_len = max_len or self.config.max_len
+        z = z.to(next(self.parameters()).device, torch.float32)
+        if strategy == "beam":
+            return self._beam(z, beam_width, max_len)
+        if strategy not in ("greedy", "sample"):
+            raise ValueError(f"unknown decode strategy {strategy!r}")
+        c = self.config
+        b = z.shape[0]
+        h = self.init_hidden(z)
+        tok = torch.full((b, 1), c.bos_id, dtype=torch.long, device=z.device)
+        done = torch.zeros(b, dtype=torch.bool, device=z.device)
+        out = []
+        for _ in range(max_len):
+            o, h = self.decoder_rnn(self._step_input(tok, z), h)
+            logits = self._mask_specials(self.out(o[:, -1]).float())  # batch x vocab
+            if strategy == "greedy":
+                nxt = logits.argmax(-1)
+            else:
+                nxt = _multinomial(torch.softmax(logits / temperature, -1), generator)
+            nxt = nxt.masked_fill(done, c.pad_id)
+            out.append(nxt)
+            done = done | (nxt == c.eos_id)
+            if bool(done.all()):
+                break
+            tok = nxt.unsqueeze(1)
+        return torch.stack(out, 1)
+
+    def _mask_specials(self, logits: Tensor) -> Tensor:
+        """pad and bos are never targets, so a decoder must not emit them."""
+        logits = logits.clone()
+        logits[:, [self.config.pad_id, self.config.bos_id]] = float("-inf")
+        return logits
+
+    def _beam(self, z: Tensor, k: int, max_len: int) -> Tensor:
+        """Batched beam search: ``batch x d`` -> best beam per row ``batch x T``."""
+        c = self.config
+        b, v = z.shape[0], c.vocab_size
+        zk = z.repeat_interleave(k, 0)  # (batch*k) x d, beams of one z are adjacent
+        h = self.init_hidden(zk)
+        tok = torch.full((b * k,), c.bos_id, dtype=torch.long, device=z.device)
+        score = torch.full((b, k), float("-inf"), device=z.device)
+        score[:, 0] = 0.0  # all beams start identical; keep one so top-k gives distinct ones
+        done = torch.zeros(b, k, dtype=torch.bool, device=z.device)
+        seqs = torch.zeros(b * k, 0, dtype=torch.long, device=z.device)
+        for _ in range(max_len):
+            o, h = self.decoder_rnn(self._step_input(tok.unsqueeze(1), zk), h)
+            logits = self._mask_specials(self.out(o[:, -1]).float())
+            logp = torch.log_softmax(logits, -1).view(b, k, v)
+            # a finished beam may only continue with pad at no cost, so it keeps its score
+            finished = torch.full((v,), float("-inf"), device=z.device)
+            finished[c.pad_id] = 0.0
+            logp = torch.where(done.unsqueeze(-1), finished, logp)
+            cand = (score.unsqueeze(-1) + logp).view(b, k * v)
+            score, idx = cand.topk(k, dim=-1)  # batch x k
+            beam, nxt = idx // v, idx % v
+            flat = (beam + torch.arange(b, device=z.device).unsqueeze(1) * k).view(-1)
+            seqs = torch.cat([seqs[flat], nxt.view(-1, 1)], 1)
+            h = h[:, flat]
+            done = done.view(-1)[flat].view(b, k) | (nxt == c.eos_id)
+            tok = nxt.view(-1)
+            # plain log-probs only fall as a beam grows, so a finished best beam is final
+            best_done = torch.where(done, score, float("-inf")).max(-1).values
+            best_open = torch.where(done, float("-inf"), score).max(-1).values
+            if bool((best_done >= best_open).all()):
+                break
+        rank = torch.where(done, score, score - 1e9)  # prefer finished beams, then score
+        pick = rank.argmax(-1) + torch.arange(b, device=z.device) * k
+        out = seqs[pick]
+        # trim columns that are pad in every row (beams can carry trailing pads)
+        keep = (out != c.pad_id).any(0).nonzero()
+        return out[:, : int(keep.max()) + 1] if keep.numel() else out[:, :1]
+
+
+def _multinomial(probs: Tensor, generator: torch.Generator | None) -> Tensor:
+    """One draw per row of ``batch x vocab`` probs, on the generator's device when it differs."""
+    if generator is not None and generator.device != probs.device:
+        return torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1).to(probs.device)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(1)

@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from molvae.batching import PadCollate
+from molvae.checkpoint import save_checkpoint
+from molvae.codec import LatentCodec
+from molvae.model import MolVAE, VAEConfig
+from molvae.tokens import Vocab
+
+
+@pytest.fixture(scope="module")
+def trained(request):
+    """A tiny model overfitted on the 8 fixture molecules (shared by the module's tests)."""
+    from conftest import ZINC_SMALL
+
+    smiles = list(ZINC_SMALL)
+    vocab = Vocab.build(smiles)
+    torch.manual_seed(0)
+    model = MolVAE(
+        VAEConfig(
+            len(vocab),
+            emb_dim=16,
+            enc_hidden=64,
+            latent_dim=8,
+            dec_hidden=64,
+            dec_layers=2,
+            max_len=50,
+        )
+    )
+    x, lengths, _ = PadCollate()([(i, np.array(vocab.encode(s))) for i, s in enumerate(smiles)])
+    opt = torch.optim.Adam(model.parameters(), lr=5e-3)
+    for _ in range(150):
+        out = model(x, lengths)
+        opt.zero_grad()
+        (out.recon + 0.01 * out.kl).backward()
+        opt.step()
+    return LatentCodec(model.eval(), vocab), smiles
+
+
+def test_properties(trained) -> None:
+    codec, _ = trained
+    assert codec.latent_dim == 8 and codec.max_len == 50
+
+
+def test_encodable_reasons(trained) -> None:
+    codec, smiles = trained
+    assert codec.encodable(smiles[0]) is None
+    assert codec.encodable("") == "empty"
+    assert codec.encodable("C" * 49) == "too_long"
+    assert codec.encodable("C" * 48) is None  # max_len - 2: room for bos and eos
+    assert codec.encodable("C[Pt]CC[Pt]Xx") == "unknown_tokens:[Pt],X,x"
+
+
+def test_encode_reports_bad_rows_without_crashing(trained) -> None:
+    codec, smiles = trained
+    batch = [smiles[0], "", "C" * 60, "C[Pt]C", smiles[1]]
+    res = codec.encode(batch, batch_size=1)
+    assert res.z.shape == (5, 8) and res.z.dtype == torch.float32 and res.z.device.type == "cpu"
+    assert res.ok.tolist() == [True, False, False, False, True]
+    assert res.reason == ["", "empty", "too_long", "unknown_tokens:[Pt]", ""]
+    assert torch.isnan(res.z[1:4]).all() and torch.isfinite(res.z[[0, 4]]).all()
+    # batching does not change the result
+    assert torch.allclose(res.z[[0, 4]], codec.encode([smiles[0], smiles[1]]).z, atol=1e-5)
+
+
+def test_sampled_encoding_is_seeded(trained) -> None:
+    codec, smiles = trained
+    a = codec.encode(smiles, sample=True, generator=torch.Generator().manual_seed(0)).z
+    b = codec.encode(smiles, sample=True, generator=torch.Generator().manual_seed(0)).z
+    assert torch.equal(a, b) and not torch.equal(a, codec.encode(smiles).z)
+
+
+def test_reconstruct_round_trips_through_vocab(trained) -> None:
+    codec, smiles = trained
+    assert codec.reconstruct(smiles) == smiles
+    assert codec.reconstruct(smiles, strategy="beam", beam_width=3) == smiles
+    assert codec.decode(codec.encode(smiles).z, batch_size=3) == smiles
+    assert codec.reconstruct(["", smiles[2], "C[Pt]"]) == [None, smiles[2], None]
+
+
+def test_decode_attempts_first_is_greedy(trained) -> None:
+    codec, smiles = trained
+    z = codec.encode(smiles[:3]).z
+    att = codec.decode_attempts(z, 4, temperature=1.0, generator=torch.Generator().manual_seed(0))
+    assert [len(a) for a in att] == [4, 4, 4]
+    assert [a[0] for a in att] == smiles[:3]
+    again = codec.decode_attempts(z, 4, temperature=1.0, generator=torch.Generator().manual_seed(0))
+    assert att == again
+    assert codec.decode_attempts(z, 1) == [[s] for s in smiles[:3]]
+
+
+def test_sample_is_seeded(trained) -> None:
+    codec, _ = trained
+    z1, s1 = codec.sample(6, strategy="sample", seed=3)
+    z2, s2 = codec.sample(6, strategy="sample", seed=3)
+    assert torch.equal(z1, z2) and s1 == s2 and len(s1) == 6 and z1.shape == (6, 8)
+    assert all(isinstance(s, str) for s in s1)
+
+
+def test_from_checkpoint(tmp_path, trained) -> None:
+    codec, smiles = trained
+    path = save_checkpoint(tmp_path / "m.pt", codec.model, codec.vocab.tokens)
+    loaded = LatentCodec.from_checkpoint(path, device="cpu")
+    assert loaded.reconstruct(smiles) == smiles
+    assert torch.equal(loaded.encode(smiles).z, codec.encode(smiles).z)

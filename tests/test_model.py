@@ -1,0 +1,177 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from molvae.batching import PadCollate
+from molvae.model import MolVAE, VAEConfig, kl_divergence
+from molvae.tokens import Vocab
+
+TINY = {"emb_dim": 16, "enc_hidden": 32, "latent_dim": 8, "dec_hidden": 32, "dec_layers": 2}
+
+
+def batch(vocab: Vocab, smiles: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    x, lengths, _ = PadCollate(vocab.pad_id)(
+        [(i, np.array(vocab.encode(s))) for i, s in enumerate(smiles)]
+    )
+    return x, lengths
+
+
+def tiny_model(vocab: Vocab, seed: int = 0, **kw) -> MolVAE:
+    torch.manual_seed(seed)
+    return MolVAE(VAEConfig(len(vocab), **{**TINY, **kw}))
+
+
+def test_config_dict_round_trip() -> None:
+    c = VAEConfig(40, latent_dim=12, property_dim=3)
+    assert VAEConfig.from_dict(c.to_dict()) == c
+    assert all(isinstance(v, (int, float)) for v in c.to_dict().values())
+    with pytest.raises(TypeError):
+        VAEConfig.from_dict({**c.to_dict(), "bogus": 1})
+
+
+@pytest.mark.parametrize("property_dim", [0, 2])
+def test_forward_shapes_and_finite_losses(zinc_small, property_dim) -> None:
+    vocab = Vocab.build(zinc_small)
+    model = tiny_model(vocab, property_dim=property_dim).train()
+    x, lengths = batch(vocab, zinc_small)
+    props = torch.randn(len(zinc_small), 2) if property_dim else None
+    out = model(x, lengths, props)
+    b, t = x.shape
+    assert out.logits.shape == (b, t - 1, len(vocab))
+    assert out.mu.shape == out.logvar.shape == out.z.shape == (b, 8)
+    for loss in (out.recon, out.kl, out.prop_loss):
+        assert loss.shape == () and torch.isfinite(loss)
+    assert (out.prop_loss > 0) == bool(property_dim)
+    assert int(out.n_tokens) == int((lengths - 1).sum())
+    assert 0 <= int(out.n_correct) <= int(out.n_tokens)
+    # recon is the per-molecule sum of token cross-entropies, averaged over molecules
+    logp = torch.log_softmax(out.logits, -1)
+    target = x[:, 1:]
+    ce = -logp.gather(-1, target.unsqueeze(-1)).squeeze(-1) * (target != 0)
+    assert torch.allclose(out.recon, ce.sum(1).mean(), atol=1e-4)
+    (out.recon + out.kl + out.prop_loss).backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_padding_does_not_change_the_encoding(zinc_small) -> None:
+    vocab = Vocab.build(zinc_small)
+    model = tiny_model(vocab).eval()
+    x, lengths = batch(vocab, zinc_small)
+    mu, _ = model.encode(x, lengths)
+    mu0, _ = model.encode(x[:1, : int(lengths[0])], lengths[:1])
+    assert torch.allclose(mu[0], mu0[0], atol=1e-5)
+
+
+def test_kl_matches_hand_computed_value() -> None:
+    mu = torch.tensor([[0.0, 0.0], [1.0, -2.0]])
+    logvar = torch.tensor([[0.0, 0.0], [math.log(2.0), 0.0]])
+    # 0.5 * sum(mu^2 + var - 1 - log var): row 2 = 0.5 * ((1 + 2 - 1 - ln2) + (4 + 1 - 1 - 0))
+    expected = torch.tensor([0.0, 0.5 * (2.0 - math.log(2.0) + 4.0)])
+    assert torch.allclose(kl_divergence(mu, logvar), expected)
+
+
+def test_tiny_model_overfits_one_batch(zinc_small) -> None:
+    vocab = Vocab.build(zinc_small)
+    model = tiny_model(vocab, enc_hidden=64, dec_hidden=64)
+    x, lengths = batch(vocab, zinc_small)
+    opt = torch.optim.Adam(model.parameters(), lr=5e-3)
+    model.train()
+    for _ in range(150):
+        out = model(x, lengths)
+        opt.zero_grad()
+        (out.recon + 0.01 * out.kl).backward()
+        opt.step()
+    model.eval()
+    mu, _ = model.encode(x, lengths)
+    for strategy in ("greedy", "beam"):
+        ids = model.decode(mu, strategy, beam_width=3)
+        assert [vocab.decode(r) for r in ids.tolist()] == zinc_small, strategy
+
+
+def check_rows(ids: torch.Tensor, vocab_size: int, eos: int = 2, pad: int = 0) -> None:
+    """Every row: valid ids without pad, then (if it ended) one eos, then only pad."""
+    assert ids.dtype == torch.long
+    assert ((ids >= 0) & (ids < vocab_size)).all()
+    for row in ids.tolist():
+        if eos in row:
+            k = row.index(eos)
+            assert pad not in row[:k]
+            assert all(t == pad for t in row[k + 1 :])
+        else:
+            assert pad not in row
+
+
+@pytest.mark.parametrize("strategy", ["greedy", "sample", "beam"])
+def test_decode_rows_end_with_eos_then_pad(zinc_small, strategy) -> None:
+    vocab = Vocab.build(zinc_small)
+    model = tiny_model(vocab).eval()
+    z = model.sample_prior(6, generator=torch.Generator().manual_seed(1))
+    ids = model.decode(z, strategy, max_len=30, beam_width=3)
+    assert ids.shape[0] == 6 and ids.shape[1] <= 30
+    check_rows(ids, len(vocab))
+
+
+def test_decode_stops_as_soon_as_every_row_ended(zinc_small) -> None:
+    vocab = Vocab.build(zinc_small)
+    model = tiny_model(vocab).eval()
+    with torch.no_grad():
+        # a huge eos bias makes every row end at the first step
+        model.out.bias[vocab.eos_id] = 100.0
+    z = torch.randn(4, 8)
+    for strategy in ("greedy", "sample", "beam"):
+        ids = model.decode(z, strategy, max_len=50)
+        assert ids.tolist() == [[vocab.eos_id]] * 4, strategy
+
+
+def test_decode_without_eos_runs_to_max_len(zinc_small) -> None:
+    vocab = Vocab.build(zinc_small)
+    model = tiny_model(vocab).eval()
+    with torch.no_grad():
+        model.out.bias[vocab.eos_id] = -100.0
+    ids = model.decode(torch.randn(3, 8), "greedy", max_len=7)
+    assert ids.shape == (3, 7) and not (ids == vocab.eos_id).any()
+
+
+def test_seeded_sampling_is_reproducible(zinc_small) -> None:
+    vocab = Vocab.build(zinc_small)
+    model = tiny_model(vocab).eval()
+    z = model.sample_prior(5, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(z, model.sample_prior(5, generator=torch.Generator().manual_seed(3)))
+    a = model.decode(z, "sample", generator=torch.Generator().manual_seed(7), max_len=40)
+    b = model.decode(z, "sample", generator=torch.Generator().manual_seed(7), max_len=40)
+    c = model.decode(z, "sample", generator=torch.Generator().manual_seed(8), max_len=40)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_beam_width_one_equals_greedy(zinc_small) -> None:
+    vocab = Vocab.build(zinc_small)
+    model = tiny_model(vocab).eval()
+    z = torch.randn(5, 8, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(model.decode(z, "beam", beam_width=1), model.decode(z, "greedy"))
+
+
+def test_beam_never_scores_below_greedy(zinc_small) -> None:
+    vocab = Vocab.build(zinc_small)
+    model = tiny_model(vocab).eval()
+    z = torch.randn(6, 8, generator=torch.Generator().manual_seed(0))
+
+    def logprob(ids: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([torch.full((len(ids), 1), vocab.bos_id), ids], 1)
+        lengths = (ids != vocab.pad_id).sum(1)  # decoder inputs: bos + all but the last token
+        logits = model.decoder_logits(x[:, :-1], lengths, z)
+        lp = torch.log_softmax(logits, -1).gather(-1, ids.unsqueeze(-1)).squeeze(-1)
+        return (lp * (ids != vocab.pad_id)).sum(1)
+
+    with torch.no_grad():
+        greedy = model.decode(z, "greedy", max_len=30)
+        beam = model.decode(z, "beam", beam_width=4, max_len=30)
+        # only compare rows where both finished, so both are complete sequences
+        done = (greedy == vocab.eos_id).any(1) & (beam == vocab.eos_id).any(1)
+        t = max(greedy.shape[1], beam.shape[1])
+        g = torch.nn.functional.pad(greedy, (0, t - greedy.shape[1]))
+        b = torch.nn.functional.pad(beam, (0, t - beam.shape[1]))
+        assert (logprob(b)[done] >= logprob(g)[done] - 1e-4).all()
