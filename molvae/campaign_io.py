@@ -1,0 +1,242 @@
+"""Campaign directory: crash-safe persistence of a BO or random-search campaign.
+
+Layout of ``out_dir``::
+
+    config.json       resolved config + run metadata (written once; budget may grow)
+    pool.csv          the scored and encoded initial pool (written once, atomically)
+    evaluations.csv   one row per proposal, appended and fsynced row by row
+    pending.json      the z of the batch being decoded/scored (exists only mid-iteration)
+    state.json        iteration, best, counts, per-iteration records (atomic rewrite)
+    report/           plots and summary
+
+JSON and CSV floats are written with ``repr`` so every latent vector round-trips exactly; a
+resumed campaign therefore sees bit-identical history and proposes what the uninterrupted one did.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+EVAL_COLUMNS = (
+    "iteration",
+    "index",
+    "source",
+    "smiles",
+    "canonical",
+    "score",
+    "status",
+    "valid_fraction",
+)
+STATUSES = ("ok", "invalid", "duplicate", "failed")
+FORMAT = 1
+# pandas 3 parses floats exactly by default (and deprecates the option); pandas 2 needs it.
+_ROUND_TRIP = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
+
+
+def z_columns(dim: int) -> list[str]:
+    """Latent column names ``z0 .. z{dim-1}``."""
+    return [f"z{i}" for i in range(dim)]
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temp file and ``os.replace`` (never half-written)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _fmt(value: Any) -> str:
+    """CSV cell: floats by ``repr`` (exact round trip), NaN as empty."""
+    if isinstance(value, (float, np.floating)):
+        return "" if math.isnan(value) else repr(float(value))
+    if isinstance(value, str):
+        # A decoder may emit anything; keep one row on one line so truncation repair stays simple.
+        return value.replace("\r", " ").replace("\n", " ")
+    return str(value)
+
+
+def _csv_line(cells: Sequence[Any]) -> str:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerow([_fmt(c) for c in cells])
+    return buf.getvalue()
+
+
+class CampaignStore:
+    """Reads and writes one campaign directory; every write is atomic or an fsynced append."""
+
+    def __init__(self, out_dir: str | Path, writer: bool = False):
+        self.dir = Path(out_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.config_path = self.dir / "config.json"
+        self.eval_path = self.dir / "evaluations.csv"
+        self.state_path = self.dir / "state.json"
+        self.pending_path = self.dir / "pending.json"
+        self.pool_path = self.dir / "pool.csv"
+        self.report_dir = self.dir / "report"
+        if writer:  # a reader (e.g. a report of a live campaign) must never cut the file
+            self._repair_evaluations()
+
+    # -- JSON files -------------------------------------------------------------------------
+    def _read_json(self, path: Path) -> dict[str, Any] | None:
+        if not path.exists():
+            return None
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+
+    def _write_json(self, path: Path, payload: dict[str, Any]) -> None:
+        atomic_write_text(path, json.dumps(payload, indent=1, allow_nan=True) + "\n")
+
+    def read_config(self) -> dict[str, Any] | None:
+        """The stored ``config.json`` payload, or None for a new directory."""
+        return self._read_json(self.config_path)
+
+    def write_config(self, payload: dict[str, Any]) -> None:
+        """Write ``config.json`` atomically."""
+        self._write_json(self.config_path, {"format": FORMAT, **payload})
+
+    def read_state(self) -> dict[str, Any] | None:
+        """The stored ``state.json`` payload, or None before the first finished iteration."""
+        return self._read_json(self.state_path)
+
+    def write_state(self, payload: dict[str, Any]) -> None:
+        """Rewrite ``state.json`` atomically."""
+        self._write_json(self.state_path, payload)
+
+    def read_pending(self) -> dict[str, Any] | None:
+        """The batch in flight (``iteration``, ``z`` as lists, ``record``), or None."""
+        return self._read_json(self.pending_path)
+
+    def write_pending(self, payload: dict[str, Any]) -> None:
+        """Persist the proposed batch before decoding or scoring any of it."""
+        self._write_json(self.pending_path, payload)
+
+    def clear_pending(self) -> None:
+        """Remove ``pending.json`` once ``state.json`` records the finished iteration."""
+        self.pending_path.unlink(missing_ok=True)
+
+    # -- evaluations.csv --------------------------------------------------------------------
+    def _repair_evaluations(self) -> None:
+        # A kill during an append can leave a partial last line: drop it (that row was not
+        # finished, so it is redone on resume).
+        if not self.eval_path.exists():
+            return
+        data = self.eval_path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            with open(self.eval_path, "r+b") as fh:
+                fh.truncate(data.rfind(b"\n") + 1)
+                fh.flush()
+                os.fsync(fh.fileno())
+
+    def append_rows(self, rows: Sequence[dict[str, Any]], dim: int) -> None:
+        """Append finished proposals (dicts with EVAL_COLUMNS and ``z``: d floats), fsynced."""
+        if not self.eval_path.exists() or self.eval_path.stat().st_size == 0:
+            atomic_write_text(self.eval_path, _csv_line([*EVAL_COLUMNS, *z_columns(dim)]))
+        with open(self.eval_path, "a", encoding="utf-8") as fh:
+            for row in rows:
+                cells = [row[c] for c in EVAL_COLUMNS] + [float(v) for v in row["z"]]
+                fh.write(_csv_line(cells))
+                fh.flush()
+                os.fsync(fh.fileno())
+
+    def load_history(self) -> pd.DataFrame:
+        """All recorded proposals as a DataFrame (empty with EVAL_COLUMNS if none)."""
+        if not self.eval_path.exists() or self.eval_path.stat().st_size == 0:
+            return empty_history(0)
+        return read_table(self.eval_path)
+
+    # -- pool.csv ---------------------------------------------------------------------------
+    def write_pool(self, pool: pd.DataFrame) -> None:
+        """Write the scored, encoded initial pool atomically."""
+        buf = io.StringIO()
+        buf.write(_csv_line(list(pool.columns)))
+        for row in pool.itertuples(index=False):
+            buf.write(_csv_line(list(row)))
+        atomic_write_text(self.pool_path, buf.getvalue())
+
+    def read_pool(self) -> pd.DataFrame | None:
+        """The stored initial pool, or None."""
+        return read_table(self.pool_path) if self.pool_path.exists() else None
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """Read a campaign CSV: strings stay strings, empty floats are NaN, floats round-trip.
+
+    A partial last line (a write cut off by a kill, or one in progress) is ignored.
+    """
+    data = path.read_text(encoding="utf-8")
+    data = data[: data.rfind("\n") + 1]
+    header = next(csv.reader(io.StringIO(data)))
+    text_cols = [c for c in header if c in ("source", "smiles", "canonical", "status")]
+    float_cols = [c for c in header if c not in text_cols]
+    df = pd.read_csv(
+        io.StringIO(data),
+        dtype={c: str for c in text_cols},
+        keep_default_na=False,
+        na_values={c: [""] for c in float_cols},
+        **_ROUND_TRIP,
+    )
+    for c in ("iteration", "index"):
+        if c in df.columns:
+            df[c] = df[c].astype("int64")
+    return df
+
+
+def empty_history(dim: int) -> pd.DataFrame:
+    """An empty history table with the evaluation columns and ``dim`` latent columns."""
+    cols = [*EVAL_COLUMNS, *z_columns(dim)]
+    return pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
+
+
+def observations(history: pd.DataFrame, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(z ``n x d``, score ``n``) of rows with a known score: ok, and duplicates of ok."""
+    if history.empty:
+        return torch.zeros(0, dim, dtype=torch.float64), torch.zeros(0, dtype=torch.float64)
+    zc = z_columns(dim)
+    ok = history["status"].isin(["ok", "duplicate"]) & np.isfinite(history["score"])
+    ok &= np.isfinite(history[zc]).all(axis=1)
+    x = torch.tensor(history.loc[ok, zc].to_numpy(dtype=float), dtype=torch.float64)
+    return x, torch.tensor(history.loc[ok, "score"].to_numpy(dtype=float), dtype=torch.float64)
+
+
+def best_of(history: pd.DataFrame) -> tuple[float, str | None]:
+    """(best score, its canonical SMILES) over rows scored ok; (NaN, None) if none."""
+    ok = (
+        history[(history["status"] == "ok") & np.isfinite(history["score"])] if len(history) else []
+    )
+    if len(ok) == 0:
+        return math.nan, None
+    i = ok["score"].to_numpy(dtype=float).argmax()
+    return float(ok["score"].iloc[i]), str(ok["canonical"].iloc[i])
+
+
+def known_scores(history: pd.DataFrame) -> dict[str, float]:
+    """Canonical SMILES -> score (NaN if it failed) of every molecule seen, first row wins."""
+    known: dict[str, float] = {}
+    for can, score in zip(history.get("canonical", []), history.get("score", []), strict=False):
+        if can and can not in known:
+            known[can] = float(score)
+    return known
+
+
+def top_molecules(history: pd.DataFrame, k: int) -> pd.DataFrame:
+    """The ``k`` best unique molecules scored ok: canonical, score, iteration, source."""
+    cols = ["canonical", "score", "iteration", "source"]
+    if history.empty:
+        return pd.DataFrame(columns=cols)
+    ok = history[(history["status"] == "ok") & np.isfinite(history["score"])]
+    top = ok.sort_values("score", ascending=False, kind="stable").drop_duplicates("canonical")
+    return top[cols].head(k).reset_index(drop=True)

@@ -1,0 +1,182 @@
+"""Campaign reports: best-so-far trace, grid image of the top molecules, a Markdown summary."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    from molvae.campaign import CampaignResult
+
+
+def best_so_far(history: pd.DataFrame) -> pd.DataFrame:
+    """Best score after each oracle call: columns ``evaluations`` (1..n ok rows), ``best``,
+    ``iteration``, in recording order. Invalid, duplicate and failed rows cost no oracle call.
+    """
+    if history.empty:
+        return pd.DataFrame({"evaluations": [], "best": [], "iteration": []})
+    ok = history[(history["status"] == "ok") & np.isfinite(history["score"].astype(float))]
+    return pd.DataFrame({
+        "evaluations": np.arange(1, len(ok) + 1),
+        "best": np.maximum.accumulate(ok["score"].to_numpy(dtype=float)),
+        "iteration": ok["iteration"].to_numpy(),
+    })  # fmt: skip
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _plot_trace(ax, history: pd.DataFrame, label: str, mark_init: bool) -> None:
+    trace = best_so_far(history)
+    ax.step(trace["evaluations"], trace["best"], where="post", label=label)
+    n_init = int((trace["iteration"] == 0).sum())
+    if mark_init and n_init:
+        ax.axvline(n_init, color="grey", linestyle="--", linewidth=1)
+        ax.annotate("initial design", (n_init, ax.get_ylim()[0]), fontsize=8, rotation=90,
+                    va="bottom", ha="right", color="grey")  # fmt: skip
+
+
+def _as_result(campaign: CampaignResult | str | Path) -> CampaignResult:
+    from molvae.campaign import load_campaign
+
+    return load_campaign(campaign) if isinstance(campaign, (str, Path)) else campaign
+
+
+def plot_trace(result: CampaignResult, path: Path) -> Path:
+    """Best-so-far score vs number of scored molecules, the initial design marked."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    _plot_trace(ax, result.history, result.kind, mark_init=True)
+    ax.set_xlabel("molecules scored (oracle calls)")
+    ax.set_ylabel("best score so far")
+    ax.set_title(f"{result.kind} campaign: best {result.best_score:.3f}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def compare_traces(results: dict[str, CampaignResult], path: str | Path) -> Path:
+    """Best-so-far traces of several campaigns (e.g. BO vs random search) on one plot."""
+    plt = _plt()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for i, (name, result) in enumerate(results.items()):
+        _plot_trace(ax, result.history, name, mark_init=i == 0)
+    ax.set_xlabel("molecules scored (oracle calls)")
+    ax.set_ylabel("best score so far")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_top_molecules(top: pd.DataFrame, path: Path, per_row: int = 4) -> Path | None:
+    """Grid image of ``top`` (canonical, score) with score legends; None if none parse."""
+    from rdkit import Chem, RDLogger
+    from rdkit.Chem import Draw
+
+    RDLogger.DisableLog("rdApp.*")
+    mols, legends = [], []
+    for can, score in zip(top["canonical"], top["score"], strict=True):
+        mol = Chem.MolFromSmiles(str(can))
+        if mol is not None:
+            mols.append(mol)
+            legends.append(f"{score:.3f}")
+    if not mols:
+        return None
+    png = Draw.MolsToGridImage(
+        mols, molsPerRow=min(per_row, len(mols)), subImgSize=(250, 250), legends=legends,
+        returnPNG=True,
+    )  # fmt: skip
+    if not isinstance(png, bytes):  # older RDKit returns a PIL image
+        import io
+
+        buf = io.BytesIO()
+        png.save(buf, format="PNG")
+        png = buf.getvalue()
+    path.write_bytes(png)
+    return path
+
+
+def _md_table(df: pd.DataFrame) -> str:
+    cols = list(df.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for row in df.itertuples(index=False):
+        cells = [f"{v:.4g}" if isinstance(v, float) else str(v) for v in row]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def summary_markdown(result: CampaignResult, images: dict[str, Path], top_k: int = 12) -> str:
+    """The Markdown summary page of a campaign."""
+    from molvae.campaign import top_molecules
+
+    top = top_molecules(result.history, top_k)
+    h = result.history
+    new = h[h["iteration"] > 0] if len(h) else h
+    counts = h["status"].value_counts() if len(h) else pd.Series(dtype=int)
+    validity = float((new["canonical"] != "").mean()) if len(new) else math.nan
+    settings = pd.DataFrame({"setting": list(asdict(result.config)), "value": [
+        str(v) for v in asdict(result.config).values()]})  # fmt: skip
+    status = pd.DataFrame({
+        "status": ["ok", "invalid", "duplicate", "failed"],
+        "all rows": [int(counts.get(s, 0)) for s in ("ok", "invalid", "duplicate", "failed")],
+        "proposed (iteration > 0)": [
+            int((new["status"] == s).sum()) if len(new) else 0
+            for s in ("ok", "invalid", "duplicate", "failed")
+        ],
+    })  # fmt: skip
+    parts = [
+        f"# {result.kind} campaign: {result.out_dir.name}",
+        f"Best: **{result.best_score:.4f}** `{result.best_smiles}`",
+        f"Proposals after the initial design: {len(new)}; valid: {validity:.3f}; "
+        f"scored ok: {int((new['status'] == 'ok').sum()) if len(new) else 0} "
+        f"(budget {result.config.budget}).",
+        "## Counts by status", _md_table(status),
+        "## Top molecules", _md_table(top) if len(top) else "(none)",
+    ]  # fmt: skip
+    if len(result.iterations):
+        cols = [c for c in ("iteration", "source", "q", "n_ok", "n_invalid", "n_duplicate",
+                            "n_failed", "validity", "best", "gp_points", "fit_s", "acq_s",
+                            "wall_s", "fallback") if c in result.iterations.columns]  # fmt: skip
+        parts += ["## Iterations", _md_table(result.iterations[cols])]
+    parts += ["## Settings", _md_table(settings)]
+    if result.metadata:
+        parts += ["## Run metadata", "\n".join(f"- {k}: {v}" for k, v in result.metadata.items())]
+    parts += ["## Images", *(f"![{name}]({p.name})" for name, p in images.items())]
+    return "\n\n".join(parts) + "\n"
+
+
+def write_report(campaign: CampaignResult | str | Path, top_k: int = 12) -> dict[str, Path]:
+    """Write ``trace.png``, ``top_molecules.png`` and ``summary.md`` into ``out_dir/report/``.
+
+    Returns the written files by name (``top_molecules`` is missing when nothing parses).
+    """
+    result = _as_result(campaign)
+    report_dir = Path(result.out_dir) / "report"
+    report_dir.mkdir(parents=True, exist_ok=True)
+    images: dict[str, Path] = {"trace": plot_trace(result, report_dir / "trace.png")}
+    from molvae.campaign import top_molecules
+
+    grid = plot_top_molecules(
+        top_molecules(result.history, top_k), report_dir / "top_molecules.png"
+    )
+    if grid is not None:
+        images["top_molecules"] = grid
+    summary = report_dir / "summary.md"
+    summary.write_text(summary_markdown(result, images, top_k), encoding="utf-8")
+    return {**images, "summary": summary}
