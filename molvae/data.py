@@ -28,8 +28,14 @@ import pandas as pd
 from molvae.tokens import Vocab, tokenize
 
 SMILES_COLUMNS = (
-    "smiles", "SMILES", "Smiles", "canonical_smiles", "CANONICAL_SMILES", "smi", "mol",
-)  # fmt: skip
+    "smiles",
+    "SMILES",
+    "Smiles",
+    "canonical_smiles",
+    "CANONICAL_SMILES",
+    "smi",
+    "mol",
+)
 
 # MOSES ZINC Clean Leads ships inside this wheel; see DESIGN.md ("ZINC data").
 MOSES_WHEEL = "molsets==0.3.1"
@@ -39,8 +45,12 @@ MOSES_SPLITS = {"train": 1_584_663, "test": 176_074, "test_scaffolds": 176_225}
 
 # Names usable wherever a data path is expected.
 BUNDLED = {"zinc": "zinc/train.csv.gz", "zinc-test": "zinc/test.csv.gz"}
-FETCHED = {"zinc-full": "train", "moses-train": "train", "moses-test": "test",
-           "moses-test-scaffolds": "test_scaffolds"}  # fmt: skip
+FETCHED = {
+    "zinc-full": "train",
+    "moses-train": "train",
+    "moses-test": "test",
+    "moses-test-scaffolds": "test_scaffolds",
+}
 
 
 class DataError(ValueError):
