@@ -133,6 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="sample",
         help="how prior samples are decoded (default: %(default)s, as MOSES)",
     )
+    p.add_argument(
+        "--max-reference",
+        type=int,
+        default=50_000,
+        help="use the first N test/train molecules (default: %(default)s)",
+    )
     p.add_argument("--no-fcd", action="store_true", help="skip the Frechet ChemNet Distance")
     p.add_argument("--seed", type=int, default=0)
     _add_out(p, "runs/evaluate", "directory for metrics.json, metrics.md, histograms")
@@ -396,7 +402,14 @@ def _cmd_evaluate(a: argparse.Namespace) -> None:
         n_samples=a.n_samples, n_reconstruct=a.n_reconstruct, seed=a.seed, compute_fcd=not a.no_fcd
     )
     evaluate_model(
-        a.model, a.out, test=a.test, train=a.train, config=cfg, strategy=a.strategy, device=a.device
+        a.model,
+        a.out,
+        test=a.test,
+        train=a.train,
+        config=cfg,
+        strategy=a.strategy,
+        device=a.device,
+        max_reference=a.max_reference,
     )
     md = Path(a.out) / "metrics.md"
     print(md.read_text() if md.exists() else f"metrics in {a.out}")

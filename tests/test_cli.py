@@ -146,6 +146,8 @@ def test_evaluate_small(tiny_run, tmp_path) -> None:
             "--n-reconstruct",
             "20",
             "--no-fcd",
+            "--max-reference",
+            "500",
             "--out",
             str(out),
         ]
