@@ -112,7 +112,8 @@ def plot_top_molecules(top: pd.DataFrame, path: Path, per_row: int = 4) -> Path 
     return path
 
 
-def _md_table(df: pd.DataFrame) -> str:
+def markdown_table(df: pd.DataFrame) -> str:
+    """A DataFrame as a Markdown table (floats to 4 significant digits)."""
     cols = list(df.columns)
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for row in df.itertuples(index=False):
@@ -146,15 +147,15 @@ def summary_markdown(result: CampaignResult, images: dict[str, Path], top_k: int
         f"Proposals after the initial design: {len(new)}; valid: {validity:.3f}; "
         f"scored ok: {int((new['status'] == 'ok').sum()) if len(new) else 0} "
         f"(budget {result.config.budget}).",
-        "## Counts by status", _md_table(status),
-        "## Top molecules", _md_table(top) if len(top) else "(none)",
+        "## Counts by status", markdown_table(status),
+        "## Top molecules", markdown_table(top) if len(top) else "(none)",
     ]  # fmt: skip
     if len(result.iterations):
         cols = [c for c in ("iteration", "source", "q", "n_ok", "n_invalid", "n_duplicate",
                             "n_failed", "validity", "best", "gp_points", "fit_s", "acq_s",
                             "wall_s", "fallback") if c in result.iterations.columns]  # fmt: skip
-        parts += ["## Iterations", _md_table(result.iterations[cols])]
-    parts += ["## Settings", _md_table(settings)]
+        parts += ["## Iterations", markdown_table(result.iterations[cols])]
+    parts += ["## Settings", markdown_table(settings)]
     if result.metadata:
         parts += ["## Run metadata", "\n".join(f"- {k}: {v}" for k, v in result.metadata.items())]
     parts += ["## Images", *(f"![{name}]({p.name})" for name, p in images.items())]
