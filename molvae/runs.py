@@ -19,7 +19,15 @@ import numpy as np
 import torch
 
 from molvae import __version__
-from molvae.data import FilterConfig, data_dir, encode_all, load_smiles, split
+from molvae.data import (
+    FETCHED,
+    FilterConfig,
+    data_dir,
+    encode_all,
+    load_smiles,
+    split,
+    token_cache,
+)
 from molvae.tokens import Vocab
 
 log = logging.getLogger(__name__)
@@ -54,7 +62,7 @@ def environment() -> dict[str, Any]:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp = path.with_suffix(f"{path.suffix}.{os.getpid()}.tmp")  # torchrun ranks write it too
     tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
     os.replace(tmp, path)
 
@@ -75,6 +83,9 @@ class TrainRunConfig:
     split_seed: int = 0
     model: dict[str, Any] = field(default_factory=dict)  # VAEConfig overrides (vocab_size is set)
     resume: bool = False
+    # Memory-mapped token cache (molvae.data.token_cache): None = only for the fetched MOSES sets,
+    # where filtering 1.6M molecules takes minutes and Python lists of them take gigabytes.
+    cache_tokens: bool | None = None
 
 
 def train_on_smiles(run: TrainRunConfig, train_config=None, progress: bool = True):
@@ -90,6 +101,9 @@ def train_on_smiles(run: TrainRunConfig, train_config=None, progress: bool = Tru
     train_config = train_config or TrainConfig()
     out = Path(run.out_dir)
     max_len = run.model.get("max_len", VAEConfig.max_len)
+    use_cache = run.cache_tokens if run.cache_tokens is not None else str(run.data) in FETCHED
+    if use_cache:
+        return _train_cached(run, train_config, progress, max_len)
     smiles, report = load_smiles(
         run.data, config=FilterConfig(max_tokens=max_len - 2, dedupe=True), limit=run.max_molecules
     )
@@ -138,6 +152,42 @@ def train_on_smiles(run: TrainRunConfig, train_config=None, progress: bool = Tru
         meta=meta,
         progress=progress,
     )
+
+
+def _train_cached(run: TrainRunConfig, train_config, progress: bool, max_len: int):
+    """`train_on_smiles` over the memory-mapped token cache (same filter, split and records)."""
+    from molvae.checkpoint import load_checkpoint
+    from molvae.model import VAEConfig
+    from molvae.train import TrainConfig, train
+
+    out = Path(run.out_dir)
+    cache = token_cache(
+        run.data, FilterConfig(max_tokens=max_len - 2, dedupe=True), limit=run.max_molecules
+    )
+    report, vocab = cache.report, cache.vocab
+    log.info("data %s (token cache %s): %s", run.data, cache.dir, report.summary())
+    if len(cache) < 2:
+        raise ValueError(f"{run.data}: fewer than 2 usable molecules ({report.summary()})")
+    if run.resume and (out / "last.pt").exists():
+        saved = load_checkpoint(out / "last.pt").vocab()
+        if saved != vocab:
+            raise ValueError(f"{out / 'last.pt'} has another vocabulary than {run.data}")
+    # the same permutation as `split` over the SMILES list, so both paths pick the same molecules
+    train_idx, val_idx = split(np.arange(len(cache)), run.val_fraction, seed=run.split_seed)
+    if run.max_val is not None:
+        val_idx = val_idx[: run.max_val]
+    if not val_idx:
+        val_idx = train_idx[:1]
+    train_ids, val_ids = cache.subset(train_idx), cache.subset(val_idx)
+    model_config = VAEConfig(**{**run.model, "vocab_size": len(vocab)})
+    out.mkdir(parents=True, exist_ok=True)
+    info = {"n_train": len(train_ids), "n_val": len(val_ids), "data_report": report.to_dict(),
+            "token_cache": str(cache.dir), "environment": environment()}  # fmt: skip
+    _write_json(out / "run.json", {"run": asdict(run), **info})
+    return train(
+        model_config, train_config or TrainConfig(), vocab.tokens, train_ids, val_ids, out,
+        resume=run.resume, meta={"trained_on": str(run.data), **info}, progress=progress,
+    )  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,11 +2,15 @@
 
 Knows nothing of SMILES: it gets id arrays (bos..eos) and the vocabulary's tokens to store in the
 checkpoints. Writes ``config.json``, ``metrics.csv``, ``best.pt`` and ``last.pt`` in ``out_dir``.
+
+Under ``torchrun`` (``WORLD_SIZE`` > 1) it trains with DistributedDataParallel: each rank takes its
+share of every epoch's batches, gradients are averaged, and only rank 0 validates and writes files.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import random
@@ -19,10 +23,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from molvae.batching import make_loader
 from molvae.checkpoint import load_checkpoint, save_checkpoint, versions
+from molvae.distributed import (
+    ShardedBatchSampler,
+    all_finite,
+    init_distributed,
+    sum_over_ranks,
+)
 from molvae.model import MolVAE, VAEConfig, resolve_device
 
 
@@ -52,6 +65,10 @@ class TrainConfig:
     val_batch_size: int = 1024
 
 
+class TrainingDiverged(RuntimeError):
+    """Too many consecutive non-finite losses: the run stopped (the message says where)."""
+
+
 @dataclass
 class TrainResult:
     """Where the checkpoints are and how training went."""
@@ -62,8 +79,10 @@ class TrainResult:
     history: pd.DataFrame  # one row per epoch (metrics.csv)
     best_val_loss: float
     best_epoch: int
-    molecules_per_second: float  # training throughput of the last epoch
+    molecules_per_second: float  # training throughput of the last epoch (all ranks together)
     nonfinite_steps: int
+    model: MolVAE | None = None  # the trained module (every rank has the same weights)
+    world_size: int = 1
 
 
 def kl_weight(step: int, steps_per_epoch: int, config: TrainConfig) -> float:
@@ -196,19 +215,41 @@ def train(
     at the next epoch with the same optimizer, scheduler and RNG states.
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(config.device)
+    rank, world, device, created_group = init_distributed(resolve_device(config.device))
+    main = rank == 0
+    progress = progress and main
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
     if config.num_threads and device.type == "cpu":
         torch.set_num_threads(config.num_threads)
     _seed_all(config.seed)
-    (out / "config.json").write_text(
-        json.dumps({"model": model_config.to_dict(), "train": asdict(config)}, indent=2)
-    )
+    if main:
+        (out / "config.json").write_text(
+            json.dumps(
+                {"model": model_config.to_dict(), "train": asdict(config), "world_size": world},
+                indent=2,
+            )
+        )
     model = MolVAE(model_config).to(device)
+    net: torch.nn.Module = model
+    if world > 1:
+        # broadcasts rank 0's initial weights; backward() then averages gradients over ranks
+        net = DistributedDataParallel(
+            model,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=model.prop_head is not None and train_props is None,
+        )
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     loader = make_loader(
         train_ids, config.batch_size, seed=config.seed, pad_id=model_config.pad_id, device=device
     )
+    if world > 1:
+        loader = DataLoader(
+            loader.dataset,
+            batch_sampler=ShardedBatchSampler(loader.batch_sampler, rank, world),
+            collate_fn=loader.collate_fn,
+            pin_memory=loader.pin_memory,
+        )
     steps_per_epoch = len(loader)
     if config.max_steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
@@ -216,7 +257,9 @@ def train(
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total_steps, config))
     start_epoch, step, best_loss, best_epoch, nonfinite = 0, 0, math.inf, -1, 0
     metrics_path = out / "metrics.csv"
-    if resume:
+    # Resume with no last.pt (killed before the first epoch ended) starts afresh, so the same
+    # command can always be rerun after a crash.
+    if resume and (out / "last.pt").exists():
         ck = load_checkpoint(out / "last.pt", map_location=device)
         if ck.train_state is None:
             raise RuntimeError(f"{out / 'last.pt'} has no training state to resume from")
@@ -228,16 +271,17 @@ def train(
         best_loss, best_epoch = float(ts["best_val_loss"]), int(ts["best_epoch"])
         nonfinite = int(ts.get("nonfinite_steps", 0))
         _set_rng_state(ts["rng"])
-        _truncate_metrics(metrics_path, start_epoch)
-    elif metrics_path.exists():
+        if main:
+            _truncate_metrics(metrics_path, start_epoch, ck.meta.get("metrics"))
+    elif main and metrics_path.exists():
         metrics_path.unlink()
     base_meta = {"trained_on": None, **(meta or {}), "versions": versions()}
-    mps = 0.0
+    mps, consecutive = 0.0, 0  # consecutive non-finite steps run on across epochs
     for epoch in range(start_epoch, config.epochs):
-        model.train()
+        net.train()
         loader.batch_sampler.set_epoch(epoch)
         sums = {"loss": 0.0, "recon": 0.0, "kl": 0.0, "prop": 0.0}
-        n_mol = consecutive = 0
+        n_mol = 0
         bar = tqdm(
             total=steps_per_epoch,
             desc=f"epoch {epoch + 1}/{config.epochs}",
@@ -252,10 +296,10 @@ def train(
             props = _props(train_props, idx, device)
             beta = kl_weight(step, steps_per_epoch, config)
             with _autocast(device, config.amp):
-                o = model(x, lengths, props)
+                o = net(x, lengths, props)
                 loss = o.recon + beta * o.kl + config.prop_weight * o.prop_loss
             opt.zero_grad(set_to_none=True)
-            ok = bool(torch.isfinite(loss))
+            ok = all_finite(loss, world)
             if ok:
                 loss.backward()
                 gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
@@ -266,7 +310,7 @@ def train(
                 nonfinite += 1
                 consecutive += 1
                 if consecutive > config.max_nonfinite_steps:
-                    raise RuntimeError(
+                    raise TrainingDiverged(
                         f"training stopped: {consecutive} consecutive non-finite losses "
                         f"at epoch {epoch + 1}, step {step}; lower lr or check the data"
                     )
@@ -286,7 +330,16 @@ def train(
             bar.set_postfix(loss=f"{loss.item():.3f}", beta=f"{beta:.3f}", mol_s=f"{mps:.0f}")
         bar.close()
         train_time = time.perf_counter() - t0
+        if world > 1:
+            sums, n_mol = sum_over_ranks(sums, n_mol, device)
+        if n_mol == 0 and consecutive > 0:  # no finite step: saving would hide a diverged model
+            raise TrainingDiverged(
+                f"training stopped: no finite loss in epoch {epoch + 1} "
+                f"({consecutive} consecutive non-finite steps); lower lr or check the data"
+            )
         mps = n_mol / max(train_time, 1e-9)
+        if not main:
+            continue  # rank 0 validates and writes; the others go on to the next epoch
         val = evaluate(model, val_ids, config, device, val_props)
         row = {
             "epoch": epoch + 1,
@@ -328,10 +381,15 @@ def train(
         _append_metrics(metrics_path, row)
         if callback is not None:
             callback(row)
+    if world > 1:
+        dist.barrier()  # rank 0's files are complete before any rank returns
     history = pd.read_csv(metrics_path) if metrics_path.exists() else pd.DataFrame()
+    if created_group:
+        dist.destroy_process_group()
     return TrainResult(
-        out, out / "best.pt", out / "last.pt", history, best_loss, best_epoch, mps, nonfinite
-    )
+        out, out / "best.pt", out / "last.pt", history, best_loss, best_epoch, mps, nonfinite,
+        model=model, world_size=world,
+    )  # fmt: skip
 
 
 def _append_metrics(path: Path, row: dict[str, Any]) -> None:
@@ -344,9 +402,22 @@ def _append_metrics(path: Path, row: dict[str, Any]) -> None:
         f.flush()
 
 
-def _truncate_metrics(path: Path, keep_through_epoch: int) -> None:
-    """Drop rows of epochs after ``keep_through_epoch`` (1-based) left by an interrupted run."""
-    if not path.exists():
-        return
-    df = pd.read_csv(path)
-    df[df["epoch"] <= keep_through_epoch].to_csv(path, index=False)
+def _truncate_metrics(
+    path: Path, keep_through_epoch: int, last_row: dict[str, Any] | None = None
+) -> None:
+    """Drop rows of epochs after ``keep_through_epoch`` (1-based) left by an interrupted run.
+
+    ``last_row`` (the metrics stored in ``last.pt``) restores that epoch's row when a kill
+    between saving ``last.pt`` and appending the row lost it, so each epoch appears once.
+    """
+    text = path.read_text() if path.exists() else ""
+    text = text[: text.rfind("\n") + 1]  # a row cut off mid-write is not a finished row
+    df = pd.read_csv(io.StringIO(text)) if text else pd.DataFrame()
+    if len(df):
+        df = df[df["epoch"] <= keep_through_epoch]
+    if last_row and (df.empty or keep_through_epoch not in set(df["epoch"])):
+        df = pd.concat([df, pd.DataFrame([last_row])], ignore_index=True)
+    if df.empty:
+        path.unlink(missing_ok=True)
+    else:
+        df.to_csv(path, index=False)

@@ -1,0 +1,92 @@
+"""Smoke runs of pipelines/benchmarks/ (no MOSES download: ``--no-peer``), and the BO scaling."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "pipelines" / "benchmarks"
+
+
+@pytest.fixture
+def load(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))  # as when run as a script: siblings importable
+
+    def _load(name: str, folder: Path = BENCH):
+        spec = importlib.util.spec_from_file_location(f"bench_{name}", folder / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return _load
+
+
+def test_bo_scaling_smoke_caps_the_gp_and_adds_one_batch(tmp_path, load) -> None:
+    assert load("bo_scaling").main(["--smoke", "--out", str(tmp_path)]) == 0
+    df = pd.read_csv(tmp_path / "results.csv")
+    assert df["points"].tolist() == [200, 500]
+    assert (df["gp_points"] == 100).all()  # max_gp_points, whatever the history size
+    assert (df["source"] == "bo").all()  # a real GP proposal, not the random fallback
+    assert (tmp_path / "results.md").read_text().startswith("# BO iteration time")
+    # the synthetic campaign resumed and recorded exactly one more batch of q=5
+    hist = pd.read_csv(tmp_path / "campaign-500" / "evaluations.csv")
+    assert len(hist) == 505 and (hist["iteration"] == hist["iteration"].max()).sum() == 5
+
+
+def test_train_throughput_smoke(tmp_path, load) -> None:
+    args = ["--smoke", "--no-peer", "--threads", "1", "--out", str(tmp_path)]
+    assert load("train_throughput").main(args) == 0
+    df = pd.read_csv(tmp_path / "results.csv")
+    assert df["model"].tolist() == ["molvae"]
+    assert df["molecules"][0] == 32 and df["mol_per_s"][0] > 0
+
+
+def test_sample_throughput_smoke(tmp_path, load) -> None:
+    args = ["--smoke", "--no-peer", "--threads", "1", "--out", str(tmp_path)]
+    assert load("sample_throughput").main(args) == 0
+    df = pd.read_csv(tmp_path / "results.csv")
+    assert df["strategy"].tolist() == ["greedy", "sample"]
+    assert (df["molecules"] == 16).all() and (df["mean_steps"] <= 100).all()
+
+
+def test_demo_time_smoke(tmp_path, load) -> None:
+    run = tmp_path / "model"
+    load("train_default", ROOT / "pipelines").main(
+        ["--smoke", "--out", str(run), "--threads", "1", "--no-install"]
+    )
+    args = ["--smoke", "--model", str(run / "best.pt"), "--threads", "1", "--out", str(tmp_path)]
+    assert load("demo_time").main(args) == 0
+    df = pd.read_csv(tmp_path / "results.csv")
+    assert df["iterations"][0] == 1 and df["proposals"][0] == 2 and bool(df["report"][0])
+
+
+def test_moses_peer_vocab_round_trip(load) -> None:
+    peer = load("_moses_peer")
+    vocab = peer.CharVocab(["CCO", "c1ccccc1Cl"])
+    ids = vocab.string2ids("CCl", add_bos=True, add_eos=True)
+    assert ids[0] == vocab.bos and ids[-1] == vocab.eos and vocab.ids2string(ids) == "CCl"
+    assert vocab.string2ids("N") == [vocab.unk] and vocab.vectors.shape == (len(vocab),) * 2
+
+
+def test_moses_peer_loads_patched_when_the_wheel_is_cached(load) -> None:
+    """Runs only where the wheel is already cached (tests never download)."""
+    from molvae.data import cache_dir
+
+    peer = load("_moses_peer")
+    cache = cache_dir() / "peers"
+    if not (cache / peer.WHEEL_FILE).exists():
+        pytest.skip("molsets wheel not cached; run a benchmark without --no-peer first")
+    moses = peer.load_moses_vae(cache)
+    assert "torch.uint8" not in (moses.dir / "moses_vae" / "model.py").read_text()
+    cfg = moses.config
+    assert (cfg.q_d_h, cfg.d_d_h, cfg.d_n_layers, cfg.d_z, cfg.q_bidir) == (256, 512, 3, 128, False)
+    cfg.q_d_h, cfg.d_d_h, cfg.d_z = 8, 8, 4
+    torch.manual_seed(0)
+    model = moses.VAE(peer.CharVocab(["CCO", "CCN"]), cfg).eval()
+    out = model.sample(3, max_len=10)  # the patched bool mask: no uint8 indexing error
+    assert len(out) == 3 and all(isinstance(s, str) for s in out)
