@@ -91,14 +91,20 @@ def save_checkpoint(
 def load_checkpoint(path: str | Path, map_location: torch.device | str = "cpu") -> Checkpoint:
     """Read a checkpoint; any problem raises :class:`CheckpointError` naming ``path``."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a directory, not a checkpoint file")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
         raw = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
+        # torch's message starts with a generic paragraph; the line naming the global is the news
+        glob = [ln.strip() for ln in str(e).splitlines() if "GLOBAL" in ln]
+        if not glob:  # not a pickle that asks for code, just bytes that are no pickle at all
+            raise CheckpointError(f"checkpoint {path} is damaged or not a torch file") from None
         raise CheckpointError(
             f"checkpoint {path} holds objects other than tensors and primitives "
-            f"and was refused (weights_only): {_first_line(e)}"
+            f"and was refused (weights_only): {glob[0]}"
         ) from None
     except Exception as e:  # garbage bytes raise anything: KeyError, struct.error, ...
         raise CheckpointError(

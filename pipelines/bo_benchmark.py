@@ -13,6 +13,8 @@ per run, ``results.csv``, ``results.md`` and a BO-vs-random trace plot per objec
 from __future__ import annotations
 
 import argparse
+import hashlib
+import re
 import sys
 import time
 from pathlib import Path
@@ -23,6 +25,15 @@ import pandas as pd
 from molvae.bo import BOConfig
 from molvae.report import compare_traces, markdown_table
 from molvae.runs import OptimizeRunConfig, environment, optimize
+
+
+def file_stem(objective: str) -> str:
+    """A file-name-safe stem for an objective spec: ``similarity:<SMILES>`` may hold ``/`` or
+    ``..`` and must never make a path leave ``--out``; a short hash keeps distinct specs apart."""
+    stem = re.sub(r"[^A-Za-z0-9_+=-]+", "_", objective).strip("_")[:60] or "objective"
+    if stem == objective:
+        return stem
+    return f"{stem}-{hashlib.sha256(objective.encode()).hexdigest()[:8]}"
 
 
 def summarize(result, method: str, objective: str, seed: int, wall: float) -> dict:
@@ -86,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
                 run = OptimizeRunConfig(
                     model=a.model,
                     objective=objective,
-                    out_dir=str(out / f"{objective}-{method}-seed{seed}"),
+                    out_dir=str(out / f"{file_stem(objective)}-{method}-seed{seed}"),
                     method=method,
                     threads=a.threads,
                 )
@@ -101,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"valid {r['valid_rate']:.2f}, {r['s_per_iter']:.1f} s/iter",
                     file=sys.stderr,
                 )
-            compare_traces(results, out / f"{objective}-seed{seed}-traces.png")
+            compare_traces(results, out / f"{file_stem(objective)}-seed{seed}-traces.png")
 
     df = pd.DataFrame(rows)
     df.to_csv(out / "results.csv", index=False)
