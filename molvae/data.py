@@ -115,6 +115,22 @@ def resolve_data(spec: str | os.PathLike) -> Path:
     return path
 
 
+def fetch_moses_wheel(directory: Path) -> Path:
+    """The sha256-verified ``molsets==0.3.1`` wheel in ``directory`` (pip-downloaded if absent)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    wheel = directory / MOSES_WHEEL_FILE
+    if not wheel.exists():
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-d", str(directory)]
+        run = subprocess.run([*cmd, MOSES_WHEEL], capture_output=True, text=True)
+        if run.returncode != 0 or not wheel.exists():
+            last = (run.stderr or run.stdout).strip().splitlines()[-1:] or ["no output"]
+            raise DataError(f"could not download {MOSES_WHEEL} with pip: {last[0]}")
+    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    if digest != MOSES_WHEEL_SHA256:
+        raise DataError(f"{wheel} has sha256 {digest}, expected {MOSES_WHEEL_SHA256}")
+    return wheel
+
+
 def fetch_moses(target: Path | None = None, quiet: bool = True) -> dict[str, Path]:
     """Fetch the MOSES ZINC splits (train/test/test_scaffolds csv.gz) into the cache, once.
 
@@ -127,15 +143,7 @@ def fetch_moses(target: Path | None = None, quiet: bool = True) -> dict[str, Pat
         return paths
     target.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-d", tmp, MOSES_WHEEL]
-        run = subprocess.run(cmd, capture_output=True, text=True)
-        wheel = Path(tmp) / MOSES_WHEEL_FILE
-        if run.returncode != 0 or not wheel.exists():
-            last = (run.stderr or run.stdout).strip().splitlines()[-1:] or ["no output"]
-            raise DataError(f"could not download {MOSES_WHEEL} with pip: {last[0]}")
-        digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
-        if digest != MOSES_WHEEL_SHA256:
-            raise DataError(f"{wheel.name} has sha256 {digest}, expected {MOSES_WHEEL_SHA256}")
+        wheel = fetch_moses_wheel(Path(tmp))
         with zipfile.ZipFile(wheel) as zf:
             for split, dest in paths.items():
                 part = dest.with_suffix(".part")

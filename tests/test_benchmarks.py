@@ -75,11 +75,11 @@ def test_moses_peer_vocab_round_trip(load) -> None:
 
 def test_moses_peer_loads_patched_when_the_wheel_is_cached(load) -> None:
     """Runs only where the wheel is already cached (tests never download)."""
-    from molvae.data import cache_dir
+    from molvae.data import MOSES_WHEEL_FILE, cache_dir
 
     peer = load("_moses_peer")
     cache = cache_dir() / "peers"
-    if not (cache / peer.WHEEL_FILE).exists():
+    if not (cache / MOSES_WHEEL_FILE).exists():
         pytest.skip("molsets wheel not cached; run a benchmark without --no-peer first")
     moses = peer.load_moses_vae(cache)
     assert "torch.uint8" not in (moses.dir / "moses_vae" / "model.py").read_text()

