@@ -271,7 +271,9 @@ def render_markdown(result: EvaluationResult, model_name: str = "molvae") -> str
         "",
         f"{r.n_samples} samples from the prior (temperature {c.temperature}, seed {c.seed}); "
         f"FCD against {r.n_fcd_reference} test "
-        "molecules. Published rows use the MOSES test set, ours our test split.",
+        "molecules. Published rows use the whole MOSES test set; ours the reference molecules "
+        "given to `evaluate` (`molvae evaluate`: the first `--max-reference` of the MOSES test "
+        "split by default).",
         "",
         "Model | Valid | Unique@10k | FCD/Test | IntDiv | Novelty",
         "---|---|---|---|---|---",
