@@ -72,7 +72,9 @@ class BOConfig:
     beta: float = 0.5
     mc_samples: int = 128
     ts_candidates: int = 2000
-    trust_region: bool = False
+    # On by default: in 56 dimensions qLogEI over the whole box proposes edge points that decode
+    # to poor molecules; a TuRBO-style box around the incumbent won on plogp and QED (README).
+    trust_region: bool = True
     tr_length_init: float = 0.8
     tr_length_min: float = 0.5**7
     tr_length_max: float = 1.6

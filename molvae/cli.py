@@ -156,7 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iterations", type=int, default=None, help="cap on BO iterations")
     p.add_argument("--n-init", type=int, default=None, help="initial design size")
     p.add_argument("--acquisition", choices=["qlogei", "qucb", "ts"], default=None)
-    p.add_argument("--trust-region", action="store_true")
+    p.add_argument(
+        "--trust-region",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="TuRBO-style trust region around the incumbent (default: on)",
+    )
     p.add_argument("--method", choices=["bo", "random"], default="bo")
     p.add_argument("--data", default="zinc", help="initial design pool")
     p.add_argument("--seed", type=int, default=0)
@@ -440,7 +445,7 @@ def _cmd_optimize(a: argparse.Namespace) -> None:
         "acquisition": a.acquisition,
         "seed": a.seed,
         "n_jobs": a.jobs,
-        "trust_region": a.trust_region or None,
+        "trust_region": a.trust_region,
     }
     names = {f.name for f in fields(BOConfig)}
     bo = BOConfig(**{k: v for k, v in overrides.items() if v is not None and k in names})

@@ -73,6 +73,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--iterations", type=int, default=5)
     p.add_argument("--n-init", type=int, default=250)
     p.add_argument("--methods", nargs="+", default=["bo", "random"])
+    p.add_argument("--acquisition", choices=["qlogei", "qucb", "ts"], default="qlogei")
+    p.add_argument(
+        "--trust-region",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="TuRBO-style trust region for BO (default: on)",
+    )
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", default="campaigns/benchmark")
     p.add_argument("--smoke", action="store_true", help="1 seed, qed, 2 iterations of 5")
@@ -93,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
                     n_init=a.n_init,
                     init_pool=max(2000, a.n_init) if not a.smoke else 100,
                     seed=seed,
+                    acquisition=a.acquisition,
+                    trust_region=a.trust_region,
                 )
                 run = OptimizeRunConfig(
                     model=a.model,
@@ -123,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     env = environment()
     text = (
         f"# BO vs random search ({a.iterations} iterations x {a.batch_size}, "
-        f"initial design {a.n_init}, seeds {a.seeds})\n\n"
+        f"initial design {a.n_init}, seeds {a.seeds}; BO: {a.acquisition}"
+        f"{' + trust region' if a.trust_region else ''})\n\n"
         f"Model `{a.model}`; {env['cpu_count']} CPUs, torch {env['torch']}, "
         f"{env['gpu'] or 'no GPU'}. Scores are of molecules each method proposed "
         "(initial design excluded); valid_rate = proposals that decoded to a valid molecule.\n\n"

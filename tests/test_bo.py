@@ -38,6 +38,7 @@ torch.set_num_threads(1)
 TINY = BOConfig(
     budget=14, batch_size=6, n_init=8, init_pool=20, init_top=3, num_restarts=2, raw_samples=16,
     mc_samples=32, acq_maxiter=10, n_decode_attempts=3, max_gp_points=20, seed=3,
+    trust_region=False,
 )  # fmt: skip
 
 
