@@ -237,7 +237,10 @@ def _campaign(
     if limit is None:  # a decoder that never yields anything new must not loop forever
         limit = 20 * max(1, math.ceil(cfg.budget / cfg.batch_size))
     t = state["iteration"] + 1
-    bar = tqdm(total=limit, initial=t - 1, disable=not progress, desc=f"{kind} campaign")
+    # The bar counts the iterations the budget needs when every proposal scores; `limit` is only a
+    # safety cap, and showing it made a finished campaign look 6% done.
+    expected = cfg.max_iterations or math.ceil(cfg.budget / cfg.batch_size)
+    bar = tqdm(total=expected, initial=t - 1, disable=not progress, desc=f"{kind} campaign")
     while True:
         pending = store.read_pending()
         if pending is not None and pending["iteration"] != t:
