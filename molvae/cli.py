@@ -191,6 +191,12 @@ def _write_df(df, out: str | None) -> None:
         print(f"wrote {len(df)} rows to {out}", file=sys.stderr)
 
 
+def _config(cls, overrides: dict):
+    """``cls`` with the flags the user gave (None = not given, so the dataclass default holds)."""
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in overrides.items() if v is not None and k in names})
+
+
 def _status_line(statuses) -> str:
     counts = Counter(statuses)
     return ", ".join(f"{n} {k}" for k, n in counts.most_common())
@@ -234,8 +240,7 @@ def _cmd_train(a: argparse.Namespace) -> None:
         "kl_schedule": a.kl_schedule,
         "kl_warmup_epochs": a.kl_warmup_epochs,
     }
-    names = {f.name for f in fields(TrainConfig)}
-    tc = TrainConfig(**{k: v for k, v in overrides.items() if v is not None and k in names})
+    tc = _config(TrainConfig, overrides)
     result = train_on_smiles(run, tc, progress=not a.no_progress)
     print(f"best checkpoint: {result.best_path}\nlast checkpoint: {result.last_path}")
 
@@ -447,8 +452,7 @@ def _cmd_optimize(a: argparse.Namespace) -> None:
         "n_jobs": a.jobs,
         "trust_region": a.trust_region,
     }
-    names = {f.name for f in fields(BOConfig)}
-    bo = BOConfig(**{k: v for k, v in overrides.items() if v is not None and k in names})
+    bo = _config(BOConfig, overrides)
     run = OptimizeRunConfig(
         model=a.model,
         objective=a.objective,
