@@ -58,6 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument(
+        "--init-from",
+        default=None,
+        metavar="MODEL",
+        help="fine-tune: start from this checkpoint's weights, size and vocabulary "
+        "('default' = the bundled model)",
+    )
     p.add_argument("--no-progress", action="store_true")
     for name, typ in [
         ("emb-dim", int),
@@ -227,6 +234,7 @@ def _cmd_train(a: argparse.Namespace) -> None:
         val_fraction=a.val_fraction,
         model=model,
         resume=a.resume,
+        init_from=a.init_from,
     )
     overrides = {
         "epochs": a.epochs,

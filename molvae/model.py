@@ -5,12 +5,13 @@ Knows token ids, not SMILES; no training loop, no files, no RDKit. Runs unchange
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass, fields
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import pack_padded_sequence
 
 
 @dataclass
@@ -65,6 +66,21 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
     if str(name) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+@functools.lru_cache(maxsize=8)
+def fast_bf16(device: torch.device) -> bool:
+    """Whether bf16 autocast speeds up this device: CUDA, or a CPU with native bf16 matrix units
+    (AMX or AVX512-BF16; measured 2.3x for a GRU step there). Elsewhere CPU bf16 is emulated and
+    slower than fp32, so training stays in fp32."""
+    if device.type == "cuda":
+        return True
+    if device.type != "cpu":
+        return False
+    try:  # private helpers; a torch without them gets fp32
+        return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
+    except AttributeError:
+        return False
 
 
 def kl_divergence(mu: Tensor, logvar: Tensor) -> Tensor:
@@ -133,11 +149,16 @@ class MolVAE(nn.Module):
         return torch.cat([emb, z.unsqueeze(1).expand(-1, tokens.shape[1], -1).to(emb.dtype)], -1)
 
     def decoder_logits(self, x_in: Tensor, lengths: Tensor, z: Tensor) -> Tensor:
-        """Teacher-forced logits ``batch x T x vocab`` for inputs x_in ``batch x T``."""
+        """Teacher-forced logits ``batch x T x vocab`` for inputs x_in ``batch x T``.
+
+        The GRU runs over the padded batch rather than a packed one: positions past a row's
+        length only produce logits for pad targets, which the loss ignores, and the unpacked
+        kernels compute every step's input projection in one matrix product. With length-bucketed
+        batches (a few % padding) that is about 2x faster on the CPU than the packed path.
+        ``lengths`` is therefore unused; it stays in the signature to mirror `encode`.
+        """
         inp = self._step_input(x_in, z)
-        packed = pack_padded_sequence(inp, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        out, _ = self.decoder_rnn(packed, self.init_hidden(z).to(inp.dtype))
-        out, _ = pad_packed_sequence(out, batch_first=True, total_length=x_in.shape[1])
+        out, _ = self.decoder_rnn(inp, self.init_hidden(z).to(inp.dtype))
         return self.out(out)
 
     def forward(self, x: Tensor, lengths: Tensor, props: Tensor | None = None) -> VAEOutput:

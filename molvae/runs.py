@@ -83,6 +83,9 @@ class TrainRunConfig:
     split_seed: int = 0
     model: dict[str, Any] = field(default_factory=dict)  # VAEConfig overrides (vocab_size is set)
     resume: bool = False
+    # Checkpoint (or "default") whose weights, size and vocabulary start the run: fine-tuning.
+    # Ignored when resuming from out_dir/last.pt.
+    init_from: str | None = None
     # Memory-mapped token cache (molvae.data.token_cache): None = only for the fetched MOSES sets,
     # where filtering 1.6M molecules takes minutes and Python lists of them take gigabytes.
     cache_tokens: bool | None = None
@@ -100,10 +103,11 @@ def train_on_smiles(run: TrainRunConfig, train_config=None, progress: bool = Tru
 
     train_config = train_config or TrainConfig()
     out = Path(run.out_dir)
-    max_len = run.model.get("max_len", VAEConfig.max_len)
+    init = _init_checkpoint(run)
+    max_len = run.model.get("max_len", init.config.max_len if init else VAEConfig.max_len)
     use_cache = run.cache_tokens if run.cache_tokens is not None else str(run.data) in FETCHED
     if use_cache:
-        return _train_cached(run, train_config, progress, max_len)
+        return _train_cached(run, train_config, progress, max_len, init)
     smiles, report = load_smiles(
         run.data, config=FilterConfig(max_tokens=max_len - 2, dedupe=True), limit=run.max_molecules
     )
@@ -112,6 +116,8 @@ def train_on_smiles(run: TrainRunConfig, train_config=None, progress: bool = Tru
         raise ValueError(f"{run.data}: fewer than 2 usable molecules ({report.summary()})")
     if run.resume and (out / "last.pt").exists():
         vocab = load_checkpoint(out / "last.pt").vocab()
+    elif init is not None:
+        vocab = init.vocab()
     else:
         vocab = Vocab.build(smiles)
     train_smiles, val_smiles = split(smiles, run.val_fraction, seed=run.split_seed)
@@ -119,10 +125,11 @@ def train_on_smiles(run: TrainRunConfig, train_config=None, progress: bool = Tru
         val_smiles = val_smiles[: run.max_val]
     if not val_smiles:
         val_smiles = train_smiles[:1]
-    # On resume, molecules with tokens the saved vocabulary lacks cannot be encoded: drop them.
+    # On resume or fine-tuning, molecules with tokens the saved vocabulary lacks cannot be
+    # encoded: drop them.
     train_smiles = [s for s in train_smiles if not vocab.unknown_tokens(s)]
     val_smiles = [s for s in val_smiles if not vocab.unknown_tokens(s)]
-    model_config = VAEConfig(**{**run.model, "vocab_size": len(vocab)})
+    model_config = _model_config(run, vocab, init)
     out.mkdir(parents=True, exist_ok=True)
     _write_json(
         out / "run.json",
@@ -136,6 +143,7 @@ def train_on_smiles(run: TrainRunConfig, train_config=None, progress: bool = Tru
     )
     meta = {
         "trained_on": str(run.data),
+        "init_from": run.init_from,
         "n_train": len(train_smiles),
         "n_val": len(val_smiles),
         "data_report": report.to_dict(),
@@ -149,15 +157,37 @@ def train_on_smiles(run: TrainRunConfig, train_config=None, progress: bool = Tru
         encode_all(val_smiles, vocab),
         out,
         resume=run.resume,
+        init_state=init.state_dict if init is not None else None,
         meta=meta,
         progress=progress,
     )
 
 
-def _train_cached(run: TrainRunConfig, train_config, progress: bool, max_len: int):
+def _init_checkpoint(run: TrainRunConfig):
+    """The checkpoint a fine-tuning run starts from (None for a fresh or resumed run)."""
+    from molvae.checkpoint import load_checkpoint
+
+    if run.init_from is None or (run.resume and (Path(run.out_dir) / "last.pt").exists()):
+        return None
+    return load_checkpoint(resolve_model(run.init_from))
+
+
+def _model_config(run: TrainRunConfig, vocab: Vocab, init):
+    """The run's VAEConfig: the starting checkpoint's when fine-tuning (sizes must agree)."""
+    from molvae.model import VAEConfig
+
+    if init is None:
+        return VAEConfig(**{**run.model, "vocab_size": len(vocab)})
+    base = init.config.to_dict()
+    clash = {k: v for k, v in run.model.items() if k in base and base[k] != v}
+    if clash:
+        raise ValueError(f"init_from {run.init_from}: its model has other sizes than {clash}")
+    return VAEConfig(**{**base, **run.model})
+
+
+def _train_cached(run: TrainRunConfig, train_config, progress: bool, max_len: int, init):
     """`train_on_smiles` over the memory-mapped token cache (same filter, split and records)."""
     from molvae.checkpoint import load_checkpoint
-    from molvae.model import VAEConfig
     from molvae.train import TrainConfig, train
 
     out = Path(run.out_dir)
@@ -172,6 +202,8 @@ def _train_cached(run: TrainRunConfig, train_config, progress: bool, max_len: in
         saved = load_checkpoint(out / "last.pt").vocab()
         if saved != vocab:
             raise ValueError(f"{out / 'last.pt'} has another vocabulary than {run.data}")
+    if init is not None and init.vocab() != vocab:
+        raise ValueError(f"init_from {run.init_from} has another vocabulary than {run.data}")
     # the same permutation as `split` over the SMILES list, so both paths pick the same molecules
     train_idx, val_idx = split(np.arange(len(cache)), run.val_fraction, seed=run.split_seed)
     if run.max_val is not None:
@@ -179,14 +211,15 @@ def _train_cached(run: TrainRunConfig, train_config, progress: bool, max_len: in
     if not val_idx:
         val_idx = train_idx[:1]
     train_ids, val_ids = cache.subset(train_idx), cache.subset(val_idx)
-    model_config = VAEConfig(**{**run.model, "vocab_size": len(vocab)})
+    model_config = _model_config(run, vocab, init)
     out.mkdir(parents=True, exist_ok=True)
     info = {"n_train": len(train_ids), "n_val": len(val_ids), "data_report": report.to_dict(),
             "token_cache": str(cache.dir), "environment": environment()}  # fmt: skip
     _write_json(out / "run.json", {"run": asdict(run), **info})
     return train(
         model_config, train_config or TrainConfig(), vocab.tokens, train_ids, val_ids, out,
-        resume=run.resume, meta={"trained_on": str(run.data), **info}, progress=progress,
+        resume=run.resume, init_state=init.state_dict if init is not None else None,
+        meta={"trained_on": str(run.data), "init_from": run.init_from, **info}, progress=progress,
     )  # fmt: skip
 
 

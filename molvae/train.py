@@ -36,7 +36,7 @@ from molvae.distributed import (
     init_distributed,
     sum_over_ranks,
 )
-from molvae.model import MolVAE, VAEConfig, resolve_device
+from molvae.model import MolVAE, VAEConfig, fast_bf16, resolve_device
 
 
 @dataclass
@@ -56,7 +56,7 @@ class TrainConfig:
     lr_decay: str = "cosine"  # "cosine" (to 0 over all steps, after warm-up) | "none"
     lr_warmup_steps: int = 200  # linear learning-rate warm-up
     device: str = "auto"  # auto = cuda if available else cpu
-    amp: bool = True  # bf16 autocast on CUDA only; ignored on CPU
+    amp: bool = True  # bf16 autocast where it is fast (`molvae.model.fast_bf16`), else fp32
     seed: int = 0
     max_steps_per_epoch: int | None = None  # smoke runs
     val_recon_samples: int = 1000  # val molecules for greedy string-level reconstruction
@@ -190,7 +190,7 @@ def _props(
 
 
 def _autocast(device: torch.device, amp: bool) -> torch.autocast:
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda")
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and fast_bf16(device))
 
 
 def train(
@@ -204,6 +204,7 @@ def train(
     train_props: np.ndarray | None = None,
     val_props: np.ndarray | None = None,
     resume: bool = False,
+    init_state: dict[str, torch.Tensor] | None = None,
     meta: dict | None = None,
     progress: bool = True,
     callback: Callable[[dict[str, Any]], None] | None = None,
@@ -212,7 +213,8 @@ def train(
 
     ``train_props``/``val_props`` are ``n x property_dim`` arrays for the property head.
     ``callback`` gets each epoch's metrics row. ``resume`` continues from ``out_dir/last.pt``
-    at the next epoch with the same optimizer, scheduler and RNG states.
+    at the next epoch with the same optimizer, scheduler and RNG states. ``init_state`` (a
+    state dict of the same architecture) starts a fresh run from trained weights: fine-tuning.
     """
     out = Path(out_dir)
     rank, world, device, created_group = init_distributed(resolve_device(config.device))
@@ -231,6 +233,8 @@ def train(
             )
         )
     model = MolVAE(model_config).to(device)
+    if init_state is not None:
+        model.load_state_dict(init_state)
     net: torch.nn.Module = model
     if world > 1:
         # broadcasts rank 0's initial weights; backward() then averages gradients over ranks

@@ -2,6 +2,7 @@
 
     python pipelines/train_default.py                      # the shipped CPU model (bundled ZINC)
     python pipelines/train_default.py --preset gpu --data zinc-full --device cuda
+    python pipelines/train_default.py --init-from default --epochs 10 --beta 0.3  # fine-tune
     python pipelines/train_default.py --smoke              # seconds; what CI runs
 
 Writes the run directory (checkpoints, metrics.csv, config.json, run.json) and, unless
@@ -50,19 +51,43 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true")
+    p.add_argument(
+        "--init-from",
+        default=None,
+        metavar="MODEL",
+        help="fine-tune this checkpoint ('default' = the bundled model)",
+    )
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument(
+        "--beta",
+        type=float,
+        default=None,
+        help="KL weight; constant when fine-tuning (default: the preset's ramp)",
+    )
     p.add_argument("--smoke", action="store_true", help="tiny model, 300 molecules, 3 steps")
     p.add_argument("--no-install", action="store_true", help="do not copy into data/models/")
     a = p.parse_args(argv)
 
     preset = "smoke" if a.smoke else a.preset
     train_kw = dict(TRAIN[preset], seed=a.seed, device=a.device, num_threads=a.threads)
-    if a.epochs is not None:
-        train_kw["epochs"] = a.epochs
+    for key, value in [("epochs", a.epochs), ("batch_size", a.batch_size), ("lr", a.lr)]:
+        if value is not None:
+            train_kw[key] = value
+    if a.beta is not None:
+        train_kw["beta_max"] = a.beta
+    if a.init_from is not None and a.beta is not None:
+        train_kw["kl_schedule"] = "constant"  # the KL term is already on: no second warm-up
+    started_from = None
+    if a.init_from == "default":  # keep the history of the model being fine-tuned
+        record_path = data_dir() / "models" / "default.json"
+        started_from = json.loads(record_path.read_text()) if record_path.exists() else None
     run = TrainRunConfig(
         data=a.data,
         out_dir=a.out,
-        model=PRESETS[preset],
+        model={} if a.init_from else PRESETS[preset],  # fine-tuning keeps the model's size
         resume=a.resume,
+        init_from=a.init_from,
         max_molecules=300 if a.smoke else a.max_molecules,
     )
     t0 = time.time()
@@ -78,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         "final_epoch": history.iloc[-1].to_dict(),
         "environment": environment(),
         "command": " ".join(["python", "pipelines/train_default.py", *(argv or sys.argv[1:])]),
+        "started_from": started_from,
     }
     print(json.dumps(record["final_epoch"], indent=2))
     if a.smoke or a.no_install:

@@ -187,3 +187,22 @@ def test_optimize_tiny_campaign_and_resume(tiny_run, tmp_path) -> None:
     # Running again on the finished directory resumes and adds nothing.
     assert main(args) == 0
     assert len(pd.read_csv(out / "evaluations.csv")) == len(history)
+
+
+def test_fine_tune_starts_from_the_checkpoint(tiny_run, tmp_path, capsys) -> None:
+    """--init-from takes the starting model's weights, size and vocabulary."""
+    start = load_checkpoint(tiny_run / "best.pt")
+    out = tmp_path / "ft"
+    args = ["train", "--data", "zinc", "--max-molecules", "200", "--epochs", "1",
+            "--batch-size", "64", "--max-steps-per-epoch", "1", "--lr", "1e-12", "--no-progress",
+            "--threads", "1", "--init-from", str(tiny_run / "best.pt")]  # fmt: skip
+    assert main([*args, "--out", str(out)]) == 0
+    tuned = load_checkpoint(out / "last.pt")
+    assert tuned.config == start.config and tuned.vocab_tokens == start.vocab_tokens
+    assert tuned.meta["init_from"] == str(tiny_run / "best.pt")
+    # one step at lr 1e-12 barely moves the weights: they are the starting model's, not new ones
+    for k, v in start.state_dict.items():
+        assert torch.allclose(tuned.state_dict[k], v, atol=1e-6), k
+    # a size that contradicts the checkpoint is one line and exit 2
+    assert main([*args, "--out", str(tmp_path / "bad"), "--latent-dim", "5"]) == 2
+    assert "other sizes" in capsys.readouterr().err

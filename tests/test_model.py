@@ -175,3 +175,38 @@ def test_beam_never_scores_below_greedy(zinc_small) -> None:
         g = torch.nn.functional.pad(greedy, (0, t - greedy.shape[1]))
         b = torch.nn.functional.pad(beam, (0, t - beam.shape[1]))
         assert (logprob(b)[done] >= logprob(g)[done] - 1e-4).all()
+
+
+def test_padded_decoder_equals_packed_on_real_positions(zinc_small) -> None:
+    """The decoder runs unpacked for speed; logits at non-pad targets must match the packed GRU."""
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    vocab = Vocab.build(zinc_small)
+    model = tiny_model(vocab).eval()
+    x, lengths = batch(vocab, zinc_small)
+    z = torch.randn(len(zinc_small), TINY["latent_dim"])
+    x_in, n = x[:, :-1], lengths - 1
+    fast = model.decoder_logits(x_in, n, z)
+    inp = model._step_input(x_in, z)
+    packed = pack_padded_sequence(inp, n, batch_first=True, enforce_sorted=False)
+    out, _ = model.decoder_rnn(packed, model.init_hidden(z))
+    out, _ = pad_packed_sequence(out, batch_first=True, total_length=x_in.shape[1])
+    ref = model.out(out)
+    mask = x[:, 1:] != vocab.pad_id
+    assert mask.sum() == int(n.sum())
+    assert torch.allclose(fast[mask], ref[mask], atol=1e-5)
+
+
+def test_fast_bf16_only_where_hardware_has_it(monkeypatch) -> None:
+    from molvae import model as model_mod
+
+    assert model_mod.fast_bf16(torch.device("cuda"))
+    assert not model_mod.fast_bf16(torch.device("meta"))
+    model_mod.fast_bf16.cache_clear()
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    assert not model_mod.fast_bf16(torch.device("cpu"))
+    model_mod.fast_bf16.cache_clear()
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    assert model_mod.fast_bf16(torch.device("cpu"))
+    model_mod.fast_bf16.cache_clear()
