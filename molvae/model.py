@@ -208,39 +208,58 @@ class MolVAE(nn.Module):
         beam_width: int = 5,
         max_len: int | None = None,
         generator: torch.Generator | None = None,
+        amp: bool = True,
     ) -> Tensor:
         """z ``batch x d`` -> ids ``batch x T`` without bos; each row is tokens, eos, then pad.
 
-        Decodes one GRU step at a time with the hidden state cached and stops once every row has
-        emitted eos (or after ``max_len`` tokens; such rows carry no eos). ``beam`` ranks beams by
-        plain (not length-normalised) summed log-probability and returns the best finished beam.
+        Decodes one GRU step at a time with the hidden state cached. A row that emits eos leaves
+        the batch, so the cost follows the mean length rather than the longest row, and decoding
+        stops once every row has ended (or after ``max_len`` tokens; such rows carry no eos).
+        ``beam`` ranks beams by plain (not length-normalised) summed log-probability and returns
+        the best finished beam. ``amp`` runs the GRU in bf16 where that is fast
+        (`fast_bf16`: CUDA, or a CPU with AMX/AVX512-BF16), as training does.
         """
         max_len = max_len or self.config.max_len
-        z = z.to(next(self.parameters()).device, torch.float32)
-        if strategy == "beam":
-            return self._beam(z, beam_width, max_len)
-        if strategy not in ("greedy", "sample"):
-            raise ValueError(f"unknown decode strategy {strategy!r}")
+        device = next(self.parameters()).device
+        z = z.to(device, torch.float32)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and fast_bf16(device)):
+            if strategy == "beam":
+                return self._beam(z, beam_width, max_len)
+            if strategy not in ("greedy", "sample"):
+                raise ValueError(f"unknown decode strategy {strategy!r}")
+            return self._decode_rows(z, strategy, temperature, max_len, generator)
+
+    def _decode_rows(
+        self,
+        z: Tensor,
+        strategy: str,
+        temperature: float,
+        max_len: int,
+        generator: torch.Generator | None,
+    ) -> Tensor:
         c = self.config
         b = z.shape[0]
+        out = torch.full((b, max_len), c.pad_id, dtype=torch.long, device=z.device)
+        rows = torch.arange(b, device=z.device)  # the rows still decoding
         h = self.init_hidden(z)
         tok = torch.full((b, 1), c.bos_id, dtype=torch.long, device=z.device)
-        done = torch.zeros(b, dtype=torch.bool, device=z.device)
-        out = []
-        for _ in range(max_len):
+        steps = 0
+        for t in range(max_len):
             o, h = self.decoder_rnn(self._step_input(tok, z), h)
-            logits = self._mask_specials(self.out(o[:, -1]).float())  # batch x vocab
+            logits = self._mask_specials(self.out(o[:, -1]).float())  # rows x vocab
             if strategy == "greedy":
                 nxt = logits.argmax(-1)
             else:
                 nxt = _multinomial(torch.softmax(logits / temperature, -1), generator)
-            nxt = nxt.masked_fill(done, c.pad_id)
-            out.append(nxt)
-            done = done | (nxt == c.eos_id)
-            if bool(done.all()):
-                break
+            out[rows, t] = nxt
+            steps = t + 1
+            going = nxt != c.eos_id
+            if not bool(going.all()):
+                if not bool(going.any()):
+                    break
+                rows, h, z, nxt = rows[going], h[:, going], z[going], nxt[going]
             tok = nxt.unsqueeze(1)
-        return torch.stack(out, 1)
+        return out[:, :steps]
 
     def _mask_specials(self, logits: Tensor) -> Tensor:
         """pad and bos are never targets, so a decoder must not emit them."""
