@@ -13,6 +13,10 @@ run time, see ``_moses_peer.py``) driven exactly as its ``VAETrainer._train_epoc
 batches sorted by length, Adam 3e-4, gradient clipping at 50, three ``.item()`` calls per step.
 molvae's number is ``TrainResult.molecules_per_second`` of ``molvae.train.train`` (length-bucketed
 batches, AdamW, its own clipping and KL schedule). Both include batch collation in the timed loop.
+
+molvae runs twice: in fp32 (the like-for-like row) and, where the hardware runs bf16 natively
+(CUDA, or a CPU with AMX/AVX512-BF16; `molvae.model.fast_bf16`), with the bf16 autocast its
+trainer uses by default there. The MOSES trainer has no mixed precision, so it runs in fp32.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import pandas as pd
 import torch
 
 from molvae.data import cache_dir, encode_all, read_smiles
-from molvae.model import MolVAE, VAEConfig
+from molvae.model import MolVAE, VAEConfig, fast_bf16, resolve_device
 from molvae.report import markdown_table
 from molvae.tokens import Vocab
 from molvae.train import TrainConfig, train
@@ -46,20 +50,23 @@ def molvae_config(vocab_size: int, smoke: bool) -> VAEConfig:
                      latent_dim=128, dec_hidden=512, dec_layers=3)  # fmt: skip
 
 
-def run_molvae(smiles: list[str], steps: int, batch: int, smoke: bool) -> dict:
+def run_molvae(smiles: list[str], steps: int, batch: int, smoke: bool, amp: bool) -> dict:
     vocab = Vocab.build(smiles)
     ids = encode_all(smiles, vocab)
     cfg = molvae_config(len(vocab), smoke)
     tc = TrainConfig(epochs=1, batch_size=batch, max_steps_per_epoch=steps, val_recon_samples=8,
-                     val_batch_size=64)  # fmt: skip
+                     val_batch_size=64, amp=amp)  # fmt: skip
+    device = resolve_device(tc.device)
+    precision = "bf16 autocast" if amp and fast_bf16(device) else "fp32"
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         res = train(cfg, tc, vocab.tokens, ids, ids[:64], tmp, progress=False)
         wall = time.perf_counter() - t0
     n = min(steps * batch, len(smiles))
-    return {"model": "molvae", "params": n_params(MolVAE(cfg)), "batch_size": batch,
-            "steps": steps, "molecules": n, "train_s": n / res.molecules_per_second,
-            "mol_per_s": res.molecules_per_second, "wall_s": wall}  # fmt: skip
+    return {"model": "molvae", "precision": precision, "device": device.type,
+            "params": n_params(MolVAE(cfg)), "batch_size": batch, "steps": steps, "molecules": n,
+            "train_s": n / res.molecules_per_second, "mol_per_s": res.molecules_per_second,
+            "wall_s": wall}  # fmt: skip
 
 
 def run_moses(smiles: list[str], steps: int, batch: int, smoke: bool, cache: Path) -> dict:
@@ -70,7 +77,7 @@ def run_moses(smiles: list[str], steps: int, batch: int, smoke: bool, cache: Pat
     if smoke:
         config.q_d_h, config.d_d_h, config.d_z, config.d_n_layers = 16, 16, 8, 3
     torch.manual_seed(0)
-    model = peer.VAE(CharVocab(smiles), config)
+    model = peer.VAE(CharVocab(smiles), config).to(resolve_device("auto"))  # molvae's device
     params = [p for p in model.vae.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=config.lr_start)
     order = np.random.default_rng(0).permutation(len(smiles))
@@ -91,9 +98,9 @@ def run_moses(smiles: list[str], steps: int, batch: int, smoke: bool, cache: Pat
         kl.item(), recon.item(), loss.item()  # its loop logs these every step
         n += len(chunk)
     train_s = time.perf_counter() - t0
-    return {"model": "MOSES VAE (molsets 0.3.1)", "params": n_params(model), "batch_size": batch,
-            "steps": steps, "molecules": n, "train_s": train_s, "mol_per_s": n / train_s,
-            "wall_s": train_s}  # fmt: skip
+    return {"model": "MOSES VAE (molsets 0.3.1)", "precision": "fp32", "device": model.device.type,
+            "params": n_params(model), "batch_size": batch, "steps": steps, "molecules": n,
+            "train_s": train_s, "mol_per_s": n / train_s, "wall_s": train_s}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,7 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     if a.threads:
         torch.set_num_threads(a.threads)
     smiles = [s for s in read_smiles(a.data)[: a.steps * a.batch_size] if s]
-    rows = [run_molvae(smiles, a.steps, a.batch_size, a.smoke)]
+    rows = [run_molvae(smiles, a.steps, a.batch_size, a.smoke, amp=False)]
+    if fast_bf16(resolve_device("auto")):  # the default where the hardware has native bf16
+        rows.append(run_molvae(smiles, a.steps, a.batch_size, a.smoke, amp=True))
     if not a.no_peer:
         rows.append(run_moses(smiles, a.steps, a.batch_size, a.smoke, Path(a.peer_cache)))
     df = pd.DataFrame(rows)
@@ -121,8 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     df.to_csv(out / "results.csv", index=False)
     text = "# Training throughput\n\n" + markdown_table(df)
-    if len(df) == 2:
-        text += f"\n\nmolvae / MOSES: {df['mol_per_s'][0] / df['mol_per_s'][1]:.2f}x molecules/s"
+    peer = df[df["model"] != "molvae"]
+    for _, row in df[df["model"] == "molvae"].iterrows():
+        if len(peer):
+            ratio = row["mol_per_s"] / peer["mol_per_s"].iloc[0]
+            text += f"\n\nmolvae ({row['precision']}) / MOSES (fp32): {ratio:.2f}x molecules/s"
     text += f"\n\n{os.cpu_count()} CPUs, torch {torch.__version__}, data {a.data}\n"
     (out / "results.md").write_text(text)
     print(text)
