@@ -65,7 +65,8 @@ def test_demo_time_smoke(tmp_path, load) -> None:
     load("train_default", ROOT / "pipelines").main(
         ["--smoke", "--out", str(run), "--threads", "1", "--no-install"]
     )
-    args = ["--smoke", "--model", str(run / "best.pt"), "--threads", "1", "--out", str(tmp_path)]
+    model = str(run / "phase2" / "best.pt")
+    args = ["--smoke", "--model", model, "--threads", "1", "--out", str(tmp_path)]
     assert load("demo_time").main(args) == 0
     df = pd.read_csv(tmp_path / "results.csv")
     assert df["iterations"][0] == 1 and df["proposals"][0] == 2 and bool(df["report"][0])

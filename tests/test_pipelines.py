@@ -21,16 +21,23 @@ def _load(name: str):
 def test_train_default_smoke(tmp_path) -> None:
     out = tmp_path / "run"
     assert _load("train_default").main(["--smoke", "--out", str(out), "--threads", "1"]) == 0
-    config = json.loads((out / "config.json").read_text())
+    config = json.loads((out / "phase1" / "config.json").read_text())
     assert config["model"]["latent_dim"] == 8
-    assert len(pd.read_csv(out / "metrics.csv")) == 1
+    assert len(pd.read_csv(out / "phase1" / "metrics.csv")) == 1
+    # the second phase fine-tunes the first phase's best checkpoint
+    run = json.loads((out / "phase2" / "run.json").read_text())
+    assert run["run"]["init_from"] == str(out / "phase1" / "best.pt")
+    record = json.loads((out / "record.json").read_text())
+    assert [len(p["epochs"]) for p in record["phases"]] == [1, 1]
+    assert record["final_epoch"]["epoch"] == 1
 
 
 def test_bo_benchmark_smoke(tmp_path) -> None:
     run = tmp_path / "run"
     _load("train_default").main(["--smoke", "--out", str(run), "--threads", "1"])
     out = tmp_path / "bench"
-    args = ["--smoke", "--model", str(run / "best.pt"), "--out", str(out), "--threads", "1"]
+    model = str(run / "phase2" / "best.pt")
+    args = ["--smoke", "--model", model, "--out", str(out), "--threads", "1"]
     assert _load("bo_benchmark").main(args) == 0
     results = pd.read_csv(out / "results.csv")
     assert sorted(results["method"]) == ["bo", "random"]
