@@ -127,8 +127,12 @@ def train_on_smiles(run: TrainRunConfig, train_config=None, progress: bool = Tru
         val_smiles = train_smiles[:1]
     # On resume or fine-tuning, molecules with tokens the saved vocabulary lacks cannot be
     # encoded: drop them.
+    n_before = len(train_smiles) + len(val_smiles)
     train_smiles = [s for s in train_smiles if not vocab.unknown_tokens(s)]
     val_smiles = [s for s in val_smiles if not vocab.unknown_tokens(s)]
+    n_unknown = n_before - len(train_smiles) - len(val_smiles)
+    if n_unknown:
+        log.warning("%d molecules have tokens outside the model's vocabulary: skipped", n_unknown)
     model_config = _model_config(run, vocab, init)
     out.mkdir(parents=True, exist_ok=True)
     _write_json(
@@ -136,6 +140,7 @@ def train_on_smiles(run: TrainRunConfig, train_config=None, progress: bool = Tru
         {
             "run": asdict(run),
             "data_report": report.to_dict(),
+            "unknown_tokens": n_unknown,
             "n_train": len(train_smiles),
             "n_val": len(val_smiles),
             "environment": environment(),
