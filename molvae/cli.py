@@ -318,38 +318,11 @@ def _cmd_decode(a: argparse.Namespace) -> None:
     import torch
 
     from molvae.chem import canonical
-    from molvae.codec import LatentCodec
-    from molvae.data import DataError
+    from molvae.codec import LatentCodec, read_latents
     from molvae.runs import resolve_model
 
     codec = LatentCodec.from_checkpoint(resolve_model(a.model), device=a.device)
-    path = Path(a.input)
-    if not path.is_file():  # a directory or a missing file: one line, not a traceback
-        raise DataError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
-    if path.suffix == ".npy":
-        try:
-            # allow_pickle=False: a .npy from a stranger must never unpickle (run) anything
-            z = np.load(path, allow_pickle=False)
-        except (OSError, ValueError, EOFError) as exc:
-            raise DataError(f"{path}: not a readable .npy array ({exc})") from None
-    else:
-        try:
-            df = pd.read_csv(path)
-            cols = [c for c in df.columns if str(c).startswith("z") and str(c)[1:].isdigit()]
-            z = df[sorted(cols, key=lambda c: int(c[1:]))].to_numpy(dtype=np.float32)
-        except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise DataError(
-                f"{path}: not a CSV of numeric z0..z{codec.latent_dim - 1} columns ({first})"
-            ) from None
-    try:
-        z = np.atleast_2d(np.asarray(z, dtype=np.float32))
-    except (TypeError, ValueError) as exc:  # e.g. a .npy of strings
-        raise DataError(f"{path}: latents are not numbers ({exc})") from None
-    if z.ndim != 2 or z.shape[1] != codec.latent_dim:
-        raise ValueError(
-            f"{path}: latents of shape {z.shape}, the model needs n x {codec.latent_dim}"
-        )
+    z = read_latents(a.input, codec.latent_dim)
     finite = np.isfinite(z).all(axis=1)
     gen = torch.Generator().manual_seed(a.seed)
     decoded = codec.decode(

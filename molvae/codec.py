@@ -28,6 +28,44 @@ class EncodeResult:
     reason: list[str]  # "" where ok, else "empty" | "too_long" | "unknown_tokens:<t>,<t>"
 
 
+def read_latents(path: str | Path, latent_dim: int) -> np.ndarray:
+    """Latents ``n x latent_dim`` (float32, NaN rows kept) from a ``.npy`` array or a CSV whose
+    ``z0..z{d-1}`` columns hold them (other columns are ignored), as ``molvae encode`` writes.
+
+    Anything else raises `molvae.data.DataError` or ValueError with a one-line message; a
+    ``.npy`` is read with ``allow_pickle=False``, so a crafted file never runs code.
+    """
+    import pandas as pd
+
+    from molvae.data import DataError
+
+    path = Path(path)
+    if not path.is_file():  # a directory or a missing file: one line, not a traceback
+        raise DataError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
+    if path.suffix == ".npy":
+        try:
+            z = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:
+            raise DataError(f"{path}: not a readable .npy array ({exc})") from None
+    else:
+        try:
+            df = pd.read_csv(path)
+            cols = [c for c in df.columns if str(c).startswith("z") and str(c)[1:].isdigit()]
+            z = df[sorted(cols, key=lambda c: int(c[1:]))].to_numpy(dtype=np.float32)
+        except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise DataError(
+                f"{path}: not a CSV of numeric z0..z{latent_dim - 1} columns ({first})"
+            ) from None
+    try:
+        z = np.atleast_2d(np.asarray(z, dtype=np.float32))
+    except (TypeError, ValueError) as exc:  # e.g. a .npy of strings
+        raise DataError(f"{path}: latents are not numbers ({exc})") from None
+    if z.ndim != 2 or z.shape[1] != latent_dim:
+        raise ValueError(f"{path}: latents of shape {z.shape}, the model needs n x {latent_dim}")
+    return z
+
+
 class LatentCodec:
     """Wraps a model, its vocabulary and a device; encodes SMILES and decodes latents."""
 

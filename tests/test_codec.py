@@ -106,3 +106,26 @@ def test_from_checkpoint(tmp_path, trained) -> None:
     loaded = LatentCodec.from_checkpoint(path, device="cpu")
     assert loaded.reconstruct(smiles) == smiles
     assert torch.equal(loaded.encode(smiles).z, codec.encode(smiles).z)
+
+
+def test_read_latents_from_npy_and_csv(tmp_path) -> None:
+    import pandas as pd
+
+    from molvae.codec import read_latents
+    from molvae.data import DataError
+
+    z = np.arange(12, dtype=np.float32).reshape(3, 4)
+    z[1, 2] = np.nan  # NaN rows stay: decode reports them as no_latent
+    np.save(tmp_path / "z.npy", z)
+    df = pd.DataFrame(z, columns=[f"z{i}" for i in range(4)])
+    # columns out of order, plus others, as a user's spreadsheet may have them
+    df[["z3", "z1", "z0", "z2"]].assign(smiles="C").to_csv(tmp_path / "z.csv", index=False)
+    np.testing.assert_array_equal(read_latents(tmp_path / "z.npy", 4), z)
+    np.testing.assert_array_equal(read_latents(tmp_path / "z.csv", 4), z)
+    with pytest.raises(ValueError, match="needs n x 5"):
+        read_latents(tmp_path / "z.npy", 5)
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object))
+    with pytest.raises(DataError, match="not a readable"):
+        read_latents(tmp_path / "obj.npy", 4)  # pickled objects are refused, never loaded
+    with pytest.raises(DataError, match="no such file"):
+        read_latents(tmp_path / "missing.npy", 4)
