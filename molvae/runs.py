@@ -186,7 +186,9 @@ def _model_config(run: TrainRunConfig, vocab: Vocab, init):
     base = init.config.to_dict()
     clash = {k: v for k, v in run.model.items() if k in base and base[k] != v}
     if clash:
-        raise ValueError(f"init_from {run.init_from}: its model has other sizes than {clash}")
+        raise ValueError(
+            f"init_from {run.init_from}: its model sizes differ from the requested {clash}"
+        )
     return VAEConfig(**{**base, **run.model})
 
 

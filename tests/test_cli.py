@@ -205,4 +205,4 @@ def test_fine_tune_starts_from_the_checkpoint(tiny_run, tmp_path, capsys) -> Non
         assert torch.allclose(tuned.state_dict[k], v, atol=1e-6), k
     # a size that contradicts the checkpoint is one line and exit 2
     assert main([*args, "--out", str(tmp_path / "bad"), "--latent-dim", "5"]) == 2
-    assert "other sizes" in capsys.readouterr().err
+    assert "sizes differ" in capsys.readouterr().err
