@@ -9,7 +9,8 @@ A preset is a model size and one or more training phases; each phase after the f
 from the previous phase's best checkpoint (``--init-from`` replaces the earlier phases by a
 given model). The ``cpu`` preset first learns the data at KL weight 0.5, then fine-tunes at 0.1
 so the latent code carries more of each molecule (measured: greedy reconstruction of validation
-molecules rose from 29% to over 60%; see ``data/models/default.json``).
+molecules rose from 29% to 83%, while prior validity fell from 82% to 69%; see
+``data/models/default.json`` and docs/BENCHMARKS.md).
 
 Writes ``OUT/phase<k>/`` run directories (checkpoints, metrics.csv, config.json, run.json) and,
 unless ``--no-install``, copies the last phase's best checkpoint to ``data/models/default.pt``
@@ -33,16 +34,16 @@ from molvae.data import data_dir
 from molvae.runs import TrainRunConfig, environment, train_on_smiles
 from molvae.train import TrainConfig
 
-# Model sizes. "cpu" trains in about 1.5 hours on 2 CPU cores with native bf16; "gpu" is the
-# MOSES VAE size (1-layer encoder 256, 3-layer decoder 512) with the 56-dim latent that keeps BO
-# tractable.
+# Model sizes. "cpu" trains in about 2 hours on 2 CPU cores with native bf16 (estimated from the
+# measured phases); "gpu" is the MOSES VAE size (1-layer encoder 256, 3-layer decoder 512) with
+# the 56-dim latent that keeps BO tractable (not yet run: no GPU so far).
 PRESETS = {
     "cpu": dict(emb_dim=48, enc_hidden=192, latent_dim=56, dec_hidden=384, dec_layers=2),
     "gpu": dict(emb_dim=64, enc_hidden=256, latent_dim=56, dec_hidden=512, dec_layers=3),
     "smoke": dict(emb_dim=16, enc_hidden=32, latent_dim=8, dec_hidden=32, dec_layers=1),
 }
 # Training phases. At KL weight 0.5 the KL settled near 18 nats and greedy reconstruction near
-# 40%; at 0.1 (MOSES uses 0.05) the code carries about 35 nats and reconstruction passes 60%.
+# 40%; at 0.1 (MOSES uses 0.05) the code carries about 35 nats and reconstruction passes 80%.
 TRAIN = {
     "cpu": [
         dict(epochs=4, batch_size=128, lr=1e-3, beta_max=0.5, kl_warmup_epochs=2.0),
