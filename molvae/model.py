@@ -71,8 +71,8 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
 @functools.lru_cache(maxsize=8)
 def fast_bf16(device: torch.device) -> bool:
     """Whether bf16 autocast speeds up this device: CUDA, or a CPU with native bf16 matrix units
-    (AMX or AVX512-BF16; measured 2.3x for a GRU step there). Elsewhere CPU bf16 is emulated and
-    slower than fp32, so training stays in fp32."""
+    (AMX or AVX512-BF16; measured 2.2x for a GRU forward and backward there). Other CPUs would
+    have to convert in software, so they stay in fp32 (not measured: none was at hand)."""
     if device.type == "cuda":
         return True
     if device.type != "cpu":
