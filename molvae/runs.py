@@ -11,6 +11,7 @@ import logging
 import os
 import platform
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,7 +100,7 @@ def train_on_smiles(run: TrainRunConfig, train_config=None, progress: bool = Tru
     """
     from molvae.checkpoint import load_checkpoint
     from molvae.model import VAEConfig
-    from molvae.train import TrainConfig, train
+    from molvae.train import TrainConfig
 
     train_config = train_config or TrainConfig()
     out = Path(run.out_dir)
@@ -120,11 +121,7 @@ def train_on_smiles(run: TrainRunConfig, train_config=None, progress: bool = Tru
         vocab = init.vocab()
     else:
         vocab = Vocab.build(smiles)
-    train_smiles, val_smiles = split(smiles, run.val_fraction, seed=run.split_seed)
-    if run.max_val is not None:
-        val_smiles = val_smiles[: run.max_val]
-    if not val_smiles:
-        val_smiles = train_smiles[:1]
+    train_smiles, val_smiles = _split(smiles, run)
     # On resume or fine-tuning, molecules with tokens the saved vocabulary lacks cannot be
     # encoded: drop them.
     n_before = len(train_smiles) + len(val_smiles)
@@ -133,39 +130,34 @@ def train_on_smiles(run: TrainRunConfig, train_config=None, progress: bool = Tru
     n_unknown = n_before - len(train_smiles) - len(val_smiles)
     if n_unknown:
         log.warning("%d molecules have tokens outside the model's vocabulary: skipped", n_unknown)
+    train_ids, val_ids = encode_all(train_smiles, vocab), encode_all(val_smiles, vocab)
+    info = {"data_report": report.to_dict(), "unknown_tokens": n_unknown}
+    return _launch(run, train_config, vocab, train_ids, val_ids, info, init, progress)
+
+
+def _split(items: Sequence, run: TrainRunConfig) -> tuple[list, list]:
+    """`split` with the run's fraction and seed, validation capped at ``max_val``, never empty."""
+    train_items, val_items = split(items, run.val_fraction, seed=run.split_seed)
+    if run.max_val is not None:
+        val_items = val_items[: run.max_val]
+    return train_items, val_items or train_items[:1]
+
+
+def _launch(run: TrainRunConfig, train_config, vocab: Vocab, train_ids, val_ids, info, init,
+            progress: bool):  # fmt: skip
+    """The part both data paths share: model config, ``run.json``, checkpoint meta, `train`."""
+    from molvae.train import train
+
+    out = Path(run.out_dir)
     model_config = _model_config(run, vocab, init)
     out.mkdir(parents=True, exist_ok=True)
-    _write_json(
-        out / "run.json",
-        {
-            "run": asdict(run),
-            "data_report": report.to_dict(),
-            "unknown_tokens": n_unknown,
-            "n_train": len(train_smiles),
-            "n_val": len(val_smiles),
-            "environment": environment(),
-        },
-    )
-    meta = {
-        "trained_on": str(run.data),
-        "init_from": run.init_from,
-        "n_train": len(train_smiles),
-        "n_val": len(val_smiles),
-        "data_report": report.to_dict(),
-        "environment": environment(),
-    }
+    info = {"n_train": len(train_ids), "n_val": len(val_ids), **info, "environment": environment()}
+    _write_json(out / "run.json", {"run": asdict(run), **info})
     return train(
-        model_config,
-        train_config,
-        vocab.tokens,
-        encode_all(train_smiles, vocab),
-        encode_all(val_smiles, vocab),
-        out,
-        resume=run.resume,
+        model_config, train_config, vocab.tokens, train_ids, val_ids, out, resume=run.resume,
         init_state=init.state_dict if init is not None else None,
-        meta=meta,
-        progress=progress,
-    )
+        meta={"trained_on": str(run.data), "init_from": run.init_from, **info}, progress=progress,
+    )  # fmt: skip
 
 
 def _init_checkpoint(run: TrainRunConfig):
@@ -195,7 +187,6 @@ def _model_config(run: TrainRunConfig, vocab: Vocab, init):
 def _train_cached(run: TrainRunConfig, train_config, progress: bool, max_len: int, init):
     """`train_on_smiles` over the memory-mapped token cache (same filter, split and records)."""
     from molvae.checkpoint import load_checkpoint
-    from molvae.train import TrainConfig, train
 
     out = Path(run.out_dir)
     cache = token_cache(
@@ -212,22 +203,10 @@ def _train_cached(run: TrainRunConfig, train_config, progress: bool, max_len: in
     if init is not None and init.vocab() != vocab:
         raise ValueError(f"init_from {run.init_from} has another vocabulary than {run.data}")
     # the same permutation as `split` over the SMILES list, so both paths pick the same molecules
-    train_idx, val_idx = split(np.arange(len(cache)), run.val_fraction, seed=run.split_seed)
-    if run.max_val is not None:
-        val_idx = val_idx[: run.max_val]
-    if not val_idx:
-        val_idx = train_idx[:1]
-    train_ids, val_ids = cache.subset(train_idx), cache.subset(val_idx)
-    model_config = _model_config(run, vocab, init)
-    out.mkdir(parents=True, exist_ok=True)
-    info = {"n_train": len(train_ids), "n_val": len(val_ids), "data_report": report.to_dict(),
-            "token_cache": str(cache.dir), "environment": environment()}  # fmt: skip
-    _write_json(out / "run.json", {"run": asdict(run), **info})
-    return train(
-        model_config, train_config or TrainConfig(), vocab.tokens, train_ids, val_ids, out,
-        resume=run.resume, init_state=init.state_dict if init is not None else None,
-        meta={"trained_on": str(run.data), "init_from": run.init_from, **info}, progress=progress,
-    )  # fmt: skip
+    train_idx, val_idx = _split(np.arange(len(cache)), run)
+    info = {"data_report": report.to_dict(), "token_cache": str(cache.dir)}
+    return _launch(run, train_config, vocab, cache.subset(train_idx), cache.subset(val_idx), info,
+                   init, progress)  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------
