@@ -28,7 +28,11 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from train_throughput import molvae_config  # a sibling script (its directory is on sys.path)
+from train_throughput import (  # a sibling script (its directory is on sys.path)
+    molvae_config,
+    over_peer,
+    precision,
+)
 
 from molvae.data import cache_dir, encode_all, read_smiles
 from molvae.model import MolVAE, fast_bf16
@@ -37,9 +41,10 @@ from molvae.tokens import Vocab
 from molvae.train import TrainConfig, train
 
 
-def _row(model: str, strategy: str, n: int, mol_steps: int, seconds: float) -> dict:
+def _row(model: str, precision: str, strategy: str, n: int, mol_steps: int, seconds: float) -> dict:
     """``mol_steps``: decoder steps summed over batches, each times its batch size."""
-    return {"model": model, "strategy": strategy, "molecules": n, "mean_steps": mol_steps / n,
+    return {"model": model, "precision": precision, "strategy": strategy, "molecules": n,
+            "mean_steps": mol_steps / n,
             "seconds": seconds, "mol_per_s": n / seconds,
             "mol_steps_per_s": mol_steps / seconds}  # fmt: skip
 
@@ -69,8 +74,8 @@ def run_molvae(model: MolVAE, vocab: Vocab, zs: list[torch.Tensor], strategy: st
         # a row's steps are its tokens and eos: after eos it has left the batch
         mol_steps += int((ids != vocab.pad_id).sum())
         n += len(z)
-    precision = "bf16 autocast" if amp and fast_bf16(torch.device("cpu")) else "fp32"
-    return _row(f"molvae ({precision})", strategy, n, mol_steps, time.perf_counter() - t0)
+    label = precision(amp, torch.device("cpu"))
+    return _row("molvae", label, strategy, n, mol_steps, time.perf_counter() - t0)
 
 
 def run_moses(smiles: list[str], zs: list[torch.Tensor], smoke: bool, cache: Path) -> dict:
@@ -88,7 +93,7 @@ def run_moses(smiles: list[str], zs: list[torch.Tensor], smoke: bool, cache: Pat
         out = model.sample(len(z), max_len=100, z=z[:, : config.d_z])
         n += len(out)
     # its loop always runs max_len - 1 = 99 decoder steps
-    return _row("MOSES VAE (molsets 0.3.1)", "sample", n, 99 * n, time.perf_counter() - t0)
+    return _row("MOSES VAE (molsets 0.3.1)", "fp32", "sample", n, 99 * n, time.perf_counter() - t0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -127,13 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     df.to_csv(out / "results.csv", index=False)
     text = "# Decoding throughput\n\n" + markdown_table(df)
-    peer = df[~df["model"].str.startswith("molvae")]
-    for _, row in df[df["model"].str.startswith("molvae")].iterrows():
-        if len(peer):
-            r = row["mol_per_s"] / peer["mol_per_s"].iloc[0]
-            rs = row["mol_steps_per_s"] / peer["mol_steps_per_s"].iloc[0]
-            text += (f"\n\n{row['model']} {row['strategy']} / MOSES sample: {r:.2f}x molecules/s, "
-                     f"{rs:.2f}x per step")  # fmt: skip
+    per_step = over_peer(df, "mol_steps_per_s")
+    for i, r in over_peer(df, "mol_per_s").items():
+        text += (f"\n\nmolvae ({df['precision'][i]}) {df['strategy'][i]} / MOSES sample: "
+                 f"{r:.2f}x molecules/s, {per_step[i]:.2f}x per step")  # fmt: skip
     text += f"\n\nmolvae trained {a.train_steps} steps of 256 before timing"
     text += f"\n\n{os.cpu_count()} CPUs, torch {torch.__version__}\n"
     (out / "results.md").write_text(text)

@@ -50,6 +50,18 @@ def molvae_config(vocab_size: int, smoke: bool) -> VAEConfig:
                      latent_dim=128, dec_hidden=512, dec_layers=3)  # fmt: skip
 
 
+def precision(amp: bool, device: torch.device) -> str:
+    """What molvae runs in: its bf16 autocast only where the hardware has native bf16."""
+    return "bf16 autocast" if amp and fast_bf16(device) else "fp32"
+
+
+def over_peer(df: pd.DataFrame, metric: str) -> pd.Series:
+    """``metric`` of each molvae row divided by the MOSES row's (empty without the peer)."""
+    ours = df["model"] == "molvae"
+    peer = df.loc[~ours, metric]
+    return df.loc[ours, metric] / peer.iloc[0] if len(peer) else df.loc[[], metric]
+
+
 def run_molvae(smiles: list[str], steps: int, batch: int, smoke: bool, amp: bool) -> dict:
     vocab = Vocab.build(smiles)
     ids = encode_all(smiles, vocab)
@@ -57,13 +69,12 @@ def run_molvae(smiles: list[str], steps: int, batch: int, smoke: bool, amp: bool
     tc = TrainConfig(epochs=1, batch_size=batch, max_steps_per_epoch=steps, val_recon_samples=8,
                      val_batch_size=64, amp=amp)  # fmt: skip
     device = resolve_device(tc.device)
-    precision = "bf16 autocast" if amp and fast_bf16(device) else "fp32"
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         res = train(cfg, tc, vocab.tokens, ids, ids[:64], tmp, progress=False)
         wall = time.perf_counter() - t0
     n = min(steps * batch, len(smiles))
-    return {"model": "molvae", "precision": precision, "device": device.type,
+    return {"model": "molvae", "precision": precision(amp, device), "device": device.type,
             "params": n_params(MolVAE(cfg)), "batch_size": batch, "steps": steps, "molecules": n,
             "train_s": n / res.molecules_per_second, "mol_per_s": res.molecules_per_second,
             "wall_s": wall}  # fmt: skip
@@ -130,11 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     df.to_csv(out / "results.csv", index=False)
     text = "# Training throughput\n\n" + markdown_table(df)
-    peer = df[df["model"] != "molvae"]
-    for _, row in df[df["model"] == "molvae"].iterrows():
-        if len(peer):
-            ratio = row["mol_per_s"] / peer["mol_per_s"].iloc[0]
-            text += f"\n\nmolvae ({row['precision']}) / MOSES (fp32): {ratio:.2f}x molecules/s"
+    for i, ratio in over_peer(df, "mol_per_s").items():
+        text += f"\n\nmolvae ({df['precision'][i]}) / MOSES (fp32): {ratio:.2f}x molecules/s"
     text += f"\n\n{os.cpu_count()} CPUs, torch {torch.__version__}, data {a.data}\n"
     (out / "results.md").write_text(text)
     print(text)
