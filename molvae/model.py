@@ -6,8 +6,11 @@ Knows token ids, not SMILES; no training loop, no files, no RDKit. Runs unchange
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
+from typing import Protocol
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -59,6 +62,14 @@ class VAEOutput:
     z: Tensor  # batch x latent_dim
     n_correct: Tensor  # teacher-forced argmax hits over non-pad targets (scalar, no grad)
     n_tokens: Tensor  # number of non-pad targets (scalar)
+
+
+class TokenConstraint(Protocol):
+    """Which next tokens a constrained decoder may emit (see `molvae.grammar.SmilesGrammar`)."""
+
+    def allows(self, prefix: Sequence[int], token: int) -> bool:
+        """Whether ``token`` may follow the token ids ``prefix`` (bos excluded)."""
+        ...
 
 
 def resolve_device(name: str | torch.device = "auto") -> torch.device:
@@ -209,6 +220,9 @@ class MolVAE(nn.Module):
         max_len: int | None = None,
         generator: torch.Generator | None = None,
         amp: bool = True,
+        constraint: TokenConstraint | None = None,
+        backtrack: int = 32,
+        min_mass: float = 0.0,
     ) -> Tensor:
         """z ``batch x d`` -> ids ``batch x T`` without bos; each row is tokens, eos, then pad.
 
@@ -218,6 +232,16 @@ class MolVAE(nn.Module):
         ``beam`` ranks beams by plain (not length-normalised) summed log-probability and returns
         the best finished beam. ``amp`` runs the GRU in bf16 where that is fast
         (`fast_bf16`: CUDA, or a CPU with AMX/AVX512-BF16), as training does.
+
+        With a ``constraint``, greedy and sampled decoding only emit tokens it allows: a refused
+        token is removed from the step's distribution, which is renormalised (greedy takes the
+        best allowed token). A step whose allowed tokens hold no more than ``min_mass`` of the
+        model's probability is a dead end: the previous token is undone and chosen again, up to
+        ``backtrack`` tokens deep. Some errors only show once the next atom is written (an
+        aromatic ring that cannot be kekulized), and a prefix the model itself finds nearly
+        impossible to continue is better undone than forced on. A row that finds no way out
+        within ``4 * max_len`` refusals is returned as it stands: tokens then pad, no eos.
+        ``beam`` ignores the constraint.
         """
         max_len = max_len or self.config.max_len
         device = next(self.parameters()).device
@@ -227,6 +251,10 @@ class MolVAE(nn.Module):
                 return self._beam(z, beam_width, max_len)
             if strategy not in ("greedy", "sample"):
                 raise ValueError(f"unknown decode strategy {strategy!r}")
+            if constraint is not None:
+                return self._decode_constrained(
+                    z, strategy, temperature, max_len, generator, constraint, backtrack, min_mass
+                )
             return self._decode_rows(z, strategy, temperature, max_len, generator)
 
     def _decode_rows(
@@ -260,6 +288,120 @@ class MolVAE(nn.Module):
                 rows, h, z, nxt = rows[going], h[:, going], z[going], nxt[going]
             tok = nxt.unsqueeze(1)
         return out[:, :steps]
+
+    def _decode_constrained(
+        self,
+        z: Tensor,
+        strategy: str,
+        temperature: float,
+        max_len: int,
+        generator: torch.Generator | None,
+        constraint: TokenConstraint,
+        backtrack: int,
+        min_mass: float,
+    ) -> Tensor:
+        """Greedy or sampled decoding through ``constraint``, with bounded backtracking.
+
+        Each row is a stack of chosen tokens. ``dist[p, r]`` is row r's distribution for its
+        p-th token, with refused tokens zeroed; the decoder states of the last ``backtrack + 1``
+        positions stay in a ring buffer, so undoing a token needs no GRU call. Rows advance at
+        their own pace; every GRU call batches the rows that have just accepted a token.
+        """
+        c = self.config
+        b, dev = z.shape[0], z.device
+        ring = backtrack + 1
+        budget = 4 * max_len  # refusals per row before it is given up (bounds the time spent)
+        # The per-row choices run on the host, so their randomness comes from numpy, seeded
+        # from ``generator`` so seeded calls repeat exactly.
+        gen_dev = generator.device if generator is not None else dev
+        seed = torch.randint(0, 2**62, (1,), generator=generator, device=gen_dev)
+        rng = np.random.default_rng(int(seed))
+        dist = np.zeros((max_len, b, c.vocab_size))
+        seqs: list[list[int]] = [[] for _ in range(b)]
+        slot_pos = np.full((ring, b), -1, dtype=np.int64)  # which position each slot holds
+        refused = np.zeros(b, dtype=np.int64)
+        ended = np.zeros(b, dtype=bool)  # emitted eos
+        hist: Tensor | None = None  # ring x batch x layers x hidden
+
+        rows = torch.arange(b, device=dev)
+        h = self.init_hidden(z)
+        tok = torch.full((b, 1), c.bos_id, dtype=torch.long, device=dev)
+        while len(rows):
+            o, h = self.decoder_rnn(self._step_input(tok, z[rows]), h)
+            logits = self._mask_specials(self.out(o[:, -1]).float())
+            probs = torch.softmax(logits / (temperature if strategy == "sample" else 1.0), -1)
+            if hist is None:
+                hist = torch.zeros(ring, b, *h.transpose(0, 1).shape[1:], dtype=h.dtype, device=dev)
+            r_np = rows.cpu().numpy()
+            pos = np.array([len(seqs[r]) for r in r_np])
+            dist[pos, r_np] = probs.double().cpu().numpy()
+            hist[torch.as_tensor(pos % ring, device=dev), rows] = h.transpose(0, 1)
+            slot_pos[pos % ring, r_np] = pos
+            going, nxt = [], []
+            for r in r_np:
+                k = self._choose(r, seqs[r], dist, slot_pos, refused, strategy, rng, constraint,
+                                 budget, min_mass)  # fmt: skip
+                if k == c.eos_id:
+                    ended[r] = True
+                elif k >= 0 and len(seqs[r]) < max_len:
+                    going.append(r)
+                    nxt.append(k)
+            if not going:
+                break
+            rows = torch.as_tensor(going, device=dev)
+            pos = np.array([len(seqs[r]) - 1 for r in going])  # each row's state before its token
+            h = hist[torch.as_tensor(pos % ring, device=dev), rows].transpose(0, 1).contiguous()
+            tok = torch.as_tensor(nxt, device=dev).unsqueeze(1)
+        width = max([len(s) + int(e) for s, e in zip(seqs, ended, strict=True)] + [1])
+        out = torch.full((b, width), c.pad_id, dtype=torch.long)
+        for r, s in enumerate(seqs):
+            out[r, : len(s)] = torch.as_tensor(s, dtype=torch.long)
+            if ended[r]:
+                out[r, len(s)] = c.eos_id
+        return out.to(dev)
+
+    def _choose(
+        self,
+        r: int,
+        seq: list[int],
+        dist: np.ndarray,
+        slot_pos: np.ndarray,
+        refused: np.ndarray,
+        strategy: str,
+        rng: np.random.Generator,
+        constraint: TokenConstraint,
+        budget: int,
+        min_mass: float,
+    ) -> int:
+        """Row r's next allowed token, appended to ``seq`` unless it is eos; -1 when given up.
+
+        May pop tokens off ``seq`` first (backtracking): the caller then resumes the row from
+        the state stored before its new last token.
+        """
+        while True:
+            p = dist[len(seq), r]
+            total = p.sum()
+            if total <= min_mass or total <= 0.0:  # a dead end: undo the previous token
+                q = len(seq) - 1  # re-choosing token q needs the state at q, if still stored
+                if q < 0 or slot_pos[q % len(slot_pos), r] != q or refused[r] >= budget:
+                    return -1
+                k = seq.pop()
+                dist[len(seq), r, k] = 0.0
+                refused[r] += 1
+                continue
+            if strategy == "greedy":
+                k = int(p.argmax())
+            else:
+                k = min(int(np.searchsorted(np.cumsum(p), rng.random() * total, side="right")),
+                        len(p) - 1)  # fmt: skip
+            if p[k] > 0.0 and constraint.allows(seq, k):
+                if k != self.config.eos_id:
+                    seq.append(k)
+                return k
+            p[k] = 0.0
+            refused[r] += 1
+            if refused[r] > budget:
+                return -1
 
     def _mask_specials(self, logits: Tensor) -> Tensor:
         """pad and bos are never targets, so a decoder must not emit them."""

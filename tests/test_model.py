@@ -228,3 +228,98 @@ def test_fast_bf16_only_where_hardware_has_it(monkeypatch) -> None:
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
     assert model_mod.fast_bf16(torch.device("cpu"))
     model_mod.fast_bf16.cache_clear()
+
+
+class Refuse:
+    """A constraint that refuses given tokens, optionally only after a given prefix."""
+
+    def __init__(self, tokens: set[int], after: list[int] | None = None):
+        self.tokens, self.after = tokens, after
+
+    def allows(self, prefix, token: int) -> bool:
+        if self.after is not None and list(prefix) != self.after:
+            return True
+        return token not in self.tokens
+
+
+def test_constraint_that_allows_everything_changes_nothing_greedy(zinc_small) -> None:
+    vocab = Vocab.build(zinc_small)
+    model = tiny_model(vocab).eval()
+    with torch.no_grad():
+        model.out.bias[vocab.eos_id] = 0.4  # rows of different lengths
+    z = 3 * torch.randn(8, 8, generator=torch.Generator().manual_seed(2))
+    free = model.decode(z, "greedy", max_len=40, amp=False)
+    anything = Refuse(set())
+    assert torch.equal(model.decode(z, "greedy", max_len=40, amp=False, constraint=anything), free)
+
+
+@pytest.mark.parametrize("strategy", ["greedy", "sample"])
+def test_refused_tokens_are_never_emitted(zinc_small, strategy) -> None:
+    vocab = Vocab.build(zinc_small)
+    model = tiny_model(vocab).eval()
+    z = torch.randn(16, 8, generator=torch.Generator().manual_seed(0))
+    free = model.decode(z, strategy, max_len=30, generator=torch.Generator().manual_seed(1))
+    common = torch.bincount(free[free > vocab.unk_id]).argmax().item()  # the most used token
+    ids = model.decode(z, strategy, max_len=30, generator=torch.Generator().manual_seed(1),
+                       constraint=Refuse({common}))  # fmt: skip
+    assert (free == common).any()
+    assert not (ids == common).any()
+    check_rows(ids, len(vocab))
+
+
+def test_constrained_sampling_is_seeded(zinc_small) -> None:
+    vocab = Vocab.build(zinc_small)
+    model = tiny_model(vocab).eval()
+    z = torch.randn(6, 8, generator=torch.Generator().manual_seed(0))
+    rule = Refuse({vocab.index["C"]})
+
+    def draw(seed: int) -> torch.Tensor:
+        gen = torch.Generator().manual_seed(seed)
+        return model.decode(z, "sample", max_len=30, generator=gen, constraint=rule)
+
+    assert torch.equal(draw(7), draw(7)) and not torch.equal(draw(7), draw(8))
+
+
+def test_a_dead_end_undoes_the_previous_token(zinc_small) -> None:
+    """Nothing allowed after the greedy two-token prefix: the decoder must back up one token and
+    take its next best choice there, keeping the first token."""
+    vocab = Vocab.build(zinc_small)
+    model = tiny_model(vocab).eval()
+    z = torch.randn(1, 8, generator=torch.Generator().manual_seed(4))
+    free = model.decode(z, "greedy", max_len=30, amp=False)[0].tolist()
+    assert len(free) > 3 and vocab.eos_id not in free[:2]
+    dead_end = Refuse(set(range(len(vocab))), after=free[:2])
+    ids = model.decode(z, "greedy", max_len=30, amp=False, constraint=dead_end)[0].tolist()
+    with torch.no_grad():  # the second token's distribution, to find the runner-up
+        h = model.init_hidden(z)
+        tok = torch.tensor([[vocab.bos_id], [free[0]]]).T
+        o, _ = model.decoder_rnn(model._step_input(tok, z), h)
+        logits = model._mask_specials(model.out(o[:, -1]))[0]
+    runner_up = logits.topk(2).indices[1].item()
+    assert ids[0] == free[0] and ids[1] == runner_up != free[1]
+
+
+def test_rows_with_no_way_out_come_back_without_eos(zinc_small) -> None:
+    vocab = Vocab.build(zinc_small)
+    model = tiny_model(vocab).eval()
+    z = torch.randn(3, 8, generator=torch.Generator().manual_seed(0))
+    nothing = Refuse(set(range(len(vocab))))
+    for strategy in ("greedy", "sample"):
+        ids = model.decode(z, strategy, max_len=20, constraint=nothing)
+        assert not (ids == vocab.eos_id).any() and (ids == vocab.pad_id).all()
+
+
+def test_min_mass_backs_out_of_steps_the_model_finds_unlikely(zinc_small) -> None:
+    """Refusing the greedy second token leaves the rest of that step's mass; a min_mass above
+    it turns the step into a dead end, so the first token changes too."""
+    vocab = Vocab.build(zinc_small)
+    model = tiny_model(vocab).eval()
+    with torch.no_grad():
+        model.out.bias[vocab.index["C"]] = 8.0  # "C" takes nearly all mass at every step
+    z = torch.randn(1, 8, generator=torch.Generator().manual_seed(0))
+    c = vocab.index["C"]
+    rule = Refuse({c}, after=[c])  # no "CC"
+    kept = model.decode(z, "greedy", max_len=10, amp=False, constraint=rule)[0].tolist()
+    backed = model.decode(z, "greedy", max_len=10, amp=False, constraint=rule, min_mass=0.5)
+    assert kept[:1] == [c] and kept[1] != c
+    assert backed[0, 0].item() != c
