@@ -298,6 +298,8 @@ def _campaign(
         _write_state(store, state, history)
         store.clear_pending()
         new = history[history["iteration"] > 0]
+        if t > bar.total:  # invalid or duplicate proposals made the budget need more batches
+            bar.total = t
         bar.update(1)
         bar.set_postfix(best=f"{best:.3f}", valid=f"{(new['canonical'] != '').mean():.2f}",
                         scored=int((new["status"] == "ok").sum()))  # fmt: skip

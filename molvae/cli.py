@@ -25,6 +25,21 @@ def _add_model(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default: %(default)s)")
 
 
+def _add_grammar(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--unconstrained",
+        action="store_true",
+        help="decode the model's raw distribution, not through the SMILES grammar "
+        "(more invalid strings; what MOSES-style benchmarks measure)",
+    )
+
+
+def _grammar(a: argparse.Namespace):
+    from molvae.grammar import GrammarConfig
+
+    return None if a.unconstrained else GrammarConfig()
+
+
 def _add_out(p: argparse.ArgumentParser, default: str | None, what: str) -> None:
     p.add_argument("--out", "-o", default=default, help=f"{what} (default: %(default)s)")
 
@@ -84,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strategy", choices=["greedy", "sample", "beam"], default="greedy")
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
+    _add_grammar(p)
     _add_out(p, None, "CSV file (default: standard output)")
 
     p = sub.add_parser("encode", help="SMILES file -> latent means (.npy or .csv)")
@@ -104,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--beam-width", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
+    _add_grammar(p)
     _add_out(p, None, "CSV file (default: standard output)")
 
     p = sub.add_parser("reconstruct", help="encode then decode each molecule of a SMILES file")
@@ -111,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input")
     p.add_argument("--column", default=None)
     p.add_argument("--strategy", choices=["greedy", "beam"], default="greedy")
+    _add_grammar(p)
     _add_out(p, None, "CSV file (default: standard output)")
 
     p = sub.add_parser("score", help="add objective scores (and a status column) to a SMILES file")
@@ -148,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-fcd", action="store_true", help="skip the Frechet ChemNet Distance")
     p.add_argument("--seed", type=int, default=0)
+    _add_grammar(p)
     _add_out(p, "runs/evaluate", "directory for metrics.json, metrics.md, histograms")
 
     p = sub.add_parser("optimize", help="Bayesian optimization (or random search) in latent space")
@@ -180,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="torch CPU threads (1 is fastest when other jobs share the CPU)",
     )
     p.add_argument("--no-progress", action="store_true")
+    _add_grammar(p)
     _add_out(p, "campaigns/run", "campaign directory; an existing one is resumed")
 
     p = sub.add_parser("fetch-zinc", help="download and cache the full MOSES ZINC splits")
@@ -260,7 +280,7 @@ def _cmd_sample(a: argparse.Namespace) -> None:
     from molvae.codec import LatentCodec
     from molvae.runs import resolve_model
 
-    codec = LatentCodec.from_checkpoint(resolve_model(a.model), device=a.device)
+    codec = LatentCodec.from_checkpoint(resolve_model(a.model), a.device, _grammar(a))
     _, smiles = codec.sample(a.n, strategy=a.strategy, temperature=a.temperature, seed=a.seed)
     can = [canonical(s) for s in smiles]
     df = pd.DataFrame(
@@ -321,7 +341,7 @@ def _cmd_decode(a: argparse.Namespace) -> None:
     from molvae.codec import LatentCodec, read_latents
     from molvae.runs import resolve_model
 
-    codec = LatentCodec.from_checkpoint(resolve_model(a.model), device=a.device)
+    codec = LatentCodec.from_checkpoint(resolve_model(a.model), a.device, _grammar(a))
     z = read_latents(a.input, codec.latent_dim)
     finite = np.isfinite(z).all(axis=1)
     gen = torch.Generator().manual_seed(a.seed)
@@ -351,7 +371,7 @@ def _cmd_reconstruct(a: argparse.Namespace) -> None:
     from molvae.codec import LatentCodec
     from molvae.runs import resolve_model
 
-    codec = LatentCodec.from_checkpoint(resolve_model(a.model), device=a.device)
+    codec = LatentCodec.from_checkpoint(resolve_model(a.model), a.device, _grammar(a))
     _, _, raw, can, enc, status = _encode_inputs(codec, a.input, a.column)
     import torch
 
@@ -403,7 +423,11 @@ def _cmd_evaluate(a: argparse.Namespace) -> None:
     from molvae.runs import evaluate_model
 
     cfg = EvaluateConfig(
-        n_samples=a.n_samples, n_reconstruct=a.n_reconstruct, seed=a.seed, compute_fcd=not a.no_fcd
+        n_samples=a.n_samples,
+        n_reconstruct=a.n_reconstruct,
+        seed=a.seed,
+        compute_fcd=not a.no_fcd,
+        constrained=not a.unconstrained,
     )
     evaluate_model(
         a.model,
@@ -442,6 +466,7 @@ def _cmd_optimize(a: argparse.Namespace) -> None:
         method=a.method,
         device=a.device,
         threads=a.threads,
+        constrained=not a.unconstrained,
     )
     result = optimize(run, bo, progress=not a.no_progress)
     print(f"best {result.best_score:.4g}: {result.best_smiles}")

@@ -15,6 +15,7 @@ from torch import Tensor
 
 from molvae.batching import PadCollate
 from molvae.checkpoint import load_checkpoint
+from molvae.grammar import GrammarConfig, SmilesGrammar
 from molvae.model import MolVAE, resolve_device
 from molvae.tokens import Vocab, tokenize
 
@@ -67,9 +68,20 @@ def read_latents(path: str | Path, latent_dim: int) -> np.ndarray:
 
 
 class LatentCodec:
-    """Wraps a model, its vocabulary and a device; encodes SMILES and decodes latents."""
+    """Wraps a model, its vocabulary and a device; encodes SMILES and decodes latents.
 
-    def __init__(self, model: MolVAE, vocab: Vocab, device: torch.device | str = "cpu"):
+    By default greedy and sampled strings are decoded through the SMILES grammar
+    (`molvae.grammar.SmilesGrammar`, settings in ``grammar``), so they are far more often valid;
+    ``grammar=None`` decodes the model's raw distribution, as MOSES benchmarks other models.
+    """
+
+    def __init__(
+        self,
+        model: MolVAE,
+        vocab: Vocab,
+        device: torch.device | str = "cpu",
+        grammar: GrammarConfig | None = GrammarConfig(),  # noqa: B008 (frozen, so shared safely)
+    ):
         if len(vocab) != model.config.vocab_size:
             raise ValueError(
                 f"vocab has {len(vocab)} tokens, the model expects {model.config.vocab_size}"
@@ -77,13 +89,20 @@ class LatentCodec:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.vocab = vocab
+        self.grammar = grammar
+        self._constraint = SmilesGrammar(vocab)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "auto") -> LatentCodec:
+    def from_checkpoint(
+        cls,
+        path: str | Path,
+        device: str = "auto",
+        grammar: GrammarConfig | None = GrammarConfig(),  # noqa: B008
+    ) -> LatentCodec:
         """Load a codec from a checkpoint file (``device="auto"``: cuda when available)."""
         dev = resolve_device(device)
         ck = load_checkpoint(path, map_location="cpu")
-        return cls(ck.build_model(dev), ck.vocab(), dev)
+        return cls(ck.build_model(dev), ck.vocab(), dev, grammar=grammar)
 
     @property
     def latent_dim(self) -> int:
@@ -139,8 +158,16 @@ class LatentCodec:
         batch_size: int = 1024,
         generator: torch.Generator | None = None,
     ) -> list[str]:
-        """``n x latent_dim`` latents -> n SMILES strings (not checked for validity)."""
+        """``n x latent_dim`` latents -> n SMILES strings (not checked for validity).
+
+        Greedy and sampled strings follow the grammar unless the codec's ``grammar`` is None;
+        beam search never does.
+        """
         out: list[str] = []
+        g = self.grammar
+        extra = {} if g is None else {
+            "constraint": self._constraint, "backtrack": g.backtrack, "min_mass": g.min_mass
+        }  # fmt: skip
         for s in range(0, z.shape[0], batch_size):
             ids = self.model.decode(
                 z[s : s + batch_size].to(self.device),
@@ -148,6 +175,7 @@ class LatentCodec:
                 temperature=temperature,
                 beam_width=beam_width,
                 generator=generator,
+                **extra,
             )
             out.extend(self.vocab.decode(row) for row in ids.cpu().tolist())
         return out

@@ -28,8 +28,9 @@ if TYPE_CHECKING:
 class EvaluateConfig:
     """What ``evaluate`` measures and how much of it.
 
-    ``temperature`` is not applied here: the caller's ``sample_fn`` uses it; it is recorded so
-    the written metrics say how the samples were drawn. ``intdiv_subsample`` bounds the quadratic
+    ``temperature`` and ``constrained`` (decoding through the SMILES grammar,
+    `molvae.grammar`) are not applied here: the caller's callables use them; they are recorded
+    so the written metrics say how the samples were drawn. ``intdiv_subsample`` bounds the quadratic
     IntDiv cost (MOSES uses every sample; the estimate from 10k is within ~0.001).
     """
 
@@ -37,6 +38,7 @@ class EvaluateConfig:
     n_reconstruct: int = 1000
     n_recon_attempts: int = 10
     temperature: float = 1.0
+    constrained: bool = True
     seed: int = 0
     compute_fcd: bool = True
     fcd_reference_size: int = 10000
@@ -269,7 +271,8 @@ def render_markdown(result: EvaluationResult, model_name: str = "molvae") -> str
         "",
         "## Generation quality (MOSES metrics)",
         "",
-        f"{r.n_samples} samples from the prior (temperature {c.temperature}, seed {c.seed}); "
+        f"{r.n_samples} samples from the prior (temperature {c.temperature}, "
+        f"{'grammar-constrained' if c.constrained else 'unconstrained'} decoding, seed {c.seed}); "
         f"FCD against {r.n_fcd_reference} test "
         "molecules. Published rows use the whole MOSES test set; ours the reference molecules "
         "given to `evaluate` (`molvae evaluate`: the first `--max-reference` of the MOSES test "

@@ -226,13 +226,16 @@ def evaluate_model(
     """Sample from the prior, reconstruct held-out molecules and write the metrics files.
 
     ``strategy`` is how prior samples are decoded (``sample`` at the configured temperature, as
-    MOSES does, or ``greedy``). Returns the `molvae.evaluation.EvaluationResult`.
+    MOSES does, or ``greedy``); ``config.constrained`` whether decoding follows the SMILES
+    grammar (`GrammarConfig` defaults). Returns the `molvae.evaluation.EvaluationResult`.
     """
     from molvae.codec import LatentCodec
     from molvae.evaluation import EvaluateConfig, evaluate, write_evaluation
+    from molvae.grammar import GrammarConfig
 
     config = config or EvaluateConfig()
-    codec = LatentCodec.from_checkpoint(resolve_model(model), device=device)
+    grammar = GrammarConfig() if config.constrained else None
+    codec = LatentCodec.from_checkpoint(resolve_model(model), device=device, grammar=grammar)
     test_smiles, _ = load_smiles(test, limit=max_reference)
     train_smiles, _ = load_smiles(train, limit=max_reference)
 
@@ -260,6 +263,7 @@ def evaluate_model(
             "test": test,
             "train": train,
             "strategy": strategy,
+            "grammar": asdict(grammar) if grammar else None,
             "evaluate": asdict(config),
             "environment": environment(),
         },
@@ -282,6 +286,7 @@ class OptimizeRunConfig:
     method: str = "bo"  # "bo" | "random"
     device: str = "auto"
     threads: int | None = None  # torch CPU threads (1 is fastest on a busy machine)
+    constrained: bool = True  # decode through the SMILES grammar (`GrammarConfig` defaults)
 
 
 def optimize(run: OptimizeRunConfig, bo_config=None, progress: bool = True):
@@ -289,6 +294,7 @@ def optimize(run: OptimizeRunConfig, bo_config=None, progress: bool = True):
     from molvae.bo import BOConfig, random_search, run_campaign
     from molvae.chem import get_objective, score_smiles
     from molvae.codec import LatentCodec
+    from molvae.grammar import GrammarConfig
 
     bo_config = bo_config or BOConfig()
     if run.method not in ("bo", "random"):
@@ -297,7 +303,8 @@ def optimize(run: OptimizeRunConfig, bo_config=None, progress: bool = True):
         torch.set_num_threads(run.threads)
     objective = get_objective(run.objective)  # fails early, before any model is loaded
     model_path = resolve_model(run.model)
-    codec = LatentCodec.from_checkpoint(model_path, device=run.device)
+    grammar = GrammarConfig() if run.constrained else None
+    codec = LatentCodec.from_checkpoint(model_path, device=run.device, grammar=grammar)
     vocab = codec.vocab
 
     def decode_fn(z: torch.Tensor, n_attempts: int, seed: int) -> list[list[str]]:
@@ -318,6 +325,7 @@ def optimize(run: OptimizeRunConfig, bo_config=None, progress: bool = True):
 
     metadata = {
         "run": asdict(run),
+        "grammar": asdict(grammar) if grammar else None,
         "model_path": str(model_path),
         "objective_description": objective.description,
         "environment": environment(),

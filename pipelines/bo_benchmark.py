@@ -81,6 +81,11 @@ def main(argv: list[str] | None = None) -> int:
         help="TuRBO-style trust region for BO (default: on)",
     )
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument(
+        "--unconstrained",
+        action="store_true",
+        help="decode without the SMILES grammar (as before it existed)",
+    )
     p.add_argument("--out", default="campaigns/benchmark")
     p.add_argument("--smoke", action="store_true", help="1 seed, qed, 2 iterations of 5")
     a = p.parse_args(argv)
@@ -109,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
                     out_dir=str(out / f"{file_stem(objective)}-{method}-seed{seed}"),
                     method=method,
                     threads=a.threads,
+                    constrained=not a.unconstrained,
                 )
                 t0 = time.perf_counter()
                 results[method] = optimize(run, cfg, progress=False)
@@ -133,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     text = (
         f"# BO vs random search ({a.iterations} iterations x {a.batch_size}, "
         f"initial design {a.n_init}, seeds {a.seeds}; BO: {a.acquisition}"
-        f"{' + trust region' if a.trust_region else ''})\n\n"
+        f"{' + trust region' if a.trust_region else ''}; "
+        f"{'unconstrained' if a.unconstrained else 'grammar-constrained'} decoding)\n\n"
         f"Model `{a.model}`; {env['cpu_count']} CPUs, torch {env['torch']}, "
         f"{env['gpu'] or 'no GPU'}. Scores are of molecules each method proposed "
         "(initial design excluded); valid_rate = proposals that decoded to a valid molecule.\n\n"

@@ -60,6 +60,15 @@ def test_sample_throughput_smoke(tmp_path, load) -> None:
     assert (df["molecules"] == 16).all() and (df["mean_steps"] <= 100).all()
 
 
+def test_grammar_decoding_smoke_raises_validity(tmp_path, load) -> None:
+    assert load("grammar_decoding").main(["--smoke", "--out", str(tmp_path)]) == 0
+    df = pd.read_csv(tmp_path / "results.csv").set_index(["strategy", "decoding"])
+    for strategy in ("greedy", "sample"):
+        raw, grammar = df.loc[(strategy, "raw")], df.loc[(strategy, "grammar")]
+        assert grammar["valid"] > raw["valid"]  # the bundled model: ~0.7 raw at temperature 1
+        assert grammar["valid"] + grammar["gave_up"] / grammar["molecules"] == pytest.approx(1.0)
+
+
 def test_demo_time_smoke(tmp_path, load) -> None:
     run = tmp_path / "model"
     load("train_default", ROOT / "pipelines").main(
