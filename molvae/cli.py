@@ -162,7 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-reference",
         type=int,
         default=50_000,
-        help="use the first N test/train molecules (default: %(default)s)",
+        help="use the first N test molecules; novelty is against all of --train "
+        "(default: %(default)s)",
     )
     p.add_argument("--no-fcd", action="store_true", help="skip the Frechet ChemNet Distance")
     p.add_argument("--seed", type=int, default=0)

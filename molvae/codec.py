@@ -90,7 +90,6 @@ class LatentCodec:
         self.model = model.to(self.device).eval()
         self.vocab = vocab
         self.grammar = grammar
-        self._constraint = SmilesGrammar(vocab)
 
     @classmethod
     def from_checkpoint(
@@ -166,7 +165,9 @@ class LatentCodec:
         out: list[str] = []
         g = self.grammar
         extra = {} if g is None else {
-            "constraint": self._constraint, "backtrack": g.backtrack, "min_mass": g.min_mass
+            "constraint": SmilesGrammar(self.vocab, g.max_ring_size),
+            "backtrack": g.backtrack,
+            "min_mass": g.min_mass,
         }  # fmt: skip
         for s in range(0, z.shape[0], batch_size):
             ids = self.model.decode(

@@ -27,15 +27,21 @@ class GrammarConfig:
 
     ``min_mass``: a step whose allowed tokens hold at most this share of the model's probability
     is a dead end, and the previous token is chosen again. ``backtrack``: how many tokens deep
-    it may undo.
+    it may undo. ``max_ring_size``: the largest ring a closure may make (None: any). MOSES ZINC,
+    the bundled model's data, has no ring over 8 atoms; without the limit, strings the grammar
+    steers to an end close rings late, and macrocycles were 4x as frequent (3.1% of samples
+    against 0.7% raw). Set None for a model trained on macrocycles.
     """
 
     backtrack: int = 32
     min_mass: float = 0.1
+    max_ring_size: int | None = 8
 
     def __post_init__(self) -> None:
         if self.backtrack < 0 or not 0.0 <= self.min_mass < 1.0:
             raise ValueError("backtrack must be >= 0 and min_mass in [0, 1)")
+        if self.max_ring_size is not None and self.max_ring_size < 3:
+            raise ValueError("max_ring_size must be at least 3 (or None)")
 
 
 class SmilesGrammar:
@@ -47,9 +53,10 @@ class SmilesGrammar:
     them forms RDKit never writes in canonical SMILES, so every training molecule passes.
     """
 
-    def __init__(self, vocab: Vocab):
+    def __init__(self, vocab: Vocab, max_ring_size: int | None = None):
         self.tokens = list(vocab.tokens)
         self.eos_id = vocab.eos_id
+        self.max_ring_size = max_ring_size
         self._never = {vocab.pad_id, vocab.bos_id, vocab.unk_id}
 
     def text(self, prefix: Sequence[int]) -> str:
@@ -60,19 +67,55 @@ class SmilesGrammar:
         """Whether ``token`` may follow ``prefix`` (token ids, bos excluded)."""
         if token in self._never:
             return False
+        text = self.text(prefix)
         if token == self.eos_id:
-            text = self.text(prefix)
-            return bool(prefix) and _parses(text, partial=False) and _rdkit_parses(text)
-        return _parses(self.text(prefix) + self.tokens[token], partial=True)
+            if not prefix or _parse(text, partial=False) is None:
+                return False
+            mol = parse(text)  # RDKit has the final word (partialsmiles lets a few more through)
+            if mol is None:
+                return False
+            rings = mol.GetRingInfo().AtomRings()
+            return not self.max_ring_size or max(map(len, rings), default=0) <= self.max_ring_size
+        tok = self.tokens[token]
+        state = _parse(text + tok, partial=True)
+        if state is None:
+            return False
+        if self.max_ring_size and tok[-1].isdigit() and not state.openbonds:
+            # the digit closed the last open ring, its bond the last one the parser added; while
+            # other rings are open they may still make a shortcut, so eos checks those
+            return _smallest_ring(state.mol.bonds[-1]) <= self.max_ring_size
+        return True
 
 
-def _parses(smiles: str, partial: bool) -> bool:
-    """partialsmiles' verdict, plus one rule of RDKit's it leaves open: neutral halogens take a
-    single bond (partialsmiles also allows the hypervalent 3, 5 and 7)."""
+def _smallest_ring(bond) -> int:
+    """Atoms in the smallest ring through a partialsmiles ``bond`` (breadth-first search from
+    one end to the other without that bond)."""
+    start, goal = bond.beg, bond.end
+    seen, frontier, depth = {start.idx}, [start], 1
+    while frontier:
+        depth += 1
+        nxt = []
+        for atom in frontier:
+            for b in atom.bonds:
+                if b is bond:
+                    continue
+                other = b.getNbr(atom)
+                if other is goal:
+                    return depth
+                if other.idx not in seen:
+                    seen.add(other.idx)
+                    nxt.append(other)
+        frontier = nxt
+    return 0  # not in a ring (cannot happen for a closure bond)
+
+
+def _parse(smiles: str, partial: bool):
+    """partialsmiles' parse state, or None where it finds an error; plus one rule of RDKit's it
+    leaves open: neutral halogens take a single bond (it allows the hypervalent 3, 5 and 7)."""
     try:
         state = partialsmiles.ParseSmiles(smiles, partial=partial)
     except partialsmiles.Error:
-        return False
+        return None
     # bonds a halogen is already promised: open ring bonds, branches opened on it, and a bond
     # symbol written after it
     ring_open = [atom for atom, _ in state.openbonds.values()]
@@ -82,11 +125,5 @@ def _parses(smiles: str, partial: bool) -> bool:
             promised = ring_open.count(atom) + max(state.prev.count(atom) - 1, 0)
             promised += int(atom is last and bool(state.bondchar))
             if atom.getExplicitValence() + promised > 1:
-                return False
-    return True
-
-
-def _rdkit_parses(smiles: str) -> bool:
-    """The final word on a complete string, as `molvae.chem.parse` gives it (partialsmiles
-    lets a few through that RDKit rejects, such as an aromatic atom outside any ring)."""
-    return parse(smiles) is not None
+                return None
+    return state

@@ -227,7 +227,8 @@ def evaluate_model(
 
     ``strategy`` is how prior samples are decoded (``sample`` at the configured temperature, as
     MOSES does, or ``greedy``); ``config.constrained`` whether decoding follows the SMILES
-    grammar (`GrammarConfig` defaults). Returns the `molvae.evaluation.EvaluationResult`.
+    grammar (`GrammarConfig` defaults). ``max_reference`` caps the test molecules read; novelty
+    is against every molecule of ``train``. Returns the `molvae.evaluation.EvaluationResult`.
     """
     from molvae.codec import LatentCodec
     from molvae.evaluation import EvaluateConfig, evaluate, write_evaluation
@@ -237,7 +238,7 @@ def evaluate_model(
     grammar = GrammarConfig() if config.constrained else None
     codec = LatentCodec.from_checkpoint(resolve_model(model), device=device, grammar=grammar)
     test_smiles, _ = load_smiles(test, limit=max_reference)
-    train_smiles, _ = load_smiles(train, limit=max_reference)
+    train_smiles, _ = load_smiles(train)  # all of it: novelty against a part is only a bound
 
     def sample_fn(n: int, seed: int) -> list[str]:
         return codec.sample(n, strategy=strategy, temperature=config.temperature, seed=seed)[1]
@@ -289,6 +290,26 @@ class OptimizeRunConfig:
     constrained: bool = True  # decode through the SMILES grammar (`GrammarConfig` defaults)
 
 
+# What a campaign directory is bound to besides its BOConfig (`molvae.campaign` checks that one).
+_RUN_PINNED = ("model", "objective", "data", "method", "constrained")
+
+
+def _check_resume(run: OptimizeRunConfig) -> None:
+    """Refuse to resume a campaign with another model, objective, pool, method or decoding:
+    its history would mix two experiments. Keys a campaign did not record (it predates them)
+    are not compared."""
+    if not (Path(run.out_dir) / "config.json").is_file():
+        return
+    from molvae.campaign_io import CampaignStore
+
+    stored = (CampaignStore(run.out_dir).read_config() or {}).get("metadata", {}).get("run", {})
+    new = asdict(run)
+    diffs = [k for k in _RUN_PINNED if k in stored and stored[k] != new[k]]
+    if diffs:
+        detail = ", ".join(f"{k}: {stored[k]!r} -> {new[k]!r}" for k in diffs)
+        raise ValueError(f"{run.out_dir} was started with other settings ({detail}); use a new dir")
+
+
 def optimize(run: OptimizeRunConfig, bo_config=None, progress: bool = True):
     """Run (or resume) a latent-space campaign; returns its `CampaignResult` (report written)."""
     from molvae.bo import BOConfig, random_search, run_campaign
@@ -302,6 +323,7 @@ def optimize(run: OptimizeRunConfig, bo_config=None, progress: bool = True):
     if run.threads:
         torch.set_num_threads(run.threads)
     objective = get_objective(run.objective)  # fails early, before any model is loaded
+    _check_resume(run)
     model_path = resolve_model(run.model)
     grammar = GrammarConfig() if run.constrained else None
     codec = LatentCodec.from_checkpoint(model_path, device=run.device, grammar=grammar)

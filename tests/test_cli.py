@@ -189,6 +189,21 @@ def test_optimize_tiny_campaign_and_resume(tiny_run, tmp_path) -> None:
     assert len(pd.read_csv(out / "evaluations.csv")) == len(history)
 
 
+def test_resume_with_another_objective_or_decoding_is_refused(tiny_run, tmp_path, capsys) -> None:
+    out = tmp_path / "camp"
+    args = ["optimize", "--model", str(tiny_run / "best.pt"), "--objective", "qed", "--budget",
+            "3", "--batch-size", "3", "--n-init", "10", "--iterations", "1", "--out", str(out),
+            "--no-progress"]  # fmt: skip
+    assert main(args) == 0
+    rows = len(pd.read_csv(out / "evaluations.csv"))
+    capsys.readouterr()
+    for change in (["--objective", "logp"], ["--unconstrained"]):
+        assert main([*args, *change]) == 2
+        err = capsys.readouterr().err
+        assert "started with other settings" in err and len(err.strip().splitlines()) == 1
+    assert len(pd.read_csv(out / "evaluations.csv")) == rows  # nothing was added
+
+
 def test_fine_tune_starts_from_the_checkpoint(tiny_run, tmp_path, capsys) -> None:
     """--init-from takes the starting model's weights, size and vocabulary."""
     start = load_checkpoint(tiny_run / "best.pt")

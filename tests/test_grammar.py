@@ -75,3 +75,27 @@ def test_eos_only_after_a_complete_valid_smiles(grammar, smiles, why) -> None:
 def test_special_tokens_are_never_allowed(grammar) -> None:
     for special in (0, 1, 3):  # pad, bos, unk
         assert not grammar.allows(ids(grammar, "CC"), special)
+
+
+def test_max_ring_size_refuses_only_closures_of_larger_rings(train_smiles) -> None:
+    capped = SmilesGrammar(Vocab.build(train_smiles), max_ring_size=8)
+    index = {t: i for i, t in enumerate(capped.tokens)}
+    assert capped.allows(ids(capped, "C1CCCCCCC"), index["1"])  # cyclooctane: 8 atoms
+    assert not capped.allows(ids(capped, "C1CCCCCCCC"), index["1"])  # 9 atoms
+    assert capped.allows(ids(capped, "C1CC1CCCCCCCC"), index["1"])  # a label reused opens
+    # the smallest ring counts: closing across a fused system makes a small ring, not a big one
+    assert capped.allows(ids(capped, "C12CCCCC2CCC"), index["1"])
+    assert capped.allows(ids(capped, "C1CCCCCCCC"), index["C"])  # no closure, nothing to check
+    uncapped = SmilesGrammar(Vocab.build(train_smiles))
+    assert uncapped.allows(ids(capped, "C1CCCCCCCC"), index["1"])
+    for smiles in train_smiles:  # MOSES ZINC has no ring over 8 atoms
+        seq = ids(capped, smiles)
+        assert all(capped.allows(seq[:t], seq[t]) for t in range(len(seq))), smiles
+
+
+def test_max_ring_size_checks_rings_closed_while_others_were_open_at_eos(train_smiles) -> None:
+    capped = SmilesGrammar(Vocab.build(train_smiles), max_ring_size=8)
+    seq = ids(capped, "C2CC1CCCCCCCC1C2")  # a 9-ring closed while ring 2 was open, then a 5-ring
+    assert all(capped.allows(seq[:t], seq[t]) for t in range(len(seq)))
+    assert not capped.allows(seq, capped.eos_id)
+    assert SmilesGrammar(Vocab.build(train_smiles)).allows(seq, capped.eos_id)
