@@ -75,9 +75,15 @@ def _check_config(store: CampaignStore, kind: str, cfg: BOConfig, metadata: dict
     old = stored.get("config", {})
     if stored.get("kind") != kind:
         raise ValueError(f"{store.dir} holds a {stored.get('kind')!r} campaign, not {kind!r}")
-    diffs = [k for k in new if k not in _FREE_FIELDS and old.get(k) != new[k]]
+    diffs = [(k, old.get(k), new[k]) for k in new if k not in _FREE_FIELDS and old.get(k) != new[k]]
+    # settings outside BOConfig the caller binds the campaign to (model, objective, decoding...);
+    # ones a directory did not record (it predates them) are not compared
+    old_pinned = stored.get("metadata", {}).get("pinned", {})
+    new_pinned = (metadata or {}).get("pinned", {})
+    diffs += [(k, old_pinned[k], v) for k, v in new_pinned.items()
+              if k in old_pinned and old_pinned[k] != v]  # fmt: skip
     if diffs:
-        detail = ", ".join(f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in diffs)
+        detail = ", ".join(f"{k}: {o!r} -> {n!r}" for k, o, n in diffs)
         raise ValueError(f"{store.dir} was started with other settings ({detail}); use a new dir")
     if new["budget"] < old.get("budget", 0):
         raise ValueError(f"the budget can only grow on resume ({old['budget']} -> {new['budget']})")
@@ -350,7 +356,8 @@ def run_campaign(
     ``init_smiles`` are data molecules: ``config.init_pool`` of them are scored and encoded once
     to set the latent bounds and draw the initial design. ``canonical_fn`` defaults to
     ``molvae.chem.canonical``. A directory started with other settings is refused (ValueError);
-    only ``budget`` (upwards), ``max_iterations``, ``n_jobs`` and ``top_k`` may change.
+    only ``budget`` (upwards), ``max_iterations``, ``n_jobs`` and ``top_k`` may change, and
+    ``metadata["pinned"]`` (settings outside ``config``, such as the model) must match.
     The GP runs on the CPU in float64; on a small shared CPU call ``torch.set_num_threads(1)``
     first (measured: one MLL step 0.008 s with 1 thread vs 0.24 s with 2 contended threads).
     """

@@ -290,24 +290,9 @@ class OptimizeRunConfig:
     constrained: bool = True  # decode through the SMILES grammar (`GrammarConfig` defaults)
 
 
-# What a campaign directory is bound to besides its BOConfig (`molvae.campaign` checks that one).
+# What a campaign directory is bound to besides its BOConfig: a resume with another model,
+# objective, pool, method or decoding would mix two experiments in one history.
 _RUN_PINNED = ("model", "objective", "data", "method", "constrained")
-
-
-def _check_resume(run: OptimizeRunConfig) -> None:
-    """Refuse to resume a campaign with another model, objective, pool, method or decoding:
-    its history would mix two experiments. Keys a campaign did not record (it predates them)
-    are not compared."""
-    if not (Path(run.out_dir) / "config.json").is_file():
-        return
-    from molvae.campaign_io import CampaignStore
-
-    stored = (CampaignStore(run.out_dir).read_config() or {}).get("metadata", {}).get("run", {})
-    new = asdict(run)
-    diffs = [k for k in _RUN_PINNED if k in stored and stored[k] != new[k]]
-    if diffs:
-        detail = ", ".join(f"{k}: {stored[k]!r} -> {new[k]!r}" for k in diffs)
-        raise ValueError(f"{run.out_dir} was started with other settings ({detail}); use a new dir")
 
 
 def optimize(run: OptimizeRunConfig, bo_config=None, progress: bool = True):
@@ -323,7 +308,6 @@ def optimize(run: OptimizeRunConfig, bo_config=None, progress: bool = True):
     if run.threads:
         torch.set_num_threads(run.threads)
     objective = get_objective(run.objective)  # fails early, before any model is loaded
-    _check_resume(run)
     model_path = resolve_model(run.model)
     grammar = GrammarConfig() if run.constrained else None
     codec = LatentCodec.from_checkpoint(model_path, device=run.device, grammar=grammar)
@@ -347,6 +331,7 @@ def optimize(run: OptimizeRunConfig, bo_config=None, progress: bool = True):
 
     metadata = {
         "run": asdict(run),
+        "pinned": {k: getattr(run, k) for k in _RUN_PINNED},
         "grammar": asdict(grammar) if grammar else None,
         "model_path": str(model_path),
         "objective_description": objective.description,
