@@ -18,7 +18,7 @@ $(BIN)/molvae: pyproject.toml
 install: $(BIN)/molvae  ## create the virtual environment and install molvae
 
 demo: install  ## the main job: a short BO campaign with the bundled model and data
-	$(BIN)/molvae optimize --out campaigns/demo
+	$(BIN)/molvae optimize --budget 100 --batch-size 25 --out campaigns/demo
 
 test: install  ## the test suite (CPU, a few minutes)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

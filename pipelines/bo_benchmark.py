@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from molvae.bo import BOConfig
-from molvae.report import compare_traces, markdown_table
+from molvae.bo import BOConfig, compare_traces
+from molvae.io import markdown_table
 from molvae.runs import OptimizeRunConfig, environment, optimize
 
 

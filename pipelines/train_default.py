@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from molvae.data import data_dir
+from molvae.resources import data_dir
 from molvae.runs import TrainRunConfig, environment, train_on_smiles
 from molvae.train import TrainConfig
 

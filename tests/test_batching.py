@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from molvae.batching import BucketBatchSampler, PadCollate, make_loader, padding_fraction
+from molvae.data.batching import BucketBatchSampler, PadCollate, make_loader, padding_fraction
 
 
 def random_ids(n: int, seed: int = 0) -> list[np.ndarray]:

@@ -1,4 +1,4 @@
-"""Tests of molvae.bo / campaign / campaign_io / trust_region with a fake decoder and objective."""
+"""Tests of molvae.bo (surrogate, store, loop, trust region) with a fake decoder and objective."""
 
 from __future__ import annotations
 
@@ -20,10 +20,11 @@ import pytest
 import torch
 from botorch.exceptions import ModelFittingError
 
-import molvae.bo as bo
+import molvae.bo.surrogate as surrogate
 from molvae.bo import BOConfig, choose_decoded, fit_gp, iteration_seed, select_gp_points
-from molvae.campaign import load_campaign, random_search, run_campaign
-from molvae.trust_region import (
+from molvae.bo.loop import random_search, run_campaign
+from molvae.bo.store import load_campaign
+from molvae.bo.trust_region import (
     TrustRegionState,
     latent_bounds,
     trust_region_box,
@@ -223,7 +224,7 @@ def test_resume_after_sigkill(reference, tmp_path):
         import torch
         torch.set_num_threads(1)
         import bo_fakes as F
-        from molvae.campaign import run_campaign
+        from molvae.bo.loop import run_campaign
         from molvae.bo import BOConfig
         cfg = BOConfig(**{dataclasses.asdict(TINY)!r})
         obj = F.Objective()
@@ -258,7 +259,7 @@ def test_gp_fit_failure_falls_back_to_random(tmp_path, monkeypatch, caplog):
     def broken(*args, **kwargs):
         raise ModelFittingError("simulated")
 
-    monkeypatch.setattr(bo, "fit_gpytorch_mll", broken)
+    monkeypatch.setattr(surrogate, "fit_gpytorch_mll", broken)
     cfg = dataclasses.replace(TINY, budget=10)
     res = run(tmp_path / "f", cfg)
     new = res.history[res.history["iteration"] > 0]

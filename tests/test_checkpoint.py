@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from molvae.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from molvae.data.tokens import Vocab
 from molvae.model import MolVAE, VAEConfig
-from molvae.tokens import Vocab
+from molvae.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 
 @pytest.fixture
@@ -38,7 +38,7 @@ def test_round_trip_gives_identical_decodes(saved) -> None:
     assert ck.meta["trained_on"].endswith("unit.smi") and ck.meta["score"] == 0.5
     assert ck.meta["versions"]["torch"] == torch.__version__
     assert ck.train_state is None
-    loaded = ck.build_model("cpu")
+    loaded = MolVAE.from_checkpoint(ck, "cpu")
     assert not loaded.training
     z = torch.randn(5, 4, generator=torch.Generator().manual_seed(0))
     model.eval()

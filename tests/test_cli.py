@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 import torch
 
-from molvae.checkpoint import load_checkpoint
 from molvae.cli import main
 from molvae.data import read_smiles
+from molvae.model.checkpoint import load_checkpoint
 
 TINY = [
     "--emb-dim",

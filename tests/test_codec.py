@@ -4,11 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from molvae.batching import PadCollate
-from molvae.checkpoint import save_checkpoint
-from molvae.codec import LatentCodec
-from molvae.model import MolVAE, VAEConfig
-from molvae.tokens import Vocab
+from molvae.data.batching import PadCollate
+from molvae.data.tokens import Vocab
+from molvae.model import LatentCodec, MolVAE, VAEConfig
+from molvae.model.checkpoint import save_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -111,8 +110,7 @@ def test_from_checkpoint(tmp_path, trained) -> None:
 def test_read_latents_from_npy_and_csv(tmp_path) -> None:
     import pandas as pd
 
-    from molvae.codec import read_latents
-    from molvae.data import DataError
+    from molvae.data import DataError, read_latents
 
     z = np.arange(12, dtype=np.float32).reshape(3, 4)
     z[1, 2] = np.nan  # NaN rows stay: decode reports them as no_latent
@@ -135,7 +133,7 @@ def test_grammar_constrained_strings_that_end_are_valid(trained) -> None:
     """Every constrained row that emits eos is a molecule RDKit accepts, and constrained
     decoding is valid at least as often as the raw distribution."""
     from molvae.chem import is_valid
-    from molvae.grammar import SmilesGrammar
+    from molvae.model.grammar import SmilesGrammar
 
     codec, smiles = trained
     near = codec.encode(smiles).z.repeat(8, 1)  # around the 8 molecules it was fitted on

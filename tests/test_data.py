@@ -7,6 +7,7 @@ import pytest
 from molvae.data import (
     DataError,
     FilterConfig,
+    Vocab,
     data_dir,
     encode_all,
     filter_smiles,
@@ -16,7 +17,6 @@ from molvae.data import (
     resolve_data,
     split,
 )
-from molvae.tokens import Vocab
 
 
 def test_bundled_data_present() -> None:

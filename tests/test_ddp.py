@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from molvae.batching import BucketBatchSampler
-from molvae.distributed import ShardedBatchSampler
+from molvae.data.batching import BucketBatchSampler
+from molvae.train.distributed import ShardedBatchSampler
 
 WORKER = textwrap.dedent(
     """
@@ -24,9 +24,8 @@ WORKER = textwrap.dedent(
     import torch
 
     torch.set_num_threads(1)
-    from molvae.data import encode_all
+    from molvae.data import Vocab, encode_all
     from molvae.model import VAEConfig
-    from molvae.tokens import Vocab
     from molvae.train import TrainConfig, train
 
     out = Path(sys.argv[1])

@@ -8,8 +8,7 @@ import math
 import pytest
 import torch
 
-from molvae import metrics
-from molvae.evaluation import EvaluateConfig, EvaluationResult, evaluate, write_evaluation
+from molvae.evaluation import EvaluateConfig, EvaluationResult, evaluate, metrics, write_evaluation
 
 SAMPLE_CYCLE = ["CCO", "OCC", "c1ccccc1", "bad", "CCN"]
 TEST = [

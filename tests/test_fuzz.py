@@ -15,10 +15,9 @@ from hypothesis import strategies as st
 
 from molvae.chem import score_smiles
 from molvae.cli import main
-from molvae.codec import LatentCodec
 from molvae.data import DataError, filter_smiles, read_smiles
-from molvae.model import MolVAE, VAEConfig
-from molvae.tokens import Vocab, tokenize
+from molvae.data.tokens import Vocab, tokenize
+from molvae.model import LatentCodec, MolVAE, VAEConfig
 
 FAST = settings(
     max_examples=60,

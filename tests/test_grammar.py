@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from molvae.grammar import SmilesGrammar
-from molvae.tokens import Vocab, tokenize
+from molvae.data.tokens import Vocab, tokenize
+from molvae.model.grammar import SmilesGrammar
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "zinc" / "train.csv.gz"
 

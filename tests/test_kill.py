@@ -18,8 +18,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from molvae.checkpoint import load_checkpoint
 from molvae.cli import main
+from molvae.model.checkpoint import load_checkpoint
 
 TINY = ["--emb-dim", "16", "--enc-hidden", "32", "--latent-dim", "8", "--dec-hidden", "48",
         "--dec-layers", "1"]  # fmt: skip

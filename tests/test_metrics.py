@@ -9,7 +9,8 @@ import pytest
 import torch
 from rdkit import DataStructs
 
-from molvae import chem, metrics
+from molvae import chem
+from molvae.evaluation import metrics
 
 # 8 strings: 6 valid ("CCO" and "OCC" are the same molecule), one invalid, one empty.
 GEN = ["CCO", "OCC", "c1ccccc1", "C1CC", "", "CCN", "CC(=O)O", "c1ccccc1"]

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from molvae.batching import PadCollate
+from molvae.data.batching import PadCollate
+from molvae.data.tokens import Vocab
 from molvae.model import MolVAE, VAEConfig, kl_divergence
-from molvae.tokens import Vocab
+from molvae.model.decoding import mask_specials
 
 TINY = {"emb_dim": 16, "enc_hidden": 32, "latent_dim": 8, "dec_hidden": 32, "dec_layers": 2}
 
@@ -216,7 +217,7 @@ def test_padded_decoder_equals_packed_on_real_positions(zinc_small) -> None:
 
 
 def test_fast_bf16_only_where_hardware_has_it(monkeypatch) -> None:
-    from molvae import model as model_mod
+    from molvae.model import device as model_mod
 
     assert model_mod.fast_bf16(torch.device("cuda"))
     assert not model_mod.fast_bf16(torch.device("meta"))
@@ -294,7 +295,7 @@ def test_a_dead_end_undoes_the_previous_token(zinc_small) -> None:
         h = model.init_hidden(z)
         tok = torch.tensor([[vocab.bos_id], [free[0]]]).T
         o, _ = model.decoder_rnn(model._step_input(tok, z), h)
-        logits = model._mask_specials(model.out(o[:, -1]))[0]
+        logits = mask_specials(model.config, model.out(o[:, -1]))[0]
     runner_up = logits.topk(2).indices[1].item()
     assert ids[0] == free[0] and ids[1] == runner_up != free[1]
 

@@ -1,4 +1,4 @@
-"""Tests of molvae.report on a tiny random-search campaign with real SMILES."""
+"""Tests of molvae.bo.report on a tiny random-search campaign with real SMILES."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ import torch
 from PIL import Image
 
 from molvae.bo import BOConfig
-from molvae.campaign import load_campaign, random_search
-from molvae.report import best_so_far, compare_traces, write_report
+from molvae.bo.loop import random_search
+from molvae.bo.report import best_so_far, compare_traces, write_report
+from molvae.bo.store import load_campaign
 
 sys.path.insert(0, str(Path(__file__).parent))
 import bo_fakes as F

@@ -8,8 +8,15 @@ import numpy as np
 import pytest
 
 from molvae import data
-from molvae.data import FilterConfig, TokenCache, encode_all, filter_smiles, split, token_cache
-from molvae.tokens import Vocab
+from molvae.data import (
+    FilterConfig,
+    TokenCache,
+    Vocab,
+    encode_all,
+    filter_smiles,
+    split,
+    token_cache,
+)
 
 
 @pytest.fixture
@@ -38,7 +45,7 @@ def test_second_call_reuses_the_cache_and_a_changed_file_rebuilds(
     tmp_path, smi_file, monkeypatch
 ) -> None:
     first = token_cache(smi_file, root=tmp_path / "cache")
-    monkeypatch.setattr(data, "load_smiles", lambda *a, **k: pytest.fail("re-tokenized"))
+    monkeypatch.setattr(data.cache, "load_smiles", lambda *a, **k: pytest.fail("re-tokenized"))
     again = token_cache(smi_file, root=tmp_path / "cache")
     assert again.dir == first.dir and np.array_equal(again[3], first[3])
     # other filter settings or limit are another cache entry

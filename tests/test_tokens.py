@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from molvae.data import read_smiles
-from molvae.tokens import SPECIALS, Vocab, tokenize
+from molvae.data.tokens import SPECIALS, Vocab, tokenize
 
 
 @pytest.mark.parametrize(

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 import torch
 
-from molvae.checkpoint import load_checkpoint
+from molvae.data import Vocab
 from molvae.model import VAEConfig
-from molvae.tokens import Vocab
+from molvae.model.checkpoint import load_checkpoint
 from molvae.train import TrainConfig, kl_weight, lr_factor, train
 
 

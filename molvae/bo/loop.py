@@ -8,65 +8,37 @@ and proposes exactly what the uninterrupted one would have.
 
 from __future__ import annotations
 
-import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from molvae.bo import (
-    BOConfig,
-    CanonicalFn,
-    DecodeFn,
-    EncodeFn,
-    ObjectiveFn,
-    PriorFn,
-    Proposal,
-    choose_decoded,
-    default_canonical,
-    iteration_seed,
-    propose_batch,
+from molvae.bo.chemistry import default_canonical
+from molvae.bo.config import BOConfig, CanonicalFn, DecodeFn, EncodeFn, ObjectiveFn, PriorFn
+from molvae.bo.design import _build_pool, _init_rows
+from molvae.bo.iteration import (
+    _n_scored_new,
+    _Oracles,
+    _pending_batch,
+    _propose,
+    _Run,
+    _run_batch,
+    _write_state,
 )
-from molvae.campaign_io import (
-    STATUSES,
-    CampaignStore,
-    best_of,
-    known_scores,
-    observations,
-    top_molecules,
-    z_columns,
-)
-from molvae.trust_region import TrustRegionState, latent_bounds, update_trust_region
-
-logger = logging.getLogger(__name__)
+from molvae.bo.report import write_report
+from molvae.bo.store import CampaignResult, CampaignStore, load_campaign, z_columns
+from molvae.bo.trust_region import TrustRegionState, latent_bounds
 
 # Config fields that may change on resume: they alter neither proposals nor records.
 _FREE_FIELDS = ("budget", "max_iterations", "n_jobs", "top_k")
 
 
-@dataclass
-class CampaignResult:
-    """A campaign's records: ``history`` has one row per proposal (``evaluations.csv``)."""
-
-    history: pd.DataFrame
-    best_smiles: str | None
-    best_score: float
-    top: pd.DataFrame  # canonical, score, iteration, source of the best unique molecules
-    out_dir: Path
-    iteration_times: list[float]
-    iterations: pd.DataFrame  # one row per finished iteration (counts, timings, fallbacks)
-    config: BOConfig
-    kind: str  # "bo" or "random"
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-
 def _check_config(store: CampaignStore, kind: str, cfg: BOConfig, metadata: dict | None) -> None:
+    """Record a new directory's settings; refuse to resume one started with other settings."""
     stored = store.read_config()
     new = asdict(cfg)
     if stored is None:
@@ -91,251 +63,107 @@ def _check_config(store: CampaignStore, kind: str, cfg: BOConfig, metadata: dict
         store.write_config({**stored, "config": new})
 
 
-def _build_pool(
-    store: CampaignStore,
+def _start(
+    kind: str,
     cfg: BOConfig,
-    init_smiles: list[str],
-    encode_fn: EncodeFn,
-    objective_fn: ObjectiveFn,
-    canonical_fn: CanonicalFn,
-) -> pd.DataFrame:
-    """Score and encode ``init_pool`` random data molecules once (stored in ``pool.csv``)."""
-    pool = store.read_pool()
-    if pool is not None:
-        return pool
-    rng = np.random.default_rng(iteration_seed(cfg.seed, 0))
-    seen: set[str] = set()
-    decoded, cans = [], []
-    for i in rng.permutation(len(init_smiles))[: cfg.init_pool]:
-        can = canonical_fn(init_smiles[i])
-        if can and can not in seen:
-            seen.add(can)
-            decoded.append(init_smiles[i])
-            cans.append(can)
-    if not cans:
-        raise ValueError("none of the init_smiles is a valid molecule: no initial design")
-    scores, status = objective_fn(cans)
-    scores = np.where(np.array(status) == "ok", np.asarray(scores, dtype=float), np.nan)
-    z = encode_fn(cans).detach().to("cpu", torch.float64).numpy()
-    pool = pd.DataFrame({"smiles": decoded, "canonical": cans, "score": scores, "status": status})
-    pool = pd.concat([pool, pd.DataFrame(z, columns=z_columns(z.shape[1]))], axis=1)
-    store.write_pool(pool)
-    return pool
+    out_dir: str | Path,
+    fns: _Oracles,
+    init_smiles: list[str] | None,
+    metadata: dict | None,
+) -> _Run:
+    """Open (or resume) the directory: check the settings, record the initial design, load the
+    state and the trust region."""
+    store = CampaignStore(out_dir, writer=True)
+    _check_config(store, kind, cfg, metadata)
+    fns.canonical_fn = fns.canonical_fn or default_canonical()
+    run = _Run(kind, cfg, store, fns, history=store.load_history(), state={})
+    if init_smiles is not None:
+        _initial_design(run, init_smiles)
+    run.state = store.read_state() or {"iteration": 0, "iterations": [], "trust_region": None}
+    run.tr = _initial_trust_region(run)
+    return run
 
 
-def _init_rows(pool: pd.DataFrame, cfg: BOConfig, dim: int) -> list[dict[str, Any]]:
-    """The initial design: the ``init_top`` best of the pool plus random others, ``n_init``."""
-    zc = z_columns(dim)
-    usable = (
-        (pool["status"] == "ok") & np.isfinite(pool["score"]) & np.isfinite(pool[zc]).all(axis=1)
+def _initial_design(run: _Run, init_smiles: list[str]) -> None:
+    """Score and encode the pool, set the latent bounds, append the missing iteration-0 rows."""
+    cfg, fns = run.cfg, run.fns
+    if fns.encode_fn is None:
+        raise ValueError("an initial design needs encode_fn")
+    pool = _build_pool(run.store, cfg, init_smiles, fns.encode_fn, fns.objective_fn,
+                       fns.canonical_fn)  # fmt: skip
+    run.dim = dim = sum(c.startswith("z") and c[1:].isdigit() for c in pool.columns)
+    run.bounds = latent_bounds(
+        torch.tensor(pool[z_columns(dim)].to_numpy(dtype=float)), cfg.bound_std
     )
-    elig = pool[usable].sort_values("score", ascending=False, kind="stable")
-    n_top = min(cfg.init_top, cfg.n_init, len(elig))
-    rest = elig.iloc[n_top:]
-    rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 0, 1]))
-    pick = rng.permutation(len(rest))[: max(cfg.n_init - n_top, 0)]
-    chosen = pd.concat([elig.iloc[:n_top], rest.iloc[np.sort(pick)]])
-    return [
-        {
-            "iteration": 0,
-            "index": j,
-            "source": "init",
-            "smiles": r["smiles"],
-            "canonical": r["canonical"],
-            "score": float(r["score"]),
-            "status": "ok",
-            "valid_fraction": 1.0,
-            "z": r[zc].to_numpy(dtype=float),
-        }
-        for j, (_, r) in enumerate(chosen.iterrows())
-    ]
+    history = run.history
+    done = set(history.loc[history["iteration"] == 0, "index"]) if len(history) else set()
+    rows = [r for r in _init_rows(pool, cfg, dim) if r["index"] not in done]
+    if rows:
+        run.store.append_rows(rows, dim)
+        run.history = run.store.load_history()
 
 
-def _score_batch(
-    z: torch.Tensor,
-    pending: dict[str, Any],
-    history: pd.DataFrame,
-    cfg: BOConfig,
-    decode_fn: DecodeFn,
-    objective_fn: ObjectiveFn,
-    canonical_fn: CanonicalFn,
-) -> list[dict[str, Any]]:
-    """Decode, dedupe and score the rows of the pending batch not yet in ``history``."""
-    t = pending["iteration"]
-    done = set(history.loc[history["iteration"] == t, "index"]) if len(history) else set()
-    todo = [i for i in range(z.shape[0]) if i not in done]
-    if not todo:
-        return []
-    # Decode the whole batch with the iteration's seed so a resumed batch decodes identically.
-    attempts = decode_fn(z.to(torch.float32), cfg.n_decode_attempts, pending["seed"])
-    known = known_scores(history)
-    rows, to_score, seen = [], [], set()
-    for i in todo:
-        att = [attempts[i]] if isinstance(attempts[i], str) else list(attempts[i])
-        decoded, can, frac = choose_decoded(att, canonical_fn)
-        status = "invalid" if not can else "duplicate" if can in known or can in seen else "new"
-        if status == "new":
-            seen.add(can)
-            to_score.append(can)
-        rows.append(
-            {"iteration": t, "index": i, "source": pending["source"], "smiles": decoded,
-             "canonical": can, "score": math.nan, "status": status, "valid_fraction": frac,
-             "z": z[i].tolist()}
-        )  # fmt: skip
-    if to_score:
-        scores, status = objective_fn(to_score)
-        for can, s, st in zip(to_score, np.asarray(scores, dtype=float), status, strict=True):
-            ok = st == "ok" and math.isfinite(s)
-            known[can] = float(s) if ok else math.nan
-            new_status = "ok" if ok else "invalid" if st == "invalid" else "failed"
-            for r in rows:
-                if r["canonical"] == can and r["status"] == "new":
-                    r["score"], r["status"] = known[can], new_status
-    for r in rows:
-        if r["status"] == "duplicate":
-            r["score"] = known[r["canonical"]]
-    return rows
+def _initial_trust_region(run: _Run) -> TrustRegionState | None:
+    """The stored trust region, a fresh one, or None (random search, no initial design, off)."""
+    cfg, stored = run.cfg, run.state["trust_region"]
+    if run.kind != "bo" or not cfg.trust_region or run.dim is None:
+        return None
+    if stored:
+        return TrustRegionState(**stored)
+    return TrustRegionState(dim=run.dim, batch_size=cfg.batch_size, length=cfg.tr_length_init,
+                            length_init=cfg.tr_length_init, length_min=cfg.tr_length_min,
+                            length_max=cfg.tr_length_max,
+                            success_tolerance=cfg.tr_success_tolerance)  # fmt: skip
+
+
+def _advance_bar(bar: tqdm, history: pd.DataFrame, t: int, best: float) -> None:
+    """Count iteration ``t`` as done on the progress bar, with best, validity and scored count."""
+    new = history[history["iteration"] > 0]
+    if t > bar.total:  # invalid or duplicate proposals made the budget need more batches
+        bar.total = t
+    bar.update(1)
+    bar.set_postfix(best=f"{best:.3f}", valid=f"{(new['canonical'] != '').mean():.2f}",
+                    scored=int((new["status"] == "ok").sum()))  # fmt: skip
 
 
 def _campaign(
     kind: str,
     cfg: BOConfig,
-    decode_fn: DecodeFn,
-    objective_fn: ObjectiveFn,
+    fns: _Oracles,
     out_dir: str | Path,
     *,
-    encode_fn: EncodeFn | None,
-    prior_fn: PriorFn | None,
     init_smiles: list[str] | None,
-    canonical_fn: CanonicalFn | None,
     progress: bool,
     metadata: dict | None,
     report: bool,
 ) -> CampaignResult:
-    store = CampaignStore(out_dir, writer=True)
-    _check_config(store, kind, cfg, metadata)
-    canonical_fn = canonical_fn or default_canonical()
-    history = store.load_history()
-    bounds, dim = None, None
-    if init_smiles is not None:
-        if encode_fn is None:
-            raise ValueError("an initial design needs encode_fn")
-        pool = _build_pool(store, cfg, init_smiles, encode_fn, objective_fn, canonical_fn)
-        dim = sum(c.startswith("z") and c[1:].isdigit() for c in pool.columns)
-        bounds = latent_bounds(
-            torch.tensor(pool[z_columns(dim)].to_numpy(dtype=float)), cfg.bound_std
-        )
-        done = set(history.loc[history["iteration"] == 0, "index"]) if len(history) else set()
-        rows = [r for r in _init_rows(pool, cfg, dim) if r["index"] not in done]
-        if rows:
-            store.append_rows(rows, dim)
-            history = store.load_history()
-    state = store.read_state() or {"iteration": 0, "iterations": [], "trust_region": None}
-    tr = None
-    if kind == "bo" and cfg.trust_region and dim is not None:
-        tr = TrustRegionState(**state["trust_region"]) if state["trust_region"] else (
-            TrustRegionState(dim=dim, batch_size=cfg.batch_size, length=cfg.tr_length_init,
-                             length_init=cfg.tr_length_init, length_min=cfg.tr_length_min,
-                             length_max=cfg.tr_length_max,
-                             success_tolerance=cfg.tr_success_tolerance)
-        )  # fmt: skip
+    """The loop shared by ``run_campaign`` and ``random_search`` (``kind`` "bo" or "random")."""
+    run = _start(kind, cfg, out_dir, fns, init_smiles, metadata)
     limit = cfg.max_iterations
     if limit is None:  # a decoder that never yields anything new must not loop forever
         limit = 20 * max(1, math.ceil(cfg.budget / cfg.batch_size))
-    t = state["iteration"] + 1
+    t = run.state["iteration"] + 1
     # The bar counts the iterations the budget needs when every proposal scores; `limit` is only a
     # safety cap, and showing it made a finished campaign look 6% done.
     expected = cfg.max_iterations or math.ceil(cfg.budget / cfg.batch_size)
     bar = tqdm(total=expected, initial=t - 1, disable=not progress, desc=f"{kind} campaign")
     while True:
-        pending = store.read_pending()
-        if pending is not None and pending["iteration"] != t:
-            store.clear_pending()  # state.json already records that batch
-            pending = None
-        n_new_ok = (
-            int(((history["iteration"] > 0) & (history["status"] == "ok")).sum())
-            if len(history)
-            else 0
-        )
-        remaining = cfg.budget - n_new_ok
+        pending = _pending_batch(run.store, t)
+        remaining = cfg.budget - _n_scored_new(run.history)
         if pending is None and (remaining <= 0 or t > limit):
             break
         start = time.perf_counter()
-        seed_t = iteration_seed(cfg.seed, t)
         if pending is None:
-            q = min(cfg.batch_size, remaining)
-            if kind == "bo":
-                if bounds is None:
-                    raise ValueError("run_campaign needs init_smiles to set the latent bounds")
-                x, y = observations(history, dim)
-                prop = propose_batch(cfg, x, y, bounds, q, seed_t, tr.length if tr else None)
-            else:
-                prop = Proposal(
-                    z=prior_fn(q, seed_t).detach().to("cpu", torch.float64), source="random"
-                )
-            rec = {"source": prop.source, "fallback": prop.fallback, "gp_points": prop.gp_points,
-                   "fit_s": prop.fit_s, "acq_s": prop.acq_s,
-                   "propose_s": time.perf_counter() - start}  # fmt: skip
-            pending = {"iteration": t, "seed": seed_t, "source": prop.source,
-                       "z": prop.z.tolist(), "record": rec}  # fmt: skip
-            store.write_pending(pending)
-        t_eval = time.perf_counter()  # propose_s is already in the record (or was, before a kill)
-        z = torch.tensor(pending["z"], dtype=torch.float64)
-        dim = z.shape[1]
-        best_before, _ = best_of(history)
-        rows = _score_batch(z, pending, history, cfg, decode_fn, objective_fn, canonical_fn)
-        if rows:
-            store.append_rows(rows, dim)
-            history = store.load_history()
-        batch = history[history["iteration"] == t]
-        counts = batch["status"].value_counts()
-        ok_scores = batch.loc[batch["status"] == "ok", "score"].to_numpy(dtype=float)
-        batch_best = float(np.nanmax(ok_scores)) if np.isfinite(ok_scores).any() else math.nan
-        if tr is not None:
-            tr = update_trust_region(tr, batch_best, best_before)
-        best, _ = best_of(history)
-        rec = {**pending["record"], "iteration": t, "q": len(batch),
-               **{f"n_{s}": int(counts.get(s, 0)) for s in STATUSES},
-               "validity": float((batch["canonical"] != "").mean()), "batch_best": batch_best,
-               "best": best, "tr_length": tr.length if tr else None,
-               "wall_s": pending["record"]["propose_s"] + time.perf_counter() - t_eval}  # fmt: skip
-        state = {**state, "iteration": t, "iterations": [*state["iterations"], rec],
-                 "trust_region": asdict(tr) if tr else None}  # fmt: skip
-        _write_state(store, state, history)
-        store.clear_pending()
-        new = history[history["iteration"] > 0]
-        if t > bar.total:  # invalid or duplicate proposals made the budget need more batches
-            bar.total = t
-        bar.update(1)
-        bar.set_postfix(best=f"{best:.3f}", valid=f"{(new['canonical'] != '').mean():.2f}",
-                        scored=int((new["status"] == "ok").sum()))  # fmt: skip
+            pending = _propose(run, t, min(cfg.batch_size, remaining), start)
+        _run_batch(run, t, pending)
+        _advance_bar(bar, run.history, t, run.state["iterations"][-1]["best"])
         t += 1
     bar.close()
-    _write_state(store, state, history)
-    result = load_campaign(store.dir)
+    _write_state(run.store, run.state, run.history)
+    result = load_campaign(run.store.dir)
     if report:
-        from molvae.report import write_report
-
         write_report(result, top_k=cfg.top_k)
     return result
-
-
-def _write_state(store: CampaignStore, state: dict[str, Any], history: pd.DataFrame) -> None:
-    best, best_smiles = best_of(history)
-    counts = history["status"].value_counts() if len(history) else pd.Series(dtype=int)
-    new = history[history["iteration"] > 0] if len(history) else history
-    store.write_state({
-        **state,
-        "best_score": best,
-        "best_smiles": best_smiles,
-        "counts": {s: int(counts.get(s, 0)) for s in STATUSES},
-        "n_scored_new": int((new["status"] == "ok").sum()) if len(new) else 0,
-        "gp_fallbacks": [
-            {"iteration": r["iteration"], "fallback": r["fallback"]}
-            for r in state["iterations"]
-            if r.get("fallback")
-        ],
-    })  # fmt: skip
 
 
 def run_campaign(
@@ -361,9 +189,9 @@ def run_campaign(
     The GP runs on the CPU in float64; on a small shared CPU call ``torch.set_num_threads(1)``
     first (measured: one MLL step 0.008 s with 1 thread vs 0.24 s with 2 contended threads).
     """
+    fns = _Oracles(decode_fn, objective_fn, canonical_fn, encode_fn=encode_fn)
     return _campaign(
-        "bo", config, decode_fn, objective_fn, out_dir, encode_fn=encode_fn, prior_fn=None,
-        init_smiles=list(init_smiles), canonical_fn=canonical_fn, progress=progress,
+        "bo", config, fns, out_dir, init_smiles=list(init_smiles), progress=progress,
         metadata=metadata, report=report,
     )  # fmt: skip
 
@@ -387,29 +215,9 @@ def random_search(
     Same decoding, dedup, records, budget and directory format as ``run_campaign``. With
     ``init_smiles`` (and ``encode_fn``) it starts from the same initial design as BO does.
     """
+    fns = _Oracles(decode_fn, objective_fn, canonical_fn, encode_fn=encode_fn, prior_fn=prior_fn)
     return _campaign(
-        "random", config, decode_fn, objective_fn, out_dir, encode_fn=encode_fn,
-        prior_fn=prior_fn, init_smiles=None if init_smiles is None else list(init_smiles),
-        canonical_fn=canonical_fn, progress=progress, metadata=metadata, report=report,
-    )  # fmt: skip
-
-
-def load_campaign(out_dir: str | Path) -> CampaignResult:
-    """Read a campaign directory (finished or not) into a ``CampaignResult``."""
-    path = Path(out_dir)
-    if not (path / "config.json").exists():
-        raise FileNotFoundError(f"no campaign in {path} (config.json is missing)")
-    store = CampaignStore(path)
-    stored = store.read_config() or {}
-    cfg = BOConfig(**stored["config"])
-    history = store.load_history()
-    state = store.read_state() or {"iterations": []}
-    iterations = pd.DataFrame(state["iterations"])
-    best, best_smiles = best_of(history)
-    top = top_molecules(history, cfg.top_k)
-    times = [float(r["wall_s"]) for r in state["iterations"]]
-    return CampaignResult(
-        history=history, best_smiles=best_smiles, best_score=best, top=top, out_dir=path,
-        iteration_times=times, iterations=iterations, config=cfg,
-        kind=stored.get("kind", "bo"), metadata=stored.get("metadata", {}),
+        "random", config, fns, out_dir,
+        init_smiles=None if init_smiles is None else list(init_smiles), progress=progress,
+        metadata=metadata, report=report,
     )  # fmt: skip

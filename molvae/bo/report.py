@@ -1,17 +1,19 @@
-"""Campaign reports: best-so-far trace, grid image of the top molecules, a Markdown summary."""
+"""Campaign reports: best-so-far trace, grid image of the top molecules, a Markdown summary.
+
+Reads a campaign through ``molvae.bo.store`` (never the loop); writes through ``molvae.io``.
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-if TYPE_CHECKING:
-    from molvae.campaign import CampaignResult
+from molvae.bo.store import CampaignResult, load_campaign, top_molecules
+from molvae.io import markdown_table, write_bytes, write_text, write_with
 
 
 def best_so_far(history: pd.DataFrame) -> pd.DataFrame:
@@ -48,8 +50,6 @@ def _plot_trace(ax, history: pd.DataFrame, label: str, mark_init: bool) -> None:
 
 
 def _as_result(campaign: CampaignResult | str | Path) -> CampaignResult:
-    from molvae.campaign import load_campaign
-
     return load_campaign(campaign) if isinstance(campaign, (str, Path)) else campaign
 
 
@@ -62,16 +62,20 @@ def plot_trace(result: CampaignResult, path: Path) -> Path:
     ax.set_ylabel("best score so far")
     ax.set_title(f"{result.kind} campaign: best {result.best_score:.3f}")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    path = _save_figure(fig, path)
     plt.close(fig)
     return path
+
+
+def _save_figure(fig, path: str | Path) -> Path:
+    # the format follows the file name's suffix, as savefig(path) did (".png": PNG)
+    fmt = Path(path).suffix[1:].lower() or "png"
+    return write_with(path, lambda f: fig.savefig(f, format=fmt, dpi=100))
 
 
 def compare_traces(results: dict[str, CampaignResult], path: str | Path) -> Path:
     """Best-so-far traces of several campaigns (e.g. BO vs random search) on one plot."""
     plt = _plt()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(6, 4))
     for i, (name, result) in enumerate(results.items()):
         _plot_trace(ax, result.history, name, mark_init=i == 0)
@@ -79,7 +83,7 @@ def compare_traces(results: dict[str, CampaignResult], path: str | Path) -> Path
     ax.set_ylabel("best score so far")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    path = _save_figure(fig, path)
     plt.close(fig)
     return path
 
@@ -108,24 +112,11 @@ def plot_top_molecules(top: pd.DataFrame, path: Path, per_row: int = 4) -> Path 
         buf = io.BytesIO()
         png.save(buf, format="PNG")
         png = buf.getvalue()
-    path.write_bytes(png)
-    return path
-
-
-def markdown_table(df: pd.DataFrame) -> str:
-    """A DataFrame as a Markdown table (floats to 4 significant digits)."""
-    cols = list(df.columns)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for row in df.itertuples(index=False):
-        cells = [f"{v:.4g}" if isinstance(v, float) else str(v) for v in row]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return write_bytes(path, png)
 
 
 def summary_markdown(result: CampaignResult, images: dict[str, Path], top_k: int = 12) -> str:
     """The Markdown summary page of a campaign."""
-    from molvae.campaign import top_molecules
-
     top = top_molecules(result.history, top_k)
     h = result.history
     new = h[h["iteration"] > 0] if len(h) else h
@@ -169,15 +160,11 @@ def write_report(campaign: CampaignResult | str | Path, top_k: int = 12) -> dict
     """
     result = _as_result(campaign)
     report_dir = Path(result.out_dir) / "report"
-    report_dir.mkdir(parents=True, exist_ok=True)
     images: dict[str, Path] = {"trace": plot_trace(result, report_dir / "trace.png")}
-    from molvae.campaign import top_molecules
-
     grid = plot_top_molecules(
         top_molecules(result.history, top_k), report_dir / "top_molecules.png"
     )
     if grid is not None:
         images["top_molecules"] = grid
-    summary = report_dir / "summary.md"
-    summary.write_text(summary_markdown(result, images, top_k), encoding="utf-8")
+    summary = write_text(report_dir / "summary.md", summary_markdown(result, images, top_k))
     return {**images, "summary": summary}

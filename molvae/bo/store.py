@@ -1,4 +1,4 @@
-"""Campaign directory: crash-safe persistence of a BO or random-search campaign.
+"""Campaign directory: crash-safe persistence of a BO or random-search campaign, read back.
 
 Layout of ``out_dir``::
 
@@ -11,6 +11,8 @@ Layout of ``out_dir``::
 
 JSON and CSV floats are written with ``repr`` so every latent vector round-trips exactly; a
 resumed campaign therefore sees bit-identical history and proposes what the uninterrupted one did.
+Every file is written through ``molvae.io`` except ``evaluations.csv``, appended and fsynced row by
+row. ``load_campaign`` reads a directory into a ``CampaignResult`` (the report reads through it).
 """
 
 from __future__ import annotations
@@ -21,12 +23,16 @@ import json
 import math
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
+
+from molvae.bo.config import BOConfig
+from molvae.io import read_json, write_text
 
 EVAL_COLUMNS = (
     "iteration",
@@ -47,20 +53,6 @@ _ROUND_TRIP = {"float_precision": "round_trip"} if int(pd.__version__.split(".")
 def z_columns(dim: int) -> list[str]:
     """Latent column names ``z0 .. z{dim-1}``."""
     return [f"z{i}" for i in range(dim)]
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temp file and ``os.replace`` (never half-written)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:  # e.g. a full disk: leave the old file and no half-written temp
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _fmt(value: Any) -> str:
@@ -96,13 +88,11 @@ class CampaignStore:
 
     # -- JSON files -------------------------------------------------------------------------
     def _read_json(self, path: Path) -> dict[str, Any] | None:
-        if not path.exists():
-            return None
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
+        return read_json(path)
 
     def _write_json(self, path: Path, payload: dict[str, Any]) -> None:
-        atomic_write_text(path, json.dumps(payload, indent=1, allow_nan=True) + "\n")
+        # indent=1 and NaN allowed: the format campaign directories have always had
+        write_text(path, json.dumps(payload, indent=1, allow_nan=True) + "\n")
 
     def read_config(self) -> dict[str, Any] | None:
         """The stored ``config.json`` payload, or None for a new directory."""
@@ -148,7 +138,7 @@ class CampaignStore:
     def append_rows(self, rows: Sequence[dict[str, Any]], dim: int) -> None:
         """Append finished proposals (dicts with EVAL_COLUMNS and ``z``: d floats), fsynced."""
         if not self.eval_path.exists() or self.eval_path.stat().st_size == 0:
-            atomic_write_text(self.eval_path, _csv_line([*EVAL_COLUMNS, *z_columns(dim)]))
+            write_text(self.eval_path, _csv_line([*EVAL_COLUMNS, *z_columns(dim)]))
         with open(self.eval_path, "a", encoding="utf-8") as fh:
             for row in rows:
                 cells = [row[c] for c in EVAL_COLUMNS] + [float(v) for v in row["z"]]
@@ -169,7 +159,7 @@ class CampaignStore:
         buf.write(_csv_line(list(pool.columns)))
         for row in pool.itertuples(index=False):
             buf.write(_csv_line(list(row)))
-        atomic_write_text(self.pool_path, buf.getvalue())
+        write_text(self.pool_path, buf.getvalue())
 
     def read_pool(self) -> pd.DataFrame | None:
         """The stored initial pool, or None."""
@@ -244,3 +234,40 @@ def top_molecules(history: pd.DataFrame, k: int) -> pd.DataFrame:
     ok = history[(history["status"] == "ok") & np.isfinite(history["score"])]
     top = ok.sort_values("score", ascending=False, kind="stable").drop_duplicates("canonical")
     return top[cols].head(k).reset_index(drop=True)
+
+
+@dataclass
+class CampaignResult:
+    """A campaign's records: ``history`` has one row per proposal (``evaluations.csv``)."""
+
+    history: pd.DataFrame
+    best_smiles: str | None
+    best_score: float
+    top: pd.DataFrame  # canonical, score, iteration, source of the best unique molecules
+    out_dir: Path
+    iteration_times: list[float]
+    iterations: pd.DataFrame  # one row per finished iteration (counts, timings, fallbacks)
+    config: BOConfig
+    kind: str  # "bo" or "random"
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def load_campaign(out_dir: str | Path) -> CampaignResult:
+    """Read a campaign directory (finished or not) into a ``CampaignResult``."""
+    path = Path(out_dir)
+    if not (path / "config.json").exists():
+        raise FileNotFoundError(f"no campaign in {path} (config.json is missing)")
+    store = CampaignStore(path)
+    stored = store.read_config() or {}
+    cfg = BOConfig(**stored["config"])
+    history = store.load_history()
+    state = store.read_state() or {"iterations": []}
+    iterations = pd.DataFrame(state["iterations"])
+    best, best_smiles = best_of(history)
+    top = top_molecules(history, cfg.top_k)
+    times = [float(r["wall_s"]) for r in state["iterations"]]
+    return CampaignResult(
+        history=history, best_smiles=best_smiles, best_score=best, top=top, out_dir=path,
+        iteration_times=times, iterations=iterations, config=cfg,
+        kind=stored.get("kind", "bo"), metadata=stored.get("metadata", {}),
+    )  # fmt: skip

@@ -1,7 +1,4 @@
-"""RDKit chemistry: parsing, canonical SMILES, properties and the objective registry.
-
-Everything here is a pure function of a SMILES string or an RDKit ``Mol``; nothing heavy runs at
-import time (the SA-score contrib module and pandas load on first use). Knows nothing of torch.
+"""The objective registry and scoring of SMILES lists, in this process or a process pool.
 
 Objectives are always *maximized*. ``get_objective`` accepts a registry name (``logp``, ``qed``,
 ``sa``, ``mw``, ``tpsa``, ``plogp``, ``plogp_raw``, ``qed_sa``), ``similarity:<SMILES>`` or a
@@ -11,181 +8,34 @@ user ``module:function`` whose function takes a ``Mol`` and returns a float.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import itertools
 import math
 import numbers
-import os
 import pickle
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from rdkit import Chem, DataStructs, RDConfig, RDLogger
-from rdkit.Chem import QED, Crippen, Descriptors, rdFingerprintGenerator, rdMolDescriptors
+from rdkit import DataStructs
+
+from molvae.chem.molecules import parse
+from molvae.chem.properties import (
+    logp,
+    mol_weight,
+    morgan_fingerprint,
+    penalized_logp,
+    penalized_logp_raw,
+    qed,
+    sa_score,
+    tpsa,
+)
 
 if TYPE_CHECKING:
-    import pandas as pd
     from rdkit.Chem import Mol
-
-
-def silence_rdkit() -> None:
-    """Disable RDKit's log output (parse errors of invalid decodes would flood the console)."""
-    RDLogger.DisableLog("rdApp.*")
-
-
-silence_rdkit()
-
-
-# --------------------------------------------------------------------------- parsing
-
-
-def parse(smiles: Any) -> Mol | None:
-    """Parse a SMILES string into a ``Mol``; ``None`` for invalid, empty or non-string input.
-
-    Never raises.
-    """
-    if not isinstance(smiles, str) or not smiles.strip():
-        return None
-    try:
-        mol = Chem.MolFromSmiles(smiles)
-    except Exception:  # RDKit raises on some malformed inputs instead of returning None
-        return None
-    if mol is None or mol.GetNumAtoms() == 0:
-        return None
-    return mol
-
-
-def canonical(smiles: Any) -> str | None:
-    """Canonical isomeric SMILES of ``smiles``, or ``None`` if it does not parse."""
-    mol = parse(smiles)
-    if mol is None:
-        return None
-    try:
-        return Chem.MolToSmiles(mol, isomericSmiles=True)
-    except Exception:  # writing can fail on exotic valence states that parsed
-        return None
-
-
-def is_valid(smiles: Any) -> bool:
-    """True if ``smiles`` parses into a molecule with at least one atom."""
-    return parse(smiles) is not None
-
-
-def largest_fragment(smiles: Any) -> str | None:
-    """Canonical SMILES of the largest fragment (most heavy atoms) of a salt or mixture."""
-    mol = parse(smiles)
-    if mol is None:
-        return None
-    frags = Chem.GetMolFrags(mol, asMols=True, sanitizeFrags=False)
-    best = max(frags, key=lambda m: (m.GetNumHeavyAtoms(), m.GetNumAtoms()))
-    return Chem.MolToSmiles(best, isomericSmiles=True)
-
-
-# --------------------------------------------------------------------------- properties
-
-# ZINC-250k means and standard deviations of logP, -SA and -ring penalty, from the code of
-# Kusner et al. 2017 (Grammar VAE) reused by Jin et al. 2018 (JT-VAE, bo/run_bo.py).
-LOGP_MEAN, LOGP_STD = 2.4570953396190123, 1.434324401111988
-NEG_SA_MEAN, NEG_SA_STD = -3.0525811293166134, 0.8335207024513095
-NEG_RING_MEAN, NEG_RING_STD = -0.0485696876403053, 0.2860212110245455
-
-
-@lru_cache(maxsize=1)
-def _sascorer() -> ModuleType:
-    """Load RDKit Contrib's ``sascorer`` once, from its file (no sys.path edits)."""
-    path = os.path.join(RDConfig.RDContribDir, "SA_Score", "sascorer.py")
-    spec = importlib.util.spec_from_file_location("sascorer", path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"RDKit's SA_Score contrib module was not found at {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@lru_cache(maxsize=2)
-def _morgan_generator(fp_size: int) -> Any:
-    return rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=fp_size)
-
-
-def morgan_fingerprint(mol: Mol, fp_size: int = 2048) -> DataStructs.ExplicitBitVect:
-    """Morgan radius-2 bit fingerprint of ``mol`` with ``fp_size`` bits."""
-    return _morgan_generator(fp_size).GetFingerprint(mol)
-
-
-def logp(mol: Mol) -> float:
-    """Crippen logP (Wildman & Crippen 1999), ``Crippen.MolLogP``."""
-    return float(Crippen.MolLogP(mol))
-
-
-def qed(mol: Mol) -> float:
-    """Quantitative estimate of drug-likeness (Bickerton et al. 2012), in [0, 1]."""
-    return float(QED.qed(mol))
-
-
-def sa_score(mol: Mol) -> float:
-    """Synthetic accessibility score (Ertl & Schuffenhauer 2009): 1 (easy) to 10 (hard)."""
-    return float(_sascorer().calculateScore(mol))
-
-
-def mol_weight(mol: Mol) -> float:
-    """Average molecular weight in Da."""
-    return float(Descriptors.MolWt(mol))
-
-
-def tpsa(mol: Mol) -> float:
-    """Topological polar surface area (Ertl et al. 2000) in Å²."""
-    return float(rdMolDescriptors.CalcTPSA(mol))
-
-
-def ring_penalty(mol: Mol) -> float:
-    """``max(0, largest ring size - 6)`` over RDKit's SSSR rings (0 for acyclic molecules)."""
-    rings = mol.GetRingInfo().AtomRings()
-    largest = max((len(r) for r in rings), default=0)
-    return float(max(0, largest - 6))
-
-
-def penalized_logp(mol: Mol) -> float:
-    """Standardized penalized logP: z(logP) + z(-SA) + z(-ring penalty).
-
-    Each term is z-scored with ZINC-250k constants from the code of Kusner et al. 2017
-    (Grammar VAE) as reused by Jin et al. 2018 (JT-VAE); this is the variant their latent BO
-    tables report (see REFERENCES.md). For the unnormalized sum use ``penalized_logp_raw``.
-    """
-    return (
-        (logp(mol) - LOGP_MEAN) / LOGP_STD
-        + (-sa_score(mol) - NEG_SA_MEAN) / NEG_SA_STD
-        + (-ring_penalty(mol) - NEG_RING_MEAN) / NEG_RING_STD
-    )
-
-
-def penalized_logp_raw(mol: Mol) -> float:
-    """Unnormalized penalized logP: ``logP - SA - ring penalty`` (as in e.g. Tripp et al. 2020)."""
-    return logp(mol) - sa_score(mol) - ring_penalty(mol)
-
-
-def tanimoto_similarity(mol: Mol, target_mol: Mol) -> float:
-    """Tanimoto similarity of Morgan radius-2, 2048-bit fingerprints, in [0, 1]."""
-    return float(
-        DataStructs.TanimotoSimilarity(morgan_fingerprint(mol), morgan_fingerprint(target_mol))
-    )
-
-
-PROPERTIES: dict[str, Callable[[Mol], float]] = {
-    "logp": logp,
-    "qed": qed,
-    "sa_score": sa_score,
-    "mol_weight": mol_weight,
-    "tpsa": tpsa,
-    "ring_penalty": ring_penalty,
-    "penalized_logp": penalized_logp,
-    "penalized_logp_raw": penalized_logp_raw,
-}
 
 
 # --------------------------------------------------------------------------- objectives
@@ -388,37 +238,3 @@ def _score_parallel(
                 msg = f"worker failed: {type(exc).__name__}: {exc}"[:200]
                 rows.extend((math.nan, "failed", msg) for _ in chunk)
     return rows
-
-
-def _safe_property(fn: Callable[[Mol], float], mol: Mol | None) -> float:
-    if mol is None:
-        return math.nan
-    try:
-        return float(fn(mol))
-    except Exception:  # one odd molecule must not lose the whole table
-        return math.nan
-
-
-def property_table(
-    smiles: Sequence[str],
-    names: Sequence[str] = ("logp", "qed", "sa_score", "mol_weight", "tpsa", "penalized_logp"),
-) -> pd.DataFrame:
-    """One row per input: ``smiles``, ``canonical``, ``valid`` and one column per property name
-    (see ``PROPERTIES``); NaN for invalid molecules."""
-    import pandas as pd
-
-    unknown = [n for n in names if n not in PROPERTIES]
-    if unknown:
-        raise ValueError(f"unknown properties {unknown}; choose from {', '.join(PROPERTIES)}")
-    records = []
-    for s in smiles:
-        mol = parse(s)
-        row: dict[str, Any] = {
-            "smiles": s,
-            "canonical": Chem.MolToSmiles(mol) if mol is not None else None,
-            "valid": mol is not None,
-        }
-        for n in names:
-            row[n] = _safe_property(PROPERTIES[n], mol)
-        records.append(row)
-    return pd.DataFrame.from_records(records, columns=["smiles", "canonical", "valid", *names])

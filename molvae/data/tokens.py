@@ -11,6 +11,8 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from molvae.io import write_text
+
 # Bracket atoms are one token; two-letter organic-subset atoms (Cl, Br) before their first
 # letter; %nn two-digit ring closures; any other single character is a token of its own, so
 # detokenize(tokenize(s)) == s holds for every string, valid SMILES or not.
@@ -86,7 +88,7 @@ class Vocab:
         return cls(json.loads(text)["tokens"])
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(self.to_json())
+        write_text(path, self.to_json())
 
     @classmethod
     def load(cls, path: str | Path) -> Vocab:

@@ -6,9 +6,7 @@ Loads with ``torch.load(path, weights_only=True)``, so a file can never run code
 from __future__ import annotations
 
 import json
-import os
 import pickle
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,8 +15,9 @@ import torch
 from torch import nn
 
 import molvae
-from molvae.model import MolVAE, VAEConfig
-from molvae.tokens import Vocab
+from molvae.data.tokens import Vocab
+from molvae.io import write_with
+from molvae.model.vae import VAEConfig
 
 FORMAT_VERSION = 1
 _REQUIRED = ("format", "config", "vocab", "state_dict")
@@ -38,12 +37,6 @@ class Checkpoint:
     meta: dict[str, Any] = field(default_factory=dict)
     train_state: dict[str, Any] | None = None
 
-    def build_model(self, device: torch.device | str = "cpu") -> MolVAE:
-        """A :class:`MolVAE` with these weights on ``device``, in eval mode."""
-        model = MolVAE(self.config)
-        model.load_state_dict(self.state_dict)
-        return model.to(device).eval()
-
     def vocab(self) -> Vocab:
         """The vocabulary the model was trained with."""
         return Vocab(self.vocab_tokens)
@@ -61,9 +54,7 @@ def save_checkpoint(
     meta: dict[str, Any] | None = None,
     train_state: dict[str, Any] | None = None,
 ) -> Path:
-    """Write ``model`` atomically (temp file in the same folder, then ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``model`` atomically (`molvae.io`: temp file in the same folder, then rename)."""
     # a JSON round trip turns Paths, numpy scalars etc. into primitives weights_only can load
     meta = json.loads(json.dumps({"versions": versions(), **(meta or {})}, default=_plain))
     payload: dict[str, Any] = {
@@ -75,17 +66,7 @@ def save_checkpoint(
     }
     if train_state is not None:
         payload["train_state"] = train_state
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_with(path, lambda f: torch.save(payload, f))
 
 
 def load_checkpoint(path: str | Path, map_location: torch.device | str = "cpu") -> Checkpoint:

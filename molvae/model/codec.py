@@ -1,4 +1,4 @@
-"""SMILES <-> latent bridge over a trained :class:`~molvae.model.MolVAE` (no RDKit here).
+"""SMILES <-> latent bridge over a trained :class:`~molvae.model.vae.MolVAE`.
 
 Callers canonicalize; strings that cannot be encoded are reported per row, never raised on.
 """
@@ -13,11 +13,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from molvae.batching import PadCollate
-from molvae.checkpoint import load_checkpoint
-from molvae.grammar import GrammarConfig, SmilesGrammar
-from molvae.model import MolVAE, resolve_device
-from molvae.tokens import Vocab, tokenize
+from molvae.data.batching import PadCollate
+from molvae.data.tokens import Vocab, tokenize
+from molvae.model.checkpoint import load_checkpoint
+from molvae.model.device import resolve_device
+from molvae.model.grammar import GrammarConfig, SmilesGrammar
+from molvae.model.vae import MolVAE
 
 
 @dataclass
@@ -29,49 +30,12 @@ class EncodeResult:
     reason: list[str]  # "" where ok, else "empty" | "too_long" | "unknown_tokens:<t>,<t>"
 
 
-def read_latents(path: str | Path, latent_dim: int) -> np.ndarray:
-    """Latents ``n x latent_dim`` (float32, NaN rows kept) from a ``.npy`` array or a CSV whose
-    ``z0..z{d-1}`` columns hold them (other columns are ignored), as ``molvae encode`` writes.
-
-    Anything else raises `molvae.data.DataError` or ValueError with a one-line message; a
-    ``.npy`` is read with ``allow_pickle=False``, so a crafted file never runs code.
-    """
-    import pandas as pd
-
-    from molvae.data import DataError
-
-    path = Path(path)
-    if not path.is_file():  # a directory or a missing file: one line, not a traceback
-        raise DataError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
-    if path.suffix == ".npy":
-        try:
-            z = np.load(path, allow_pickle=False)
-        except (OSError, ValueError, EOFError) as exc:
-            raise DataError(f"{path}: not a readable .npy array ({exc})") from None
-    else:
-        try:
-            df = pd.read_csv(path)
-            cols = [c for c in df.columns if str(c).startswith("z") and str(c)[1:].isdigit()]
-            z = df[sorted(cols, key=lambda c: int(c[1:]))].to_numpy(dtype=np.float32)
-        except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise DataError(
-                f"{path}: not a CSV of numeric z0..z{latent_dim - 1} columns ({first})"
-            ) from None
-    try:
-        z = np.atleast_2d(np.asarray(z, dtype=np.float32))
-    except (TypeError, ValueError) as exc:  # e.g. a .npy of strings
-        raise DataError(f"{path}: latents are not numbers ({exc})") from None
-    if z.ndim != 2 or z.shape[1] != latent_dim:
-        raise ValueError(f"{path}: latents of shape {z.shape}, the model needs n x {latent_dim}")
-    return z
-
-
 class LatentCodec:
     """Wraps a model, its vocabulary and a device; encodes SMILES and decodes latents.
 
     By default greedy and sampled strings are decoded through the SMILES grammar
-    (`molvae.grammar.SmilesGrammar`, settings in ``grammar``), so they are far more often valid;
+    (`molvae.model.grammar.SmilesGrammar`, settings in ``grammar``), so they are far more often
+    valid;
     ``grammar=None`` decodes the model's raw distribution, as MOSES benchmarks other models.
     """
 
@@ -101,7 +65,7 @@ class LatentCodec:
         """Load a codec from a checkpoint file (``device="auto"``: cuda when available)."""
         dev = resolve_device(device)
         ck = load_checkpoint(path, map_location="cpu")
-        return cls(ck.build_model(dev), ck.vocab(), dev, grammar=grammar)
+        return cls(MolVAE.from_checkpoint(ck, dev), ck.vocab(), dev, grammar=grammar)
 
     @property
     def latent_dim(self) -> int:

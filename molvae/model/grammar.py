@@ -4,7 +4,7 @@ A character VAE samples one token at a time and, at temperature 1, writes many s
 rejects: rings left open, unbalanced branches, over-full valences, aromatic rings that cannot be
 kekulized. `SmilesGrammar` asks partialsmiles (a validating parser for incomplete SMILES, by
 Noel O'Boyle) whether a prefix can still be completed, so a constrained decoder
-(`molvae.model.MolVAE.decode` with ``constraint=``) skips such tokens instead of emitting them.
+(`molvae.model.vae.MolVAE.decode` with ``constraint=``) skips such tokens instead of emitting them.
 The decoder's distribution over the allowed tokens is unchanged up to renormalisation.
 """
 
@@ -16,14 +16,14 @@ from dataclasses import dataclass
 import partialsmiles
 
 from molvae.chem import parse
-from molvae.tokens import Vocab
+from molvae.data.tokens import Vocab
 
 _HALOGENS = frozenset((9, 17, 35, 53))
 
 
 @dataclass(frozen=True)
 class GrammarConfig:
-    """How a codec's decoder follows the grammar (see `molvae.model.MolVAE.decode`).
+    """How a codec's decoder follows the grammar (see `molvae.model.vae.MolVAE.decode`).
 
     ``min_mass``: a step whose allowed tokens hold at most this share of the model's probability
     is a dead end, and the previous token is chosen again. ``backtrack``: how many tokens deep

@@ -1,20 +1,25 @@
 """The SMILES character VAE: bidirectional GRU encoder, GRU decoder conditioned on z.
 
 Knows token ids, not SMILES; no training loop, no files, no RDKit. Runs unchanged on CPU and CUDA.
+The decoding strategies live in `molvae.model.decoding`; `MolVAE.decode` chooses one.
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
-from typing import Protocol
+from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence
+
+from molvae.model import decoding
+from molvae.model.decoding import TokenConstraint
+from molvae.model.device import autocast
+
+if TYPE_CHECKING:
+    from molvae.model.checkpoint import Checkpoint
 
 
 @dataclass
@@ -64,36 +69,6 @@ class VAEOutput:
     n_tokens: Tensor  # number of non-pad targets (scalar)
 
 
-class TokenConstraint(Protocol):
-    """Which next tokens a constrained decoder may emit (see `molvae.grammar.SmilesGrammar`)."""
-
-    def allows(self, prefix: Sequence[int], token: int) -> bool:
-        """Whether ``token`` may follow the token ids ``prefix`` (bos excluded)."""
-        ...
-
-
-def resolve_device(name: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` -> cuda when available, else cpu; anything else as given."""
-    if str(name) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-@functools.lru_cache(maxsize=8)
-def fast_bf16(device: torch.device) -> bool:
-    """Whether bf16 autocast speeds up this device: CUDA, or a CPU with native bf16 matrix units
-    (AMX or AVX512-BF16; measured 2.2x for a GRU forward and backward there). Other CPUs would
-    have to convert in software, so they stay in fp32 (not measured: none was at hand)."""
-    if device.type == "cuda":
-        return True
-    if device.type != "cpu":
-        return False
-    try:  # private helpers; a torch without them gets fp32
-        return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
-    except AttributeError:
-        return False
-
-
 def kl_divergence(mu: Tensor, logvar: Tensor) -> Tensor:
     """Analytic KL(N(mu, exp(logvar)) || N(0, I)) per row: ``batch x d -> batch``."""
     return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=-1)
@@ -127,6 +102,14 @@ class MolVAE(nn.Module):
             self.prop_head = nn.Sequential(
                 nn.Linear(c.latent_dim, 128), nn.ReLU(), nn.Linear(128, c.property_dim)
             )
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: Checkpoint, device: torch.device | str = "cpu") -> MolVAE:
+        """The model a loaded `~molvae.model.checkpoint.Checkpoint` describes, on ``device``, in
+        eval mode."""
+        model = cls(checkpoint.config)
+        model.load_state_dict(checkpoint.state_dict)
+        return model.to(device).eval()
 
     # ----------------------------------------------------------------- encoder
     def encode(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
@@ -231,7 +214,7 @@ class MolVAE(nn.Module):
         stops once every row has ended (or after ``max_len`` tokens; such rows carry no eos).
         ``beam`` ranks beams by plain (not length-normalised) summed log-probability and returns
         the best finished beam. ``amp`` runs the GRU in bf16 where that is fast
-        (`fast_bf16`: CUDA, or a CPU with AMX/AVX512-BF16), as training does.
+        (`molvae.model.device.fast_bf16`: CUDA, or a CPU with AMX/AVX512-BF16), as training does.
 
         With a ``constraint``, greedy and sampled decoding only emit tokens it allows: a refused
         token is removed from the step's distribution, which is renormalised (greedy takes the
@@ -246,211 +229,14 @@ class MolVAE(nn.Module):
         max_len = max_len or self.config.max_len
         device = next(self.parameters()).device
         z = z.to(device, torch.float32)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and fast_bf16(device)):
+        with autocast(device, amp):
             if strategy == "beam":
-                return self._beam(z, beam_width, max_len)
+                return decoding.decode_beam(self, z, beam_width, max_len)
             if strategy not in ("greedy", "sample"):
                 raise ValueError(f"unknown decode strategy {strategy!r}")
             if constraint is not None:
-                return self._decode_constrained(
-                    z, strategy, temperature, max_len, generator, constraint, backtrack, min_mass
-                )
-            return self._decode_rows(z, strategy, temperature, max_len, generator)
-
-    def _decode_rows(
-        self,
-        z: Tensor,
-        strategy: str,
-        temperature: float,
-        max_len: int,
-        generator: torch.Generator | None,
-    ) -> Tensor:
-        c = self.config
-        b = z.shape[0]
-        out = torch.full((b, max_len), c.pad_id, dtype=torch.long, device=z.device)
-        rows = torch.arange(b, device=z.device)  # the rows still decoding
-        h = self.init_hidden(z)
-        tok = torch.full((b, 1), c.bos_id, dtype=torch.long, device=z.device)
-        steps = 0
-        for t in range(max_len):
-            o, h = self.decoder_rnn(self._step_input(tok, z), h)
-            logits = self._mask_specials(self.out(o[:, -1]).float())  # rows x vocab
-            if strategy == "greedy":
-                nxt = logits.argmax(-1)
-            else:
-                nxt = _multinomial(torch.softmax(logits / temperature, -1), generator)
-            out[rows, t] = nxt
-            steps = t + 1
-            going = nxt != c.eos_id
-            if not bool(going.all()):
-                if not bool(going.any()):
-                    break
-                rows, h, z, nxt = rows[going], h[:, going], z[going], nxt[going]
-            tok = nxt.unsqueeze(1)
-        return out[:, :steps]
-
-    def _decode_constrained(
-        self,
-        z: Tensor,
-        strategy: str,
-        temperature: float,
-        max_len: int,
-        generator: torch.Generator | None,
-        constraint: TokenConstraint,
-        backtrack: int,
-        min_mass: float,
-    ) -> Tensor:
-        """Greedy or sampled decoding through ``constraint``, with bounded backtracking.
-
-        Each row is a stack of chosen tokens. ``dist[p, r]`` is row r's distribution for its
-        p-th token, with refused tokens zeroed; the decoder states of the last ``backtrack + 1``
-        positions stay in a ring buffer, so undoing a token needs no GRU call. Rows advance at
-        their own pace; every GRU call batches the rows that have just accepted a token.
-        """
-        c = self.config
-        b, dev = z.shape[0], z.device
-        ring = backtrack + 1
-        budget = 4 * max_len  # refusals per row before it is given up (bounds the time spent)
-        # The per-row choices run on the host, so their randomness comes from numpy, seeded
-        # from ``generator`` so seeded calls repeat exactly.
-        gen_dev = generator.device if generator is not None else dev
-        seed = torch.randint(0, 2**62, (1,), generator=generator, device=gen_dev)
-        rng = np.random.default_rng(int(seed))
-        dist = np.zeros((max_len, b, c.vocab_size))
-        seqs: list[list[int]] = [[] for _ in range(b)]
-        slot_pos = np.full((ring, b), -1, dtype=np.int64)  # which position each slot holds
-        refused = np.zeros(b, dtype=np.int64)
-        ended = np.zeros(b, dtype=bool)  # emitted eos
-        hist: Tensor | None = None  # ring x batch x layers x hidden
-
-        rows = torch.arange(b, device=dev)
-        h = self.init_hidden(z)
-        tok = torch.full((b, 1), c.bos_id, dtype=torch.long, device=dev)
-        while len(rows):
-            o, h = self.decoder_rnn(self._step_input(tok, z[rows]), h)
-            logits = self._mask_specials(self.out(o[:, -1]).float())
-            probs = torch.softmax(logits / (temperature if strategy == "sample" else 1.0), -1)
-            if hist is None:
-                hist = torch.zeros(ring, b, *h.transpose(0, 1).shape[1:], dtype=h.dtype, device=dev)
-            r_np = rows.cpu().numpy()
-            pos = np.array([len(seqs[r]) for r in r_np])
-            dist[pos, r_np] = probs.double().cpu().numpy()
-            hist[torch.as_tensor(pos % ring, device=dev), rows] = h.transpose(0, 1)
-            slot_pos[pos % ring, r_np] = pos
-            going, nxt = [], []
-            for r in r_np:
-                k = self._choose(r, seqs[r], dist, slot_pos, refused, strategy, rng, constraint,
-                                 budget, min_mass)  # fmt: skip
-                if k == c.eos_id:
-                    ended[r] = True
-                elif k >= 0 and len(seqs[r]) < max_len:
-                    going.append(r)
-                    nxt.append(k)
-            if not going:
-                break
-            rows = torch.as_tensor(going, device=dev)
-            pos = np.array([len(seqs[r]) - 1 for r in going])  # each row's state before its token
-            h = hist[torch.as_tensor(pos % ring, device=dev), rows].transpose(0, 1).contiguous()
-            tok = torch.as_tensor(nxt, device=dev).unsqueeze(1)
-        width = max([len(s) + int(e) for s, e in zip(seqs, ended, strict=True)] + [1])
-        out = torch.full((b, width), c.pad_id, dtype=torch.long)
-        for r, s in enumerate(seqs):
-            out[r, : len(s)] = torch.as_tensor(s, dtype=torch.long)
-            if ended[r]:
-                out[r, len(s)] = c.eos_id
-        return out.to(dev)
-
-    def _choose(
-        self,
-        r: int,
-        seq: list[int],
-        dist: np.ndarray,
-        slot_pos: np.ndarray,
-        refused: np.ndarray,
-        strategy: str,
-        rng: np.random.Generator,
-        constraint: TokenConstraint,
-        budget: int,
-        min_mass: float,
-    ) -> int:
-        """Row r's next allowed token, appended to ``seq`` unless it is eos; -1 when given up.
-
-        May pop tokens off ``seq`` first (backtracking): the caller then resumes the row from
-        the state stored before its new last token.
-        """
-        while True:
-            p = dist[len(seq), r]
-            total = p.sum()
-            if total <= min_mass or total <= 0.0:  # a dead end: undo the previous token
-                q = len(seq) - 1  # re-choosing token q needs the state at q, if still stored
-                if q < 0 or slot_pos[q % len(slot_pos), r] != q or refused[r] >= budget:
-                    return -1
-                k = seq.pop()
-                dist[len(seq), r, k] = 0.0
-                refused[r] += 1
-                continue
-            if strategy == "greedy":
-                k = int(p.argmax())
-            else:
-                k = min(int(np.searchsorted(np.cumsum(p), rng.random() * total, side="right")),
-                        len(p) - 1)  # fmt: skip
-            if p[k] > 0.0 and constraint.allows(seq, k):
-                if k != self.config.eos_id:
-                    seq.append(k)
-                return k
-            p[k] = 0.0
-            refused[r] += 1
-            if refused[r] > budget:
-                return -1
-
-    def _mask_specials(self, logits: Tensor) -> Tensor:
-        """pad and bos are never targets, so a decoder must not emit them."""
-        logits = logits.clone()
-        logits[:, [self.config.pad_id, self.config.bos_id]] = float("-inf")
-        return logits
-
-    def _beam(self, z: Tensor, k: int, max_len: int) -> Tensor:
-        """Batched beam search: ``batch x d`` -> best beam per row ``batch x T``."""
-        c = self.config
-        b, v = z.shape[0], c.vocab_size
-        zk = z.repeat_interleave(k, 0)  # (batch*k) x d, beams of one z are adjacent
-        h = self.init_hidden(zk)
-        tok = torch.full((b * k,), c.bos_id, dtype=torch.long, device=z.device)
-        score = torch.full((b, k), float("-inf"), device=z.device)
-        score[:, 0] = 0.0  # all beams start identical; keep one so top-k gives distinct ones
-        done = torch.zeros(b, k, dtype=torch.bool, device=z.device)
-        seqs = torch.zeros(b * k, 0, dtype=torch.long, device=z.device)
-        for _ in range(max_len):
-            o, h = self.decoder_rnn(self._step_input(tok.unsqueeze(1), zk), h)
-            logits = self._mask_specials(self.out(o[:, -1]).float())
-            logp = torch.log_softmax(logits, -1).view(b, k, v)
-            # a finished beam may only continue with pad at no cost, so it keeps its score
-            finished = torch.full((v,), float("-inf"), device=z.device)
-            finished[c.pad_id] = 0.0
-            logp = torch.where(done.unsqueeze(-1), finished, logp)
-            cand = (score.unsqueeze(-1) + logp).view(b, k * v)
-            score, idx = cand.topk(k, dim=-1)  # batch x k
-            beam, nxt = idx // v, idx % v
-            flat = (beam + torch.arange(b, device=z.device).unsqueeze(1) * k).view(-1)
-            seqs = torch.cat([seqs[flat], nxt.view(-1, 1)], 1)
-            h = h[:, flat]
-            done = done.view(-1)[flat].view(b, k) | (nxt == c.eos_id)
-            tok = nxt.view(-1)
-            # plain log-probs only fall as a beam grows, so a finished best beam is final
-            best_done = torch.where(done, score, float("-inf")).max(-1).values
-            best_open = torch.where(done, float("-inf"), score).max(-1).values
-            if bool((best_done >= best_open).all()):
-                break
-        rank = torch.where(done, score, score - 1e9)  # prefer finished beams, then score
-        pick = rank.argmax(-1) + torch.arange(b, device=z.device) * k
-        out = seqs[pick]
-        # trim columns that are pad in every row (beams can carry trailing pads)
-        keep = (out != c.pad_id).any(0).nonzero()
-        return out[:, : int(keep.max()) + 1] if keep.numel() else out[:, :1]
-
-
-def _multinomial(probs: Tensor, generator: torch.Generator | None) -> Tensor:
-    """One draw per row of ``batch x vocab`` probs, on the generator's device when it differs."""
-    if generator is not None and generator.device != probs.device:
-        return torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1).to(probs.device)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+                return decoding.decode_constrained(
+                    self, z, strategy, temperature, max_len, generator, constraint, backtrack,
+                    min_mass,
+                )  # fmt: skip
+            return decoding.decode_rows(self, z, strategy, temperature, max_len, generator)

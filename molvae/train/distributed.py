@@ -11,7 +11,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
-from molvae.batching import BucketBatchSampler
+from molvae.data.batching import BucketBatchSampler
 
 
 class ShardedBatchSampler(Sampler[list[int]]):

@@ -9,11 +9,7 @@ share of every epoch's batches, gradients are averaged, and only rank 0 validate
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-import math
-import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -28,41 +24,21 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from molvae.batching import make_loader
-from molvae.checkpoint import load_checkpoint, save_checkpoint, versions
-from molvae.distributed import (
+from molvae.data.batching import make_loader
+from molvae.io import write_text
+from molvae.model import MolVAE, VAEConfig
+from molvae.model.checkpoint import save_checkpoint, versions
+from molvae.model.device import autocast, resolve_device
+from molvae.train.config import TrainConfig
+from molvae.train.distributed import (
     ShardedBatchSampler,
     all_finite,
     init_distributed,
     sum_over_ranks,
 )
-from molvae.model import MolVAE, VAEConfig, fast_bf16, resolve_device
-
-
-@dataclass
-class TrainConfig:
-    """Optimisation settings. ``best.pt`` is the epoch with the lowest validation loss
-    ``recon + beta_max * kl + prop_weight * prop`` (a fixed beta, so epochs compare fairly)."""
-
-    epochs: int = 10
-    batch_size: int = 256
-    lr: float = 1e-3
-    weight_decay: float = 0.0  # AdamW's decoupled decay
-    grad_clip: float = 50.0
-    kl_schedule: str = "linear"  # "linear" | "sigmoid" | "constant"
-    beta_max: float = 0.5  # weight on the per-molecule KL at the end of the warm-up
-    kl_warmup_epochs: float = 3.0
-    prop_weight: float = 1.0
-    lr_decay: str = "cosine"  # "cosine" (to 0 over all steps, after warm-up) | "none"
-    lr_warmup_steps: int = 200  # linear learning-rate warm-up
-    device: str = "auto"  # auto = cuda if available else cpu
-    amp: bool = True  # bf16 autocast where it is fast (`molvae.model.fast_bf16`), else fp32
-    seed: int = 0
-    max_steps_per_epoch: int | None = None  # smoke runs
-    val_recon_samples: int = 1000  # val molecules for greedy string-level reconstruction
-    num_threads: int | None = None  # torch.set_num_threads on CPU when given
-    max_nonfinite_steps: int = 20  # consecutive NaN/inf losses tolerated before stopping
-    val_batch_size: int = 1024
+from molvae.train.schedules import kl_weight, lr_factor
+from molvae.train.state import LoopState, append_metrics, seed_all, start_state
+from molvae.train.validation import _props, evaluate
 
 
 class TrainingDiverged(RuntimeError):
@@ -85,112 +61,31 @@ class TrainResult:
     world_size: int = 1
 
 
-def kl_weight(step: int, steps_per_epoch: int, config: TrainConfig) -> float:
-    """beta at global ``step``: ramps 0 -> beta_max over ``kl_warmup_epochs`` (or constant)."""
-    warm = config.kl_warmup_epochs * steps_per_epoch
-    if config.kl_schedule == "constant" or warm <= 0:
-        return config.beta_max
-    t = step / warm
-    if config.kl_schedule == "linear":
-        return config.beta_max * min(1.0, t)
-    if config.kl_schedule == "sigmoid":
-        # centred on the middle of the warm-up, ~beta_max/(1+e^-6) at its end
-        return config.beta_max / (1.0 + math.exp(-12.0 * (t - 0.5)))
-    raise ValueError(f"unknown kl_schedule {config.kl_schedule!r}")
+@dataclass
+class _Run:
+    """What stays fixed for the whole run: where, on which rank and device, with what."""
 
+    out: Path
+    config: TrainConfig
+    rank: int
+    world: int
+    device: torch.device
+    created_group: bool  # the process group was created here, so it is destroyed here
+    progress: bool
+    model: MolVAE
+    net: torch.nn.Module  # the model, or its DDP wrapper
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LambdaLR
+    loader: DataLoader
+    steps_per_epoch: int
 
-def lr_factor(step: int, total_steps: int, config: TrainConfig) -> float:
-    """Multiplier on ``lr``: linear warm-up, then cosine to zero (or flat)."""
-    if step < config.lr_warmup_steps:
-        return (step + 1) / config.lr_warmup_steps
-    if config.lr_decay == "none":
-        return 1.0
-    if config.lr_decay != "cosine":
-        raise ValueError(f"unknown lr_decay {config.lr_decay!r}")
-    span = max(1, total_steps - config.lr_warmup_steps)
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - config.lr_warmup_steps) / span)))
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
 
-
-def _seed_all(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def _rng_state() -> dict[str, Any]:
-    np_state = np.random.get_state()
-    state: dict[str, Any] = {
-        "torch": torch.get_rng_state(),
-        "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
-        "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"].cpu())
-    n = state["numpy"]
-    np.random.set_state((n[0], np.asarray(n[1], dtype=np.uint32), *n[2:]))
-    p = state["python"]
-    random.setstate((p[0], tuple(p[1]), p[2]))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
-
-
-@torch.no_grad()
-def evaluate(
-    model: MolVAE,
-    ids: Sequence[np.ndarray],
-    config: TrainConfig,
-    device: torch.device,
-    props: np.ndarray | None = None,
-) -> dict[str, float]:
-    """Validation loss parts (z = mu), teacher-forced token accuracy and the fraction of the first
-    ``val_recon_samples`` molecules whose greedy decode from mu equals the input ids exactly."""
-    model.eval()
-    loader = make_loader(ids, config.val_batch_size, shuffle=False, pad_id=model.config.pad_id)
-    sums = {"recon": 0.0, "kl": 0.0, "prop": 0.0}
-    n = correct = tokens = exact = n_exact = 0
-    for x, lengths, idx in loader:
-        x = x.to(device)
-        p = _props(props, idx, device)
-        with _autocast(device, config.amp):
-            out = model(x, lengths, p)
-        b = x.shape[0]
-        sums["recon"] += float(out.recon) * b
-        sums["kl"] += float(out.kl) * b
-        sums["prop"] += float(out.prop_loss) * b
-        n += b
-        correct += int(out.n_correct)
-        tokens += int(out.n_tokens)
-        m = min(b, config.val_recon_samples - n_exact)
-        if m > 0:
-            with _autocast(device, config.amp):
-                gen = model.decode(out.mu[:m].float(), "greedy").cpu()
-            for row in range(m):
-                target = x[row, 1 : int(lengths[row])].cpu()
-                hit = gen.shape[1] >= len(target) and torch.equal(gen[row, : len(target)], target)
-                exact += int(hit)
-            n_exact += m
-    res = {k: v / max(n, 1) for k, v in sums.items()}
-    res["loss"] = res["recon"] + config.beta_max * res["kl"] + config.prop_weight * res["prop"]
-    res["token_acc"] = correct / max(tokens, 1)
-    res["recon_acc"] = exact / max(n_exact, 1)
-    return res
-
-
-def _props(
-    props: np.ndarray | None, idx: torch.Tensor, device: torch.device
-) -> torch.Tensor | None:
-    if props is None:
-        return None
-    return torch.as_tensor(np.asarray(props)[idx.numpy()], dtype=torch.float32).to(device)
-
-
-def _autocast(device: torch.device, amp: bool) -> torch.autocast:
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and fast_bf16(device))
+    @property
+    def metrics_path(self) -> Path:
+        return self.out / "metrics.csv"
 
 
 def train(
@@ -216,22 +111,51 @@ def train(
     at the next epoch with the same optimizer, scheduler and RNG states. ``init_state`` (a
     state dict of the same architecture) starts a fresh run from trained weights: fine-tuning.
     """
-    out = Path(out_dir)
+    run = _setup(model_config, config, Path(out_dir), train_ids, train_props, init_state, progress)
+    st = start_state(run.out, resume, run.main, run.model, run.opt, run.sched, run.device)
+    base_meta = {"trained_on": None, **(meta or {}), "versions": versions()}
+    for epoch in range(st.epoch, config.epochs):
+        st.epoch = epoch
+        sums, n_mol, train_time = _train_epoch(run, st, train_props)
+        if run.world > 1:
+            sums, n_mol = sum_over_ranks(sums, n_mol, run.device)
+        if n_mol == 0 and st.consecutive_nonfinite > 0:
+            # no finite step: saving would hide a diverged model
+            raise TrainingDiverged(
+                f"training stopped: no finite loss in epoch {epoch + 1} "
+                f"({st.consecutive_nonfinite} consecutive non-finite steps); "
+                "lower lr or check the data"
+            )
+        st.mol_per_s = n_mol / max(train_time, 1e-9)
+        if not run.main:
+            continue  # rank 0 validates and writes; the others go on to the next epoch
+        val = evaluate(run.model, val_ids, config, run.device, val_props)
+        row = _metrics_row(run, st, sums, n_mol, train_time, val)
+        _save_epoch(run, st, row, vocab_tokens, base_meta)
+        if callback is not None:
+            callback(row)
+    return _finish(run, st)
+
+
+def _setup(
+    model_config: VAEConfig,
+    config: TrainConfig,
+    out: Path,
+    train_ids: Sequence[np.ndarray],
+    train_props: np.ndarray | None,
+    init_state: dict[str, torch.Tensor] | None,
+    progress: bool,
+) -> _Run:
+    """Process group, seeds, ``config.json``, model, optimizer, loader and LR schedule."""
     rank, world, device, created_group = init_distributed(resolve_device(config.device))
-    main = rank == 0
-    progress = progress and main
-    if main:
+    if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
     if config.num_threads and device.type == "cpu":
         torch.set_num_threads(config.num_threads)
-    _seed_all(config.seed)
-    if main:
-        (out / "config.json").write_text(
-            json.dumps(
-                {"model": model_config.to_dict(), "train": asdict(config), "world_size": world},
-                indent=2,
-            )
-        )
+    seed_all(config.seed)
+    if rank == 0:
+        settings = {"model": model_config.to_dict(), "train": asdict(config), "world_size": world}
+        write_text(out / "config.json", json.dumps(settings, indent=2))
     model = MolVAE(model_config).to(device)
     if init_state is not None:
         model.load_state_dict(init_state)
@@ -259,169 +183,118 @@ def train(
         steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
     total_steps = steps_per_epoch * config.epochs
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total_steps, config))
-    start_epoch, step, best_loss, best_epoch, nonfinite = 0, 0, math.inf, -1, 0
-    metrics_path = out / "metrics.csv"
-    # Resume with no last.pt (killed before the first epoch ended) starts afresh, so the same
-    # command can always be rerun after a crash.
-    if resume and (out / "last.pt").exists():
-        ck = load_checkpoint(out / "last.pt", map_location=device)
-        if ck.train_state is None:
-            raise RuntimeError(f"{out / 'last.pt'} has no training state to resume from")
-        model.load_state_dict(ck.state_dict)
-        ts = ck.train_state
-        opt.load_state_dict(ts["optimizer"])
-        sched.load_state_dict(ts["scheduler"])
-        start_epoch, step = int(ts["epoch"]) + 1, int(ts["step"])
-        best_loss, best_epoch = float(ts["best_val_loss"]), int(ts["best_epoch"])
-        nonfinite = int(ts.get("nonfinite_steps", 0))
-        _set_rng_state(ts["rng"])
-        if main:
-            _truncate_metrics(metrics_path, start_epoch, ck.meta.get("metrics"))
-    elif main and metrics_path.exists():
-        metrics_path.unlink()
-    base_meta = {"trained_on": None, **(meta or {}), "versions": versions()}
-    mps, consecutive = 0.0, 0  # consecutive non-finite steps run on across epochs
-    for epoch in range(start_epoch, config.epochs):
-        net.train()
-        loader.batch_sampler.set_epoch(epoch)
-        sums = {"loss": 0.0, "recon": 0.0, "kl": 0.0, "prop": 0.0}
-        n_mol = 0
-        bar = tqdm(
-            total=steps_per_epoch,
-            desc=f"epoch {epoch + 1}/{config.epochs}",
-            disable=not progress,
-            leave=False,
-        )
-        t0 = time.perf_counter()
-        for i, (x, lengths, idx) in enumerate(loader):
-            if i >= steps_per_epoch:
-                break
-            x = x.to(device, non_blocking=True)
-            props = _props(train_props, idx, device)
-            beta = kl_weight(step, steps_per_epoch, config)
-            with _autocast(device, config.amp):
-                o = net(x, lengths, props)
-                loss = o.recon + beta * o.kl + config.prop_weight * o.prop_loss
-            opt.zero_grad(set_to_none=True)
-            ok = all_finite(loss, world)
-            if ok:
-                loss.backward()
-                gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-                ok = bool(torch.isfinite(gnorm))
-            if not ok:
-                # skip the update; a run of them means the model has diverged
-                opt.zero_grad(set_to_none=True)
-                nonfinite += 1
-                consecutive += 1
-                if consecutive > config.max_nonfinite_steps:
-                    raise TrainingDiverged(
-                        f"training stopped: {consecutive} consecutive non-finite losses "
-                        f"at epoch {epoch + 1}, step {step}; lower lr or check the data"
-                    )
-            else:
-                consecutive = 0
-                opt.step()
-                b = x.shape[0]
-                sums["loss"] += loss.item() * b
-                sums["recon"] += o.recon.item() * b
-                sums["kl"] += o.kl.item() * b
-                sums["prop"] += o.prop_loss.item() * b
-                n_mol += b
-                sched.step()  # only after a real update, so skipped steps do not eat the schedule
-            step += 1
-            mps = n_mol / max(time.perf_counter() - t0, 1e-9)
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.3f}", beta=f"{beta:.3f}", mol_s=f"{mps:.0f}")
-        bar.close()
-        train_time = time.perf_counter() - t0
-        if world > 1:
-            sums, n_mol = sum_over_ranks(sums, n_mol, device)
-        if n_mol == 0 and consecutive > 0:  # no finite step: saving would hide a diverged model
+    return _Run(out, config, rank, world, device, created_group, progress and rank == 0,
+                model, net, opt, sched, loader, steps_per_epoch)  # fmt: skip
+
+
+def _train_epoch(
+    run: _Run, st: LoopState, train_props: np.ndarray | None
+) -> tuple[dict[str, float], int, float]:
+    """One epoch of updates on this rank: its loss sums, molecules and seconds."""
+    config, device = run.config, run.device
+    run.net.train()
+    run.loader.batch_sampler.set_epoch(st.epoch)
+    sums = {"loss": 0.0, "recon": 0.0, "kl": 0.0, "prop": 0.0}
+    n_mol = 0
+    bar = tqdm(total=run.steps_per_epoch, desc=f"epoch {st.epoch + 1}/{config.epochs}",
+               disable=not run.progress, leave=False)  # fmt: skip
+    t0 = time.perf_counter()
+    for i, (x, lengths, idx) in enumerate(run.loader):
+        if i >= run.steps_per_epoch:
+            break
+        x = x.to(device, non_blocking=True)
+        props = _props(train_props, idx, device)
+        beta = kl_weight(st.step, run.steps_per_epoch, config)
+        with autocast(device, config.amp):
+            o = run.net(x, lengths, props)
+            loss = o.recon + beta * o.kl + config.prop_weight * o.prop_loss
+        if _update(run, st, loss):
+            b = x.shape[0]
+            sums["loss"] += loss.item() * b
+            sums["recon"] += o.recon.item() * b
+            sums["kl"] += o.kl.item() * b
+            sums["prop"] += o.prop_loss.item() * b
+            n_mol += b
+            run.sched.step()  # only after a real update, so skipped steps do not eat the schedule
+        st.step += 1
+        mps = n_mol / max(time.perf_counter() - t0, 1e-9)
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.3f}", beta=f"{beta:.3f}", mol_s=f"{mps:.0f}")
+    bar.close()
+    return sums, n_mol, time.perf_counter() - t0
+
+
+def _update(run: _Run, st: LoopState, loss: torch.Tensor) -> bool:
+    """Backward, clip and step when the loss and gradients are finite on every rank; otherwise
+    skip the update and count it (too many in a row raise :class:`TrainingDiverged`)."""
+    run.opt.zero_grad(set_to_none=True)
+    ok = all_finite(loss, run.world)
+    if ok:
+        loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.config.grad_clip)
+        ok = bool(torch.isfinite(gnorm))
+    if not ok:
+        # skip the update; a run of them means the model has diverged
+        run.opt.zero_grad(set_to_none=True)
+        st.nonfinite_steps += 1
+        st.consecutive_nonfinite += 1
+        if st.consecutive_nonfinite > run.config.max_nonfinite_steps:
             raise TrainingDiverged(
-                f"training stopped: no finite loss in epoch {epoch + 1} "
-                f"({consecutive} consecutive non-finite steps); lower lr or check the data"
+                f"training stopped: {st.consecutive_nonfinite} consecutive non-finite losses "
+                f"at epoch {st.epoch + 1}, step {st.step}; lower lr or check the data"
             )
-        mps = n_mol / max(train_time, 1e-9)
-        if not main:
-            continue  # rank 0 validates and writes; the others go on to the next epoch
-        val = evaluate(model, val_ids, config, device, val_props)
-        row = {
-            "epoch": epoch + 1,
-            "step": step,
-            "beta": kl_weight(step, steps_per_epoch, config),
-            "lr": sched.get_last_lr()[0],
-            **{f"train_{k}": v / max(n_mol, 1) for k, v in sums.items()},
-            **{f"val_{k}": v for k, v in val.items()},
-            "mol_per_s": mps,
-            "train_time_s": train_time,
-            "nonfinite_steps": nonfinite,
-        }
-        if val["loss"] < best_loss:
-            best_loss, best_epoch = val["loss"], epoch + 1
-            save_checkpoint(
-                out / "best.pt",
-                model,
-                vocab_tokens,
-                {**base_meta, "epochs": epoch + 1, "metrics": row},
-            )
-        train_state = {
-            "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(),
-            "epoch": epoch,
-            "step": step,
-            "best_val_loss": best_loss,
-            "best_epoch": best_epoch,
-            "nonfinite_steps": nonfinite,
-            "rng": _rng_state(),
-        }
-        save_checkpoint(
-            out / "last.pt",
-            model,
-            vocab_tokens,
-            {**base_meta, "epochs": epoch + 1, "metrics": row},
-            train_state,
-        )
-        # after last.pt: a crash in between loses a metrics row, never duplicates one on resume
-        _append_metrics(metrics_path, row)
-        if callback is not None:
-            callback(row)
-    if world > 1:
-        dist.barrier()  # rank 0's files are complete before any rank returns
-    history = pd.read_csv(metrics_path) if metrics_path.exists() else pd.DataFrame()
-    if created_group:
-        dist.destroy_process_group()
-    return TrainResult(
-        out, out / "best.pt", out / "last.pt", history, best_loss, best_epoch, mps, nonfinite,
-        model=model, world_size=world,
-    )  # fmt: skip
+        return False
+    st.consecutive_nonfinite = 0
+    run.opt.step()
+    return True
 
 
-def _append_metrics(path: Path, row: dict[str, Any]) -> None:
-    new = not path.exists()
-    with path.open("a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(row))
-        if new:
-            w.writeheader()
-        w.writerow(row)
-        f.flush()
+def _metrics_row(
+    run: _Run,
+    st: LoopState,
+    sums: dict[str, float],
+    n_mol: int,
+    train_time: float,
+    val: dict[str, float],
+) -> dict[str, Any]:
+    """The epoch's ``metrics.csv`` row."""
+    return {
+        "epoch": st.epoch + 1,
+        "step": st.step,
+        "beta": kl_weight(st.step, run.steps_per_epoch, run.config),
+        "lr": run.sched.get_last_lr()[0],
+        **{f"train_{k}": v / max(n_mol, 1) for k, v in sums.items()},
+        **{f"val_{k}": v for k, v in val.items()},
+        "mol_per_s": st.mol_per_s,
+        "train_time_s": train_time,
+        "nonfinite_steps": st.nonfinite_steps,
+    }
 
 
-def _truncate_metrics(
-    path: Path, keep_through_epoch: int, last_row: dict[str, Any] | None = None
+def _save_epoch(
+    run: _Run, st: LoopState, row: dict[str, Any], vocab_tokens: list[str], base_meta: dict
 ) -> None:
-    """Drop rows of epochs after ``keep_through_epoch`` (1-based) left by an interrupted run.
+    """``best.pt`` when the validation loss improved, then ``last.pt``, then the metrics row."""
+    meta = {**base_meta, "epochs": st.epoch + 1, "metrics": row}
+    if row["val_loss"] < st.best_val_loss:
+        st.best_val_loss, st.best_epoch = row["val_loss"], st.epoch + 1
+        save_checkpoint(run.out / "best.pt", run.model, vocab_tokens, meta)
+    train_state = st.train_state(run.opt, run.sched)
+    save_checkpoint(run.out / "last.pt", run.model, vocab_tokens, meta, train_state)
+    # after last.pt: a crash in between loses a metrics row, never duplicates one on resume
+    append_metrics(run.metrics_path, row)
 
-    ``last_row`` (the metrics stored in ``last.pt``) restores that epoch's row when a kill
-    between saving ``last.pt`` and appending the row lost it, so each epoch appears once.
-    """
-    text = path.read_text() if path.exists() else ""
-    text = text[: text.rfind("\n") + 1]  # a row cut off mid-write is not a finished row
-    df = pd.read_csv(io.StringIO(text)) if text else pd.DataFrame()
-    if len(df):
-        df = df[df["epoch"] <= keep_through_epoch]
-    if last_row and (df.empty or keep_through_epoch not in set(df["epoch"])):
-        df = pd.concat([df, pd.DataFrame([last_row])], ignore_index=True)
-    if df.empty:
-        path.unlink(missing_ok=True)
-    else:
-        df.to_csv(path, index=False)
+
+def _finish(run: _Run, st: LoopState) -> TrainResult:
+    """Wait for rank 0's files, read the history and leave the process group."""
+    if run.world > 1:
+        dist.barrier()  # rank 0's files are complete before any rank returns
+    path = run.metrics_path
+    history = pd.read_csv(path) if path.exists() else pd.DataFrame()
+    if run.created_group:
+        dist.destroy_process_group()
+    out = run.out
+    return TrainResult(
+        out, out / "best.pt", out / "last.pt", history, st.best_val_loss, st.best_epoch,
+        st.mol_per_s, st.nonfinite_steps, model=run.model, world_size=run.world,
+    )  # fmt: skip

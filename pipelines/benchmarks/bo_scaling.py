@@ -25,10 +25,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from molvae.bo import BOConfig
-from molvae.campaign import run_campaign
-from molvae.campaign_io import CampaignStore, atomic_write_text, z_columns
-from molvae.report import markdown_table
+from molvae.bo import BOConfig, run_campaign
+from molvae.bo.store import CampaignStore, z_columns
+from molvae.io import markdown_table, write_text
 
 
 def _score(z: np.ndarray) -> np.ndarray:
@@ -57,7 +56,7 @@ def make_campaign(path: Path, n: int, cfg: BOConfig, dim: int, seed: int = 0) ->
     pool = pd.DataFrame({"smiles": names, "canonical": names, "score": _score(zp), "status": "ok"})
     store.write_pool(pd.concat([pool, pd.DataFrame(zp, columns=z_columns(dim))], axis=1))
     # the initial design is what the loop would pick from this pool (so it adds nothing)
-    from molvae.campaign import _init_rows
+    from molvae.bo.design import _init_rows
 
     rows = _init_rows(store.read_pool(), cfg, dim)
     z = rng.standard_normal((max(n - len(rows), 0), dim))
@@ -67,11 +66,11 @@ def make_campaign(path: Path, n: int, cfg: BOConfig, dim: int, seed: int = 0) ->
         rows.append({"iteration": int(it), "index": i % cfg.batch_size, "source": "bo",
                      "smiles": _name(zi), "canonical": _name(zi), "score": float(si),
                      "status": "ok", "valid_fraction": 1.0, "z": zi})  # fmt: skip
-    from molvae.campaign_io import EVAL_COLUMNS, _csv_line
+    from molvae.bo.store import EVAL_COLUMNS, _csv_line
 
     lines = [_csv_line([*EVAL_COLUMNS, *z_columns(dim)])]
     lines += [_csv_line([r[c] for c in EVAL_COLUMNS] + [float(v) for v in r["z"]]) for r in rows]
-    atomic_write_text(store.eval_path, "".join(lines))
+    write_text(store.eval_path, "".join(lines))
     last = int(its[-1]) if len(its) else 0
     store.write_state({"iteration": last, "iterations": [], "trust_region": None})
     cfg = BOConfig(**{**asdict(cfg), "budget": len(z)})

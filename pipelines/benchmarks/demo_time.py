@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from molvae.campaign import load_campaign
-from molvae.report import markdown_table
+from molvae.bo import load_campaign
+from molvae.io import markdown_table
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,7 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="runs/benchmarks/demo_time")
     p.add_argument("--smoke", action="store_true", help="a 1-iteration campaign of 2")
     a = p.parse_args(argv)
-    extra = ["--budget", "4", "-q", "2", "--iterations", "1", "--n-init", "10"] if a.smoke else []
+    # the campaign `make demo` runs (Makefile), or a 1-iteration one for the tests
+    demo = ["--budget", "100", "--batch-size", "25"]
+    extra = ["--budget", "4", "-q", "2", "--iterations", "1", "--n-init", "10"] if a.smoke else demo
     if a.threads:
         extra += ["--threads", str(a.threads)]
     with tempfile.TemporaryDirectory() as tmp:

@@ -5,7 +5,7 @@
 
 Decodes the same ``z ~ N(0, I)`` latents with the bundled model (or ``--model``), greedy and
 sampled at temperature 1, once from the raw distribution and once through the SMILES grammar
-(`molvae.grammar`, `GrammarConfig` defaults unless ``--min-mass`` / ``--backtrack`` are given).
+(`molvae.model.grammar`; `GrammarConfig` defaults unless ``--min-mass``, ``--backtrack`` given).
 ``gave_up`` counts rows that found no valid way out (returned without eos); ``valid`` is RDKit's
 verdict on every string. Distribution quality (FCD) is ``molvae evaluate``'s job, with and
 without ``--unconstrained``.
@@ -23,10 +23,10 @@ import pandas as pd
 import torch
 
 from molvae.chem import canonical
-from molvae.codec import LatentCodec
-from molvae.grammar import GrammarConfig
-from molvae.report import markdown_table
-from molvae.runs import resolve_model
+from molvae.io import markdown_table
+from molvae.model import LatentCodec
+from molvae.model.grammar import GrammarConfig
+from molvae.resources import resolve_model
 
 
 def run(codec: LatentCodec, z: torch.Tensor, strategy: str, grammar: GrammarConfig | None) -> dict:

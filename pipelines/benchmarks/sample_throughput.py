@@ -35,9 +35,9 @@ from train_throughput import (  # a sibling script (its directory is on sys.path
 )
 
 from molvae.data import cache_dir, encode_all, read_smiles
+from molvae.data.tokens import Vocab
+from molvae.io import markdown_table
 from molvae.model import MolVAE, fast_bf16
-from molvae.report import markdown_table
-from molvae.tokens import Vocab
 from molvae.train import TrainConfig, train
 
 

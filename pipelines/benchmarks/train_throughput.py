@@ -32,9 +32,9 @@ import pandas as pd
 import torch
 
 from molvae.data import cache_dir, encode_all, read_smiles
+from molvae.data.tokens import Vocab
+from molvae.io import markdown_table
 from molvae.model import MolVAE, VAEConfig, fast_bf16, resolve_device
-from molvae.report import markdown_table
-from molvae.tokens import Vocab
 from molvae.train import TrainConfig, train
 
 

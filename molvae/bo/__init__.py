@@ -1,0 +1,111 @@
+"""Latent-space Bayesian optimization campaigns, from settings to report.
+
+Owns: the settings and callable types (``config``), the GP surrogate (``surrogate``), batch
+proposals (``acquisition``), the TuRBO-style trust region (``trust_region``), the crash-safe
+campaign directory and reading it back (``store``), the initial design (``design``), decoding and
+scoring a batch (``scoring``), one iteration (``iteration``), the loop with ``run_campaign`` and
+``random_search`` (``loop``), the report (``report``), and the ``molvae.chem``-backed default
+callables (``chemistry``).
+
+Must not import ``molvae.model``, ``molvae.train``, ``molvae.evaluation``, ``molvae.runs`` or
+``molvae.cli``: the loop never sees the VAE, it gets decode/encode/objective callables. It may
+import ``molvae.io``, ``molvae.resources``, ``molvae.chem`` and ``molvae.data``.
+"""
+
+from molvae.bo.acquisition import Proposal, propose_batch, sobol_in_box
+from molvae.bo.chemistry import chem_objective, default_canonical
+from molvae.bo.config import (
+    ACQUISITIONS,
+    BOConfig,
+    CanonicalFn,
+    DecodeFn,
+    EncodeFn,
+    ObjectiveFn,
+    PriorFn,
+    iteration_seed,
+)
+from molvae.bo.loop import random_search, run_campaign
+from molvae.bo.report import (
+    best_so_far,
+    compare_traces,
+    plot_top_molecules,
+    plot_trace,
+    summary_markdown,
+    write_report,
+)
+from molvae.bo.scoring import choose_decoded
+from molvae.bo.store import (
+    EVAL_COLUMNS,
+    FORMAT,
+    STATUSES,
+    CampaignResult,
+    CampaignStore,
+    best_of,
+    empty_history,
+    known_scores,
+    load_campaign,
+    observations,
+    read_table,
+    top_molecules,
+    z_columns,
+)
+from molvae.bo.surrogate import (
+    GP_ERRORS,
+    fit_gp,
+    gpytorch_jitter,
+    lengthscales,
+    select_gp_points,
+)
+from molvae.bo.trust_region import (
+    TrustRegionState,
+    latent_bounds,
+    trust_region_box,
+    update_trust_region,
+)
+
+__all__ = [
+    "ACQUISITIONS",
+    "EVAL_COLUMNS",
+    "FORMAT",
+    "GP_ERRORS",
+    "STATUSES",
+    "BOConfig",
+    "CampaignResult",
+    "CampaignStore",
+    "CanonicalFn",
+    "DecodeFn",
+    "EncodeFn",
+    "ObjectiveFn",
+    "PriorFn",
+    "Proposal",
+    "TrustRegionState",
+    "best_of",
+    "best_so_far",
+    "chem_objective",
+    "choose_decoded",
+    "compare_traces",
+    "default_canonical",
+    "empty_history",
+    "fit_gp",
+    "gpytorch_jitter",
+    "iteration_seed",
+    "known_scores",
+    "latent_bounds",
+    "lengthscales",
+    "load_campaign",
+    "observations",
+    "plot_top_molecules",
+    "plot_trace",
+    "propose_batch",
+    "random_search",
+    "read_table",
+    "run_campaign",
+    "select_gp_points",
+    "sobol_in_box",
+    "summary_markdown",
+    "top_molecules",
+    "trust_region_box",
+    "update_trust_region",
+    "write_report",
+    "z_columns",
+]

@@ -1,0 +1,78 @@
+"""Settings of a BO campaign and the callables through which the loop talks to a model.
+
+The loop never sees the VAE: it talks to it through three callables (``DecodeFn``, ``EncodeFn``,
+``ObjectiveFn``), plus ``CanonicalFn`` for deduplication and ``PriorFn`` for random search.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+DecodeFn = Callable[[torch.Tensor, int, int], list[list[str]]]
+"""(z: n x d float32, n_attempts, seed) -> per z the decoded SMILES (attempt 0 greedy)."""
+EncodeFn = Callable[[list[str]], torch.Tensor]
+"""SMILES -> n x d latent means (NaN rows where a SMILES cannot be encoded)."""
+ObjectiveFn = Callable[[list[str]], tuple[np.ndarray, list[str]]]
+"""canonical SMILES -> (scores, status in {"ok", "invalid", "failed"})."""
+CanonicalFn = Callable[[str], "str | None"]
+"""SMILES -> canonical SMILES or None when invalid."""
+PriorFn = Callable[[int, int], torch.Tensor]
+"""(n, seed) -> n x d latent samples (random search)."""
+
+ACQUISITIONS = ("qlogei", "qucb", "ts")
+
+
+@dataclass
+class BOConfig:
+    """Settings of a latent-space BO campaign (also used, in part, by random search).
+
+    ``budget`` counts molecules scored ``ok`` that the optimizer proposed (not the initial
+    design); the Kusner protocol is ``budget=250, batch_size=50, max_iterations=5``.
+    ``decode_temperature`` is for the caller's decoder (the loop only records it).
+    """
+
+    budget: int = 250
+    batch_size: int = 50
+    max_iterations: int | None = None
+    n_init: int = 250
+    init_pool: int = 2000
+    init_top: int = 50
+    acquisition: str = "qlogei"
+    beta: float = 0.5
+    mc_samples: int = 128
+    ts_candidates: int = 2000
+    # On by default: in 56 dimensions qLogEI over the whole box proposes edge points that decode
+    # to poor molecules; a TuRBO-style box around the incumbent won on plogp and QED (README).
+    trust_region: bool = True
+    tr_length_init: float = 0.8
+    tr_length_min: float = 0.5**7
+    tr_length_max: float = 1.6
+    tr_success_tolerance: int = 3
+    bound_std: float = 3.0
+    n_decode_attempts: int = 5
+    decode_temperature: float = 1.0
+    num_restarts: int = 4
+    raw_samples: int = 256
+    acq_maxiter: int = 100
+    fit_maxiter: int = 150
+    max_gp_points: int = 500
+    seed: int = 0
+    n_jobs: int = 1
+    top_k: int = 12
+
+    def __post_init__(self) -> None:
+        if self.acquisition not in ACQUISITIONS:
+            raise ValueError(f"acquisition must be one of {ACQUISITIONS}, not {self.acquisition!r}")
+        if self.budget < 0 or self.batch_size < 1 or self.n_decode_attempts < 1:
+            raise ValueError("budget must be >= 0, batch_size and n_decode_attempts >= 1")
+        if self.max_gp_points < 1 or self.n_init < 0 or self.init_top < 0:
+            raise ValueError("max_gp_points must be >= 1, n_init and init_top >= 0")
+
+
+def iteration_seed(seed: int, iteration: int) -> int:
+    """Seed of one iteration, from (campaign seed, iteration) so a resumed run repeats it."""
+    return int(np.random.SeedSequence([seed, iteration]).generate_state(1)[0])

@@ -1,0 +1,78 @@
+"""RDKit chemistry: parsing, canonical SMILES, properties and the objective registry.
+
+Owns everything molvae knows about molecules: `molecules` (parse, canonical SMILES),
+`properties` (logP, QED, SA score, penalized logP, fingerprints, property tables) and
+`objectives` (the registry, ``similarity:<SMILES>``, user ``module:function``, scoring).
+Everything is a pure function of a SMILES string or an RDKit ``Mol``; nothing heavy runs at
+import time (the SA-score contrib module and pandas load on first use).
+
+Must not import torch, nor any other molvae package except `molvae.io` and `molvae.resources`.
+"""
+
+from molvae.chem.molecules import canonical, is_valid, largest_fragment, parse, silence_rdkit
+from molvae.chem.objectives import (
+    OBJECTIVES,
+    Objective,
+    ScoreResult,
+    TanimotoTo,
+    available_objectives,
+    get_objective,
+    neg_sa_score,
+    qed_minus_sa,
+    score_smiles,
+)
+from molvae.chem.properties import (
+    LOGP_MEAN,
+    LOGP_STD,
+    NEG_RING_MEAN,
+    NEG_RING_STD,
+    NEG_SA_MEAN,
+    NEG_SA_STD,
+    PROPERTIES,
+    logp,
+    mol_weight,
+    morgan_fingerprint,
+    penalized_logp,
+    penalized_logp_raw,
+    property_table,
+    qed,
+    ring_penalty,
+    sa_score,
+    tanimoto_similarity,
+    tpsa,
+)
+
+__all__ = [
+    "LOGP_MEAN",
+    "LOGP_STD",
+    "NEG_RING_MEAN",
+    "NEG_RING_STD",
+    "NEG_SA_MEAN",
+    "NEG_SA_STD",
+    "OBJECTIVES",
+    "PROPERTIES",
+    "Objective",
+    "ScoreResult",
+    "TanimotoTo",
+    "available_objectives",
+    "canonical",
+    "get_objective",
+    "is_valid",
+    "largest_fragment",
+    "logp",
+    "mol_weight",
+    "morgan_fingerprint",
+    "neg_sa_score",
+    "parse",
+    "penalized_logp",
+    "penalized_logp_raw",
+    "property_table",
+    "qed",
+    "qed_minus_sa",
+    "ring_penalty",
+    "sa_score",
+    "score_smiles",
+    "silence_rdkit",
+    "tanimoto_similarity",
+    "tpsa",
+]

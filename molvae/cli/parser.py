@@ -1,0 +1,296 @@
+"""The ``molvae`` argument parser, one function per verb.
+
+A flag that sets a config field takes its default from that config dataclass (`TrainConfig`,
+`TrainRunConfig`, `VAEConfig`, `EvaluateConfig`, `BOConfig`, `OptimizeRunConfig`), so each setting
+has one default, and ``--help`` shows it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+from typing import Any
+
+from molvae.bo import ACQUISITIONS, BOConfig
+from molvae.evaluation import EvaluateConfig
+from molvae.resources import DEFAULT_MODEL
+from molvae.runs import OptimizeRunConfig, TrainRunConfig, evaluate_model
+from molvae.train import TrainConfig
+
+CSV_OUT = "CSV file (default: standard output)"
+
+
+def default(cls: type, name: str) -> Any:
+    """The default of field ``name`` of dataclass ``cls``."""
+    for f in dataclasses.fields(cls):
+        if f.name == name:
+            if f.default is not dataclasses.MISSING:
+                return f.default
+            if f.default_factory is not dataclasses.MISSING:
+                return f.default_factory()
+    raise KeyError(f"{cls.__name__} has no field {name!r} with a default")
+
+
+def _param_default(fn: Any, name: str) -> Any:
+    return inspect.signature(fn).parameters[name].default
+
+
+def _add_model(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help="checkpoint file, or 'default' for the bundled model (default: %(default)s)",
+    )
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda (default: %(default)s)")
+
+
+def _add_grammar(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--unconstrained",
+        action="store_true",
+        help="decode the model's raw distribution, not through the SMILES grammar "
+        "(more invalid strings; what MOSES-style benchmarks measure)",
+    )
+
+
+def _add_out(p: argparse.ArgumentParser, default_: str | None, what: str) -> None:
+    p.add_argument("--out", "-o", default=default_, help=f"{what} (default: %(default)s)")
+
+
+def _train(sub: Any) -> None:
+    p = sub.add_parser("train", help="train a VAE on a SMILES file or a ZINC set")
+    p.add_argument(
+        "--data",
+        default=default(TrainRunConfig, "data"),
+        help="SMILES file, 'zinc' (bundled 250k subset) or 'zinc-full' (MOSES train, "
+        "fetched once) (default: %(default)s)",
+    )
+    _add_out(p, default(TrainRunConfig, "out_dir"), "run directory: checkpoints, metrics.csv")
+    for flag, name, typ in (
+        ("--epochs", "epochs", int),
+        ("--batch-size", "batch_size", int),
+        ("--lr", "lr", float),
+        ("--beta-max", "beta_max", float),
+        ("--kl-warmup-epochs", "kl_warmup_epochs", float),
+        ("--seed", "seed", int),
+        ("--device", "device", str),
+    ):
+        p.add_argument(
+            flag, type=typ, default=default(TrainConfig, name), help="(default: %(default)s)"
+        )
+    p.add_argument(
+        "--kl-schedule",
+        choices=["linear", "sigmoid", "constant"],
+        default=default(TrainConfig, "kl_schedule"),
+        help="(default: %(default)s)",
+    )
+    p.add_argument("--max-steps-per-epoch", type=int, default=None, help="smoke runs")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    p.add_argument("--max-molecules", type=int, default=None, help="use the first N molecules")
+    p.add_argument(
+        "--val-fraction",
+        type=float,
+        default=default(TrainRunConfig, "val_fraction"),
+        help="(default: %(default)s)",
+    )
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument(
+        "--init-from",
+        default=None,
+        metavar="MODEL",
+        help="fine-tune: start from this checkpoint's weights, size and vocabulary "
+        "('default' = the bundled model)",
+    )
+    p.add_argument("--no-progress", action="store_true")
+    _add_model_size(p)
+
+
+def _add_model_size(p: argparse.ArgumentParser) -> None:
+    names = ("emb-dim", "enc-hidden", "enc-layers", "latent-dim", "dec-hidden", "dec-layers",
+             "dropout", "max-len")  # fmt: skip
+    for name in names:
+        # None = not given: a fine-tuning run keeps its starting checkpoint's sizes
+        p.add_argument(
+            f"--{name}",
+            type=float if name == "dropout" else int,
+            default=None,
+            help="model size (default: VAEConfig's, or the --init-from model's)",
+        )
+
+
+def _sample_encode_decode(sub: Any) -> None:
+    p = sub.add_parser("sample", help="decode samples from the prior")
+    _add_model(p)
+    p.add_argument("-n", type=int, default=100, help="number of samples (default: %(default)s)")
+    p.add_argument("--strategy", choices=["greedy", "sample", "beam"], default="greedy")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    _add_grammar(p)
+    _add_out(p, None, CSV_OUT)
+
+    p = sub.add_parser("encode", help="SMILES file -> latent means (.npy or .csv)")
+    _add_model(p)
+    p.add_argument("input", help="SMILES file (.smi/.txt/.csv, optionally .gz)")
+    p.add_argument("--column", default=None, help="SMILES column of a CSV")
+    _add_out(
+        p,
+        "latents.npy",
+        ".npy (n x d, NaN rows where not encodable, plus a .status.csv) "
+        "or .csv (smiles, status, z0..)",
+    )
+
+    p = sub.add_parser("decode", help="latents (.npy or .csv with z0.. columns) -> SMILES")
+    _add_model(p)
+    p.add_argument("input", help=".npy (n x d) or .csv with z0..z{d-1} columns")
+    p.add_argument("--strategy", choices=["greedy", "sample", "beam"], default="greedy")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--beam-width", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0)
+    _add_grammar(p)
+    _add_out(p, None, CSV_OUT)
+
+    p = sub.add_parser("reconstruct", help="encode then decode each molecule of a SMILES file")
+    _add_model(p)
+    p.add_argument("input")
+    p.add_argument("--column", default=None)
+    p.add_argument("--strategy", choices=["greedy", "beam"], default="greedy")
+    _add_grammar(p)
+    _add_out(p, None, CSV_OUT)
+
+
+def _score(sub: Any) -> None:
+    p = sub.add_parser("score", help="add objective scores (and a status column) to a SMILES file")
+    p.add_argument("input")
+    p.add_argument(
+        "--objective",
+        "-O",
+        action="append",
+        default=None,
+        help="objective name, similarity:SMILES or module:function; repeatable "
+        "(default: qed); see --list",
+    )
+    p.add_argument("--column", default=None)
+    p.add_argument("--jobs", type=int, default=1, help="worker processes")
+    p.add_argument("--list", action="store_true", help="list the objectives and exit")
+    _add_out(p, None, CSV_OUT)
+
+
+def _evaluate(sub: Any) -> None:
+    p = sub.add_parser("evaluate", help="generation and reconstruction metrics of a model")
+    _add_model(p)
+    p.add_argument("--n-samples", type=int, default=default(EvaluateConfig, "n_samples"))
+    p.add_argument("--n-reconstruct", type=int, default=default(EvaluateConfig, "n_reconstruct"))
+    p.add_argument(
+        "--test",
+        default=_param_default(evaluate_model, "test"),
+        help="held-out SMILES (default: %(default)s)",
+    )
+    p.add_argument(
+        "--train",
+        default=_param_default(evaluate_model, "train"),
+        help="training SMILES for novelty (default: %(default)s)",
+    )
+    p.add_argument(
+        "--strategy",
+        choices=["sample", "greedy"],
+        default=_param_default(evaluate_model, "strategy"),
+        help="how prior samples are decoded (default: %(default)s, as MOSES)",
+    )
+    p.add_argument(
+        "--max-reference",
+        type=int,
+        default=_param_default(evaluate_model, "max_reference"),
+        help="use the first N test molecules; novelty is against all of --train "
+        "(default: %(default)s)",
+    )
+    p.add_argument("--no-fcd", action="store_true", help="skip the Frechet ChemNet Distance")
+    p.add_argument("--seed", type=int, default=default(EvaluateConfig, "seed"))
+    _add_grammar(p)
+    _add_out(p, "runs/evaluate", "directory for metrics.json, metrics.md, histograms")
+
+
+def _add_bo_settings(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--n-init",
+        type=int,
+        default=default(BOConfig, "n_init"),
+        help="initial design size (default: %(default)s)",
+    )
+    p.add_argument(
+        "--acquisition",
+        choices=ACQUISITIONS,
+        default=default(BOConfig, "acquisition"),
+        help="(default: %(default)s)",
+    )
+    p.add_argument(
+        "--trust-region",
+        action=argparse.BooleanOptionalAction,
+        default=default(BOConfig, "trust_region"),
+        help="TuRBO-style trust region around the incumbent (default: %(default)s)",
+    )
+
+
+def _optimize(sub: Any) -> None:
+    p = sub.add_parser("optimize", help="Bayesian optimization (or random search) in latent space")
+    _add_model(p)
+    p.add_argument(
+        "--objective",
+        default=default(OptimizeRunConfig, "objective"),
+        help="objective (default: %(default)s)",
+    )
+    p.add_argument(
+        "--budget",
+        type=int,
+        default=default(BOConfig, "budget"),
+        help="scored molecules proposed after the initial design (default: %(default)s)",
+    )
+    p.add_argument(
+        "--batch-size",
+        "-q",
+        type=int,
+        default=default(BOConfig, "batch_size"),
+        help="proposals per iteration (default: %(default)s)",
+    )
+    p.add_argument("--iterations", type=int, default=None, help="cap on BO iterations")
+    _add_bo_settings(p)
+    p.add_argument(
+        "--method", choices=["bo", "random"], default=default(OptimizeRunConfig, "method")
+    )
+    p.add_argument(
+        "--data",
+        default=default(OptimizeRunConfig, "data"),
+        help="initial design pool (default: %(default)s)",
+    )
+    p.add_argument("--seed", type=int, default=default(BOConfig, "seed"))
+    p.add_argument(
+        "--jobs", type=int, default=default(BOConfig, "n_jobs"), help="scoring processes"
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (1 is fastest when other jobs share the CPU)",
+    )
+    p.add_argument("--no-progress", action="store_true")
+    _add_grammar(p)
+    _add_out(
+        p, default(OptimizeRunConfig, "out_dir"), "campaign directory; an existing one is resumed"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``molvae`` parser with its verbs."""
+    parser = argparse.ArgumentParser(
+        prog="molvae",
+        description="SMILES VAE on ZINC and Bayesian optimization in its latent space.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _train(sub)
+    _sample_encode_decode(sub)
+    _score(sub)
+    _evaluate(sub)
+    _optimize(sub)
+    sub.add_parser("fetch-zinc", help="download and cache the full MOSES ZINC splits")
+    return parser

@@ -1,0 +1,43 @@
+"""The model stage: the SMILES VAE, its decoding, the SMILES grammar, its checkpoint file, and
+`LatentCodec`, the SMILES <-> latent bridge everything downstream uses.
+
+Owns: `VAEConfig`/`MolVAE` (bi-GRU encoder, GRU decoder, optional property head), decoding
+(greedy, sampled, beam, grammar-constrained), `SmilesGrammar`, the checkpoint format, device
+choice, `LatentCodec`. Imports only `molvae.chem`, `molvae.data`, `molvae.io`; must not import
+`train`, `evaluation`, `bo`, `runs` or `cli`, and reads no file but a checkpoint.
+"""
+
+from molvae.model.checkpoint import (
+    FORMAT_VERSION,
+    Checkpoint,
+    CheckpointError,
+    load_checkpoint,
+    save_checkpoint,
+    versions,
+)
+from molvae.model.codec import EncodeResult, LatentCodec
+from molvae.model.decoding import TokenConstraint
+from molvae.model.device import autocast, fast_bf16, resolve_device
+from molvae.model.grammar import GrammarConfig, SmilesGrammar
+from molvae.model.vae import MolVAE, VAEConfig, VAEOutput, kl_divergence
+
+__all__ = [
+    "FORMAT_VERSION",
+    "Checkpoint",
+    "CheckpointError",
+    "EncodeResult",
+    "GrammarConfig",
+    "LatentCodec",
+    "MolVAE",
+    "SmilesGrammar",
+    "TokenConstraint",
+    "VAEConfig",
+    "VAEOutput",
+    "autocast",
+    "fast_bf16",
+    "kl_divergence",
+    "load_checkpoint",
+    "resolve_device",
+    "save_checkpoint",
+    "versions",
+]

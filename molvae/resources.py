@@ -1,0 +1,38 @@
+"""The bundled model and data, and the cache for fetched data, each named once.
+
+``default`` is the bundled model wherever a checkpoint is expected; ``zinc`` and ``zinc-test`` are
+the bundled ZINC subset wherever a SMILES file is expected (the fetched MOSES names live with their
+fetcher in `molvae.data.zinc`). Knows nothing of the rest of molvae.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+
+DEFAULT_MODEL = "default"
+"""The name that stands for the bundled model (``data/models/default.pt``)."""
+
+BUNDLED_DATA = {"zinc": "zinc/train.csv.gz", "zinc-test": "zinc/test.csv.gz"}
+"""Data names usable wherever a SMILES file is expected, and their files under `data_dir`."""
+
+
+def data_dir() -> Path:
+    """The bundled data: ``data/`` of a source checkout, else the installed ``molvae/_data``."""
+    checkout = Path(__file__).resolve().parent.parent / "data"
+    if checkout.is_dir():
+        return checkout
+    return Path(str(resources.files("molvae") / "_data"))
+
+
+def cache_dir() -> Path:
+    """Where fetched data is cached (``$MOLVAE_CACHE`` or ``~/.cache/molvae``)."""
+    return Path(os.environ.get("MOLVAE_CACHE", Path.home() / ".cache" / "molvae"))
+
+
+def resolve_model(spec: str | os.PathLike = DEFAULT_MODEL) -> Path:
+    """A checkpoint path, or ``default`` for the bundled model."""
+    if str(spec) == DEFAULT_MODEL:
+        return data_dir() / "models" / "default.pt"
+    return Path(spec).expanduser()

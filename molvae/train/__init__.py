@@ -1,0 +1,24 @@
+"""The training stage: token-id arrays in, checkpoints and metrics out.
+
+Owns `TrainConfig` (`config`), the training loop and its result (`loop`), the KL and learning-rate
+schedules (`schedules`), the per-epoch validation pass (`validation`), the loop's state, seeding
+and exact resume (`state`) and multi-process training under torchrun (`distributed`).
+
+Imports only `molvae.io`, `molvae.resources`, `molvae.data` and `molvae.model`; must not import
+`molvae.evaluation`, `molvae.bo`, `molvae.runs` or `molvae.cli`.
+"""
+
+from molvae.train.config import TrainConfig
+from molvae.train.loop import TrainingDiverged, TrainResult, train
+from molvae.train.schedules import kl_weight, lr_factor
+from molvae.train.validation import evaluate
+
+__all__ = [
+    "TrainConfig",
+    "TrainResult",
+    "TrainingDiverged",
+    "evaluate",
+    "kl_weight",
+    "lr_factor",
+    "train",
+]

@@ -1,0 +1,84 @@
+"""The package's shape: imports flow one way down the pipeline, and no module or function grows
+past the size a reader can hold. These fail when a change breaks the layout, not later."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import molvae
+
+PKG = Path(molvae.__file__).parent
+BASE = {"io", "resources"}
+# what each part may import (besides itself and the package root's __version__)
+ALLOWED = {
+    "io": set(),
+    "resources": set(),
+    "chem": BASE,
+    "data": BASE | {"chem"},
+    "model": BASE | {"chem", "data"},
+    "train": BASE | {"chem", "data", "model"},
+    "evaluation": BASE | {"chem"},  # decoupled from the model by callables
+    "bo": BASE | {"chem"},  # talks to the model through decode/encode callables
+    "runs": BASE | {"chem", "data", "model", "train", "evaluation", "bo"},
+    "cli": BASE | {"chem", "data", "model", "train", "evaluation", "bo", "runs"},
+}
+MAX_MODULE_LINES, MAX_FUNCTION_LINES = 300, 60
+
+
+def _modules() -> list[Path]:
+    return sorted(p for p in PKG.rglob("*.py") if p != PKG / "__init__.py")
+
+
+def _part(path: Path) -> str:
+    return path.relative_to(PKG).parts[0].removesuffix(".py")
+
+
+def _imported_parts(tree: ast.AST) -> set[str]:
+    """The molvae parts a module imports, at any depth (function-level imports count too)."""
+    parts = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+            if node.module == "molvae":  # from molvae import chem
+                names = [f"molvae.{a.name}" for a in node.names if a.name != "__version__"]
+        else:
+            continue
+        parts |= {n.split(".")[1] for n in names if n.startswith("molvae.")}
+    return parts
+
+
+def test_every_part_is_in_the_table() -> None:
+    assert {_part(p) for p in _modules()} == set(ALLOWED)
+
+
+@pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(PKG)))
+def test_imports_flow_down_the_pipeline(path: Path) -> None:
+    part = _part(path)
+    wrong = _imported_parts(ast.parse(path.read_text())) - ALLOWED[part] - {part}
+    assert not wrong, f"{path.relative_to(PKG)} ({part}) imports {sorted(wrong)}"
+
+
+@pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(PKG)))
+def test_modules_and_functions_stay_small(path: Path) -> None:
+    text = path.read_text()
+    assert text.count("\n") <= MAX_MODULE_LINES
+    long = [
+        (node.name, node.end_lineno - node.lineno + 1)
+        for node in ast.walk(ast.parse(text))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
+    ]
+    assert not long, f"functions over {MAX_FUNCTION_LINES} lines: {long}"
+
+
+def test_public_names_load_from_the_package_root() -> None:
+    for name in molvae.__all__:
+        assert getattr(molvae, name) is not None, name
+    assert molvae.LatentCodec.__module__ == "molvae.model.codec"
+    with pytest.raises(AttributeError):
+        molvae.no_such_name  # noqa: B018
