@@ -12,6 +12,7 @@ Knows nothing of the rest of molvae.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -80,6 +81,15 @@ def read_json(path: str | os.PathLike) -> Any:
         return None
     with open(path, encoding="utf-8") as fh:
         return json.load(fh)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The sha256 hex digest of a file's bytes (read in 1 MiB blocks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def write_csv(path: str | os.PathLike, df: pd.DataFrame) -> Path:

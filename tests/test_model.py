@@ -222,12 +222,22 @@ def test_fast_bf16_only_where_hardware_has_it(monkeypatch) -> None:
     assert model_mod.fast_bf16(torch.device("cuda"))
     assert not model_mod.fast_bf16(torch.device("meta"))
     model_mod.fast_bf16.cache_clear()
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
     assert not model_mod.fast_bf16(torch.device("cpu"))
     model_mod.fast_bf16.cache_clear()
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
     assert model_mod.fast_bf16(torch.device("cpu"))
+    model_mod.fast_bf16.cache_clear()
+    # the same CPU with its kernels capped at AVX2 (how the tests mimic an AVX2-only machine)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert not model_mod.fast_bf16(torch.device("cpu"))
+    model_mod.fast_bf16.cache_clear()
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    assert not model_mod.fast_bf16(torch.device("cpu"))
     model_mod.fast_bf16.cache_clear()
 
 
@@ -324,3 +334,51 @@ def test_min_mass_backs_out_of_steps_the_model_finds_unlikely(zinc_small) -> Non
     backed = model.decode(z, "greedy", max_len=10, amp=False, constraint=rule, min_mass=0.5)
     assert kept[:1] == [c] and kept[1] != c
     assert backed[0, 0].item() != c
+
+
+class _Rule:
+    """A token constraint from a rule ``allow(prefix, token)``, counting how often it is asked."""
+
+    def __init__(self, allow) -> None:
+        self.allow, self.calls = allow, 0
+
+    def allows(self, prefix, token) -> bool:
+        self.calls += 1
+        return self.allow(prefix, token)
+
+
+def test_max_len_counts_eos_in_raw_and_constrained_decoding(zinc_small) -> None:
+    """``max_len`` tokens with eos included: a row that has not ended by then comes back with
+    exactly ``max_len`` tokens and no eos, constrained or raw; eos as the ``max_len``-th token
+    still ends the row."""
+    vocab = Vocab.build(zinc_small)
+    model = tiny_model(vocab).eval()
+    z, n = torch.randn(3, 8), 7
+    with torch.no_grad():
+        model.out.bias[vocab.eos_id] = -100.0  # the raw decoder never ends by itself
+    raw = model.decode(z, "greedy", max_len=n)
+    no_eos = _Rule(lambda prefix, tok: tok != vocab.eos_id)
+    constrained = model.decode(z, "greedy", max_len=n, constraint=no_eos)
+    assert raw.shape == constrained.shape == (3, n)
+    assert not (raw == vocab.eos_id).any() and not (constrained == vocab.eos_id).any()
+    assert torch.equal(raw, constrained)  # the rule only refused what greedy never chose
+
+    with torch.no_grad():
+        model.out.bias[vocab.eos_id] = 100.0  # eos wherever the rule allows it
+    last = _Rule(lambda prefix, tok: (tok == vocab.eos_id) == (len(prefix) == n - 1))
+    ids = model.decode(z, "greedy", max_len=n, constraint=last)
+    assert ids.shape == (3, n) and (ids[:, -1] == vocab.eos_id).all()
+    assert not (ids[:, :-1] == vocab.eos_id).any()
+
+
+@pytest.mark.parametrize("strategy", ["greedy", "sample"])
+def test_constrained_row_is_given_up_at_its_refusal_budget(strategy) -> None:
+    """A row that is refused every token is given up after exactly ``4 * max_len`` refusals
+    (tokens refused and tokens undone count alike), with no eos."""
+    torch.manual_seed(0)
+    model = MolVAE(VAEConfig(40, **TINY, max_len=3)).eval()  # 38 tokens > the budget of 12
+    nothing = _Rule(lambda prefix, tok: False)
+    ids = model.decode(torch.randn(1, 8), strategy, constraint=nothing, min_mass=0.0,
+                       generator=torch.Generator().manual_seed(0))  # fmt: skip
+    assert nothing.calls == 4 * 3
+    assert not (ids == model.config.eos_id).any()

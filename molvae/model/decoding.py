@@ -87,7 +87,7 @@ class ConstrainedState:
     strategy: str
     constraint: TokenConstraint
     eos_id: int
-    budget: int  # refusals per row before it is given up (bounds the time spent)
+    budget: int  # a row is given up at its budget-th refusal or undo (bounds the time spent)
     min_mass: float
     rng: np.random.Generator
     dist: np.ndarray  # max_len x batch x vocab, float64
@@ -203,7 +203,7 @@ def choose_token(st: ConstrainedState, r: int) -> int:
             return k
         p[k] = 0.0
         st.refused[r] += 1
-        if st.refused[r] > st.budget:
+        if st.refused[r] >= st.budget:  # the same limit as for undoing a token, above
             return -1
 
 

@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -13,6 +14,7 @@ import torch
 from molvae.bo import BOConfig, CampaignResult, random_search, run_campaign
 from molvae.chem import get_objective, score_smiles
 from molvae.data import FilterConfig, load_smiles
+from molvae.io import file_sha256
 from molvae.model import GrammarConfig, LatentCodec
 from molvae.resources import DEFAULT_MODEL, resolve_model
 from molvae.runs.common import environment
@@ -35,8 +37,21 @@ class OptimizeRunConfig:
 
 
 # What a campaign directory is bound to besides its BOConfig: a resume with another model,
-# objective, pool, method or decoding would mix two experiments in one history.
-_RUN_PINNED = ("model", "objective", "data", "method", "constrained")
+# objective, pool, method or decoding would mix two experiments in one history. The model is
+# pinned by its bytes (sha256), not its name: "default" after the bundled model changed is
+# another model, and the same file under another path is the same one.
+_RUN_PINNED = ("objective", "data", "method", "constrained")
+
+
+def pinned_settings(
+    run: OptimizeRunConfig, model_sha256: str, grammar: GrammarConfig | None
+) -> dict[str, Any]:
+    """The settings outside `BOConfig` that a campaign directory is bound to."""
+    return {
+        "model_sha256": model_sha256,
+        **{k: getattr(run, k) for k in _RUN_PINNED},
+        "grammar": asdict(grammar) if grammar else None,
+    }
 
 
 @dataclass
@@ -87,11 +102,13 @@ def optimize(
     grammar = GrammarConfig() if run.constrained else None
     codec = LatentCodec.from_checkpoint(model_path, device=run.device, grammar=grammar)
     fns = campaign_callables(codec, run.objective, bo_config)
+    model_sha256 = file_sha256(model_path)
     metadata = {
         "run": asdict(run),
-        "pinned": {k: getattr(run, k) for k in _RUN_PINNED},
+        "pinned": pinned_settings(run, model_sha256, grammar),
         "grammar": asdict(grammar) if grammar else None,
-        "model_path": str(model_path),
+        "model_path": str(model_path.resolve()),
+        "model_sha256": model_sha256,
         "objective_description": objective.description,
         "environment": environment(),
     }
