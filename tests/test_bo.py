@@ -19,7 +19,11 @@ import pandas as pd
 import pytest
 import torch
 from botorch.exceptions import ModelFittingError
+from botorch.exceptions.errors import OptimizationGradientError
+from linear_operator.utils.errors import NotPSDError
+from torch.linalg import LinAlgError
 
+import molvae.bo.acquisition as acquisition
 import molvae.bo.surrogate as surrogate
 from molvae.bo import BOConfig, choose_decoded, fit_gp, iteration_seed, select_gp_points
 from molvae.bo.loop import random_search, run_campaign
@@ -255,9 +259,14 @@ def test_resume_after_sigkill(reference, tmp_path):
     assert (out / "evaluations.csv").read_bytes() == (reference / "evaluations.csv").read_bytes()
 
 
-def test_gp_fit_failure_falls_back_to_random(tmp_path, monkeypatch, caplog):
+@pytest.mark.parametrize(
+    "error",
+    [ModelFittingError("simulated"), NotPSDError("simulated"), LinAlgError("simulated")],
+    ids=lambda e: type(e).__name__,
+)
+def test_gp_fit_failure_falls_back_to_random(tmp_path, monkeypatch, caplog, error):
     def broken(*args, **kwargs):
-        raise ModelFittingError("simulated")
+        raise error
 
     monkeypatch.setattr(surrogate, "fit_gpytorch_mll", broken)
     cfg = dataclasses.replace(TINY, budget=10)
@@ -267,7 +276,61 @@ def test_gp_fit_failure_falls_back_to_random(tmp_path, monkeypatch, caplog):
     assert res.iterations["fallback"].str.contains("GP fit failed").all()
     state = json.loads((tmp_path / "f" / "state.json").read_text())
     assert len(state["gp_fallbacks"]) == len(res.iterations)
+    reason = f"{type(error).__name__}: simulated"  # every iteration records why it fell back
+    assert all(reason in g["fallback"] for g in state["gp_fallbacks"])
+    assert all(reason in rec["fallback"] for rec in state["iterations"])
     assert "falls back to random" in caplog.text
+
+
+def _propose_on_toy_data() -> acquisition.Proposal:
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(8, 3, generator=g, dtype=torch.float64)
+    bounds = torch.tensor([[0.0] * 3, [1.0] * 3], dtype=torch.float64)
+    return acquisition.propose_batch(TINY, x, x.sum(-1), bounds, 2, seed=0, tr_length=0.8)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [NotPSDError("simulated"), LinAlgError("simulated"),
+     OptimizationGradientError("simulated", current_x=np.zeros(3))],
+    ids=lambda e: type(e).__name__,
+)  # fmt: skip
+def test_numerical_acquisition_failure_falls_back_with_its_reason(monkeypatch, error):
+    def broken(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(acquisition, "optimize_acqf", broken)
+    prop = _propose_on_toy_data()
+    assert prop.source == "random" and prop.z.shape == (2, 3) and prop.gp_points == 8
+    assert prop.fallback == f"acquisition failed: {type(error).__name__}: simulated"
+
+
+CODING_ERRORS = [TypeError("bad operand"), RuntimeError("shape mismatch"), ValueError("bad arg")]
+
+
+@pytest.mark.parametrize("where", ["fit", "acquisition"])
+@pytest.mark.parametrize("error", CODING_ERRORS, ids=lambda e: type(e).__name__)
+def test_coding_errors_propagate_instead_of_random_search(monkeypatch, where, error):
+    def broken(*args, **kwargs):
+        raise error
+
+    if where == "fit":
+        monkeypatch.setattr(surrogate, "fit_gpytorch_mll", broken)
+    else:
+        monkeypatch.setattr(acquisition, "optimize_acqf", broken)
+    with pytest.raises(type(error), match=str(error)):
+        _propose_on_toy_data()
+
+
+def test_coding_error_in_the_fit_stops_the_campaign(tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("shape mismatch")
+
+    monkeypatch.setattr(surrogate, "fit_gpytorch_mll", broken)
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        run(tmp_path / "e")
+    assert not (tmp_path / "e" / "pending.json").exists()  # no batch was proposed
+    assert not (tmp_path / "e" / "state.json").exists()
 
 
 @pytest.mark.parametrize("acq", ["qucb", "ts"])

@@ -12,7 +12,7 @@ Must not import ``molvae.model``, ``molvae.train``, ``molvae.evaluation``, ``mol
 import ``molvae.io``, ``molvae.resources``, ``molvae.chem`` and ``molvae.data``.
 """
 
-from molvae.bo.acquisition import Proposal, propose_batch, sobol_in_box
+from molvae.bo.acquisition import ACQ_ERRORS, Proposal, propose_batch, sobol_in_box
 from molvae.bo.chemistry import chem_objective, default_canonical
 from molvae.bo.config import (
     ACQUISITIONS,
@@ -65,6 +65,7 @@ from molvae.bo.trust_region import (
 
 __all__ = [
     "ACQUISITIONS",
+    "ACQ_ERRORS",
     "EVAL_COLUMNS",
     "FORMAT",
     "GP_ERRORS",

@@ -1,7 +1,8 @@
 """Proposing a batch: optimize the acquisition on the fitted GP, inside the trust region.
 
-Any GP or acquisition failure falls back to scrambled Sobol points in the same box, so a campaign
-always gets a batch; the fallback is logged and recorded in the ``Proposal``.
+A numerical GP or acquisition failure (``ACQ_ERRORS``) falls back to scrambled Sobol points in the
+same box, so a campaign always gets a batch; the fallback is logged and recorded in the
+``Proposal``. Any other error is a bug and propagates.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 
 import torch
 from botorch.acquisition import qLogExpectedImprovement, qUpperConfidenceBound
+from botorch.exceptions.errors import OptimizationGradientError
 from botorch.generation import MaxPosteriorSampling
 from botorch.models import SingleTaskGP
 from botorch.optim import optimize_acqf
@@ -25,6 +27,11 @@ from molvae.bo.surrogate import GP_ERRORS, fit_gp, lengthscales, select_gp_point
 from molvae.bo.trust_region import trust_region_box
 
 logger = logging.getLogger(__name__)
+
+# What optimizing the acquisition may fail with and still fall back: the GP's numerical errors
+# (its posterior is factorized here too) plus BoTorch's NaN gradient of the acquisition, which it
+# raises as a RuntimeError subclass ("this often indicates numerical issues").
+ACQ_ERRORS = (*GP_ERRORS, OptimizationGradientError)
 
 
 @dataclass
@@ -82,8 +89,8 @@ def propose_batch(
     """Propose ``q`` latent points from observations ``x: n x d``, ``y: n`` within ``bounds``.
 
     Fits the GP on at most ``cfg.max_gp_points`` points and optimizes the acquisition, inside
-    the trust region around the incumbent when ``tr_length`` is given. Any GP or acquisition
-    failure falls back to Sobol points in the same box; the fallback is logged and recorded.
+    the trust region around the incumbent when ``tr_length`` is given. A numerical failure
+    falls back to Sobol points in the same box (logged, recorded); any other error propagates.
     """
     x, y, bounds = x.to(torch.float64), y.to(torch.float64), bounds.to(torch.float64)
     span = bounds[1] - bounds[0]
@@ -120,7 +127,7 @@ def propose_batch(
             z = _acq_candidates(model, y[idx], to_raw(box), q, cfg, seed)
         if not torch.isfinite(z).all():
             raise NanError("acquisition returned non-finite candidates")
-    except GP_ERRORS as err:
+    except ACQ_ERRORS as err:
         prop.acq_s = time.perf_counter() - t0
         msg = f"acquisition failed: {type(err).__name__}: {err}"
         prop.notes.append(msg[:300])

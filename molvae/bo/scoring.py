@@ -49,6 +49,9 @@ def _score_batch(
         return []
     # Decode the whole batch with the iteration's seed so a resumed batch decodes identically.
     attempts = decode_fn(z.to(torch.float32), cfg.n_decode_attempts, pending["seed"])
+    # ``known`` holds the rows of this batch appended before a kill too: a later row of a molecule
+    # first seen earlier in the batch is then a duplicate with that row's score, exactly what
+    # ``seen`` and the scoring below give it when the batch runs without a kill.
     known = known_scores(history)
     rows, to_score, seen = [], [], set()
     for i in todo:

@@ -1,7 +1,8 @@
 """The GP surrogate: which points it is fitted on, and a fit that survives degenerate data.
 
-The GP runs on the CPU in float64. A failed fit is retried with more jitter and a noise floor,
-then on fewer points; the caller falls back to random proposals when every attempt fails.
+The GP runs on the CPU in float64. A fit that fails numerically (``GP_ERRORS``) is retried with
+more jitter and a noise floor, then on fewer points; the caller falls back to random proposals
+when every attempt fails.
 """
 
 from __future__ import annotations
@@ -23,8 +24,12 @@ from linear_operator.utils.errors import NanError, NotPSDError
 
 logger = logging.getLogger(__name__)
 
-# Errors a GP fit or an acquisition optimization can raise on degenerate data.
-GP_ERRORS = (ModelFittingError, NotPSDError, NanError, RuntimeError, ValueError)
+# The numerical failures a GP fit can raise on degenerate data, and the only ones the campaign
+# survives (retried, then random proposals, recorded per iteration): BoTorch's fit giving up,
+# linear_operator's Cholesky of a non-PSD matrix or a NaN, and torch's own Cholesky/solve errors.
+# Anything else (TypeError, a shape mismatch's RuntimeError, a bad argument's ValueError) is a bug
+# and propagates, instead of silently turning BO into random search.
+GP_ERRORS = (ModelFittingError, NotPSDError, NanError, torch.linalg.LinAlgError)
 
 
 def select_gp_points(
