@@ -218,6 +218,7 @@ def test_resume_after_objective_crash(reference, tmp_path, crash_after):
     assert not set(done_before["canonical"]) & set(seen)
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill(reference, tmp_path):
     out = tmp_path / "k"
     script = tmp_path / "run.py"

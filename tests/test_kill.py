@@ -21,6 +21,8 @@ import pytest
 from molvae.cli import main
 from molvae.model.checkpoint import load_checkpoint
 
+pytestmark = pytest.mark.slow  # whole CLI runs killed by signals: seconds each
+
 TINY = ["--emb-dim", "16", "--enc-hidden", "32", "--latent-dim", "8", "--dec-hidden", "48",
         "--dec-layers", "1"]  # fmt: skip
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}

@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pandas as pd
-
-PIPELINES = Path(__file__).resolve().parent.parent / "pipelines"
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, PIPELINES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+import pytest
+from conftest import load_pipeline
 
 
-def test_train_default_smoke(tmp_path) -> None:
-    out = tmp_path / "run"
-    assert _load("train_default").main(["--smoke", "--out", str(out), "--threads", "1"]) == 0
+def test_train_default_smoke(smoke_model_run) -> None:
+    out = smoke_model_run  # conftest: ``train_default.py --smoke``, shared with the benchmarks
     config = json.loads((out / "phase1" / "config.json").read_text())
     assert config["model"]["latent_dim"] == 8
     assert len(pd.read_csv(out / "phase1" / "metrics.csv")) == 1
@@ -32,13 +22,12 @@ def test_train_default_smoke(tmp_path) -> None:
     assert record["final_epoch"]["epoch"] == 1
 
 
-def test_bo_benchmark_smoke(tmp_path) -> None:
-    run = tmp_path / "run"
-    _load("train_default").main(["--smoke", "--out", str(run), "--threads", "1"])
+@pytest.mark.slow  # BO and random search, each scoring and encoding its own initial pool
+def test_bo_benchmark_smoke(smoke_model_run, tmp_path) -> None:
     out = tmp_path / "bench"
-    model = str(run / "phase2" / "best.pt")
+    model = str(smoke_model_run / "phase2" / "best.pt")
     args = ["--smoke", "--model", model, "--out", str(out), "--threads", "1"]
-    assert _load("bo_benchmark").main(args) == 0
+    assert load_pipeline("bo_benchmark").main(args) == 0
     results = pd.read_csv(out / "results.csv")
     assert sorted(results["method"]) == ["bo", "random"]
     # Both methods proposed the same number of points from the same initial design.

@@ -60,10 +60,9 @@ class Payload:
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("model")
-    assert main([*TRAIN, "--out", str(out)]) == 0
-    return out / "best.pt"
+def model(tiny_model) -> Path:
+    """conftest's tiny model (latent dimension 8), shared by the whole session: read it only."""
+    return tiny_model
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +106,7 @@ def _evil_checkpoint(model: Path, tmp: Path) -> tuple[Path, Path]:
 
 
 # -- bad input: one line, exit 2 -------------------------------------------------------------
+SMALL = ["--budget", "2", "-q", "2", "--n-init", "4", "--iterations", "1", "--out", "{d}/c"]
 BAD_INPUTS = [
     # (argv with {m} = model, {d} = input dir), text the one-line error must hold
     (["score", "{d}/empty.smi"], "empty.smi: the file is empty"),
@@ -135,9 +135,10 @@ BAD_INPUTS = [
     (["sample", "--model", "{d}/missing.pt"], "missing.pt does not exist"),
     (["sample", "--model", "{d}"], "is a directory, not a checkpoint file"),
     (["sample", "--model", "{d}/mixed.smi"], "mixed.smi is damaged or not a torch file"),
-    (["optimize", "--model", "{m}", "--objective", "nope", "--out", "{d}/c"], "unknown objective"),
-    (["optimize", "--model", "{d}/binary.smi", "--out", "{d}/c"], "damaged or not a torch file"),
-    (["optimize", "--model", "{m}", "--data", "{d}/blank.smi", "--out", "{d}/c"], "is empty"),
+    # (small campaigns, should a refusal ever be missed)
+    (["optimize", "--model", "{m}", "--objective", "nope", *SMALL], "unknown objective"),
+    (["optimize", "--model", "{d}/binary.smi", *SMALL], "damaged or not a torch file"),
+    (["optimize", "--model", "{m}", "--data", "{d}/blank.smi", *SMALL], "is empty"),
     (["train", "--data", "{d}/empty.smi", "--out", "{d}/t"], "the file is empty"),
     (["train", "--data", "{d}/nocol.csv", "--out", "{d}/t"], "no 'smiles' column"),
 ]
@@ -153,7 +154,8 @@ def test_bad_input_is_one_line_and_exit_2(model, files, capsys, argv, message) -
 
 def test_crafted_pickle_checkpoint_is_refused_and_never_runs(model, tmp_path, capsys) -> None:
     evil, marker = _evil_checkpoint(model, tmp_path)
-    for verb in (["sample"], ["optimize", "--out", str(tmp_path / "c"), "--no-progress"]):
+    small = ["--budget", "2", "-q", "2", "--n-init", "4", "--iterations", "1", "--no-progress"]
+    for verb in (["sample"], ["optimize", "--out", str(tmp_path / "c"), *small]):
         assert main([*verb, "--model", str(evil)]) == 2
         err = _one_line_error(capsys, verb[0])
         assert "refused (weights_only)" in err and "GLOBAL" in err
@@ -295,28 +297,15 @@ def test_disk_full_during_checkpoint_save_keeps_the_old_file(model, tmp_path, mo
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no half-written temp file
 
 
-def _optimize_args(model: Path, out: Path) -> list[str]:
-    return ["optimize", "--model", str(model), "--objective", "qed", "--budget", "4", "-q", "2",
-            "--n-init", "4", "--iterations", "2", "--seed", "1", "--threads", "1",
-            "--no-progress", "--out", str(out)]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def reference_campaign(model, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("campaign") / "ref"
-    assert main(_optimize_args(model, out)) == 0
-    return out
-
-
-def test_same_seed_same_campaign_through_the_cli(model, reference_campaign, tmp_path) -> None:
-    assert main(_optimize_args(model, tmp_path / "again")) == 0
-    a = (reference_campaign / "evaluations.csv").read_bytes()
+def test_same_seed_same_campaign_through_the_cli(tiny_campaign, tmp_path) -> None:
+    assert main(tiny_campaign.args(tmp_path / "again")) == 0
+    a = (tiny_campaign.dir / "evaluations.csv").read_bytes()
     assert (tmp_path / "again" / "evaluations.csv").read_bytes() == a
     assert len(a.splitlines()) == 1 + 4 + 4  # header, initial design, two batches of 2
 
 
 def test_disk_full_mid_campaign_is_one_line_and_resumes(
-    model, reference_campaign, tmp_path, monkeypatch, capsys
+    tiny_campaign, tmp_path, monkeypatch, capsys
 ) -> None:
     real, calls = campaign_io.CampaignStore.append_rows, [0]
 
@@ -330,11 +319,11 @@ def test_disk_full_mid_campaign_is_one_line_and_resumes(
 
     monkeypatch.setattr(campaign_io.CampaignStore, "append_rows", append_then_fill_disk)
     out = tmp_path / "c"
-    assert main(_optimize_args(model, out)) == 2
+    assert main(tiny_campaign.args(out)) == 2
     assert "No space left on device" in _one_line_error(capsys, "optimize")
     monkeypatch.undo()
-    assert main(_optimize_args(model, out)) == 0
-    ref = (reference_campaign / "evaluations.csv").read_bytes()
+    assert main(tiny_campaign.args(out)) == 0
+    ref = (tiny_campaign.dir / "evaluations.csv").read_bytes()
     assert (out / "evaluations.csv").read_bytes() == ref
 
 
@@ -379,9 +368,9 @@ def test_user_code_is_imported_only_from_module_colon_function(tmp_path, monkeyp
     assert users == ["__init__.py", "chem/objectives.py"]
 
 
-def test_data_never_names_a_file(reference_campaign) -> None:
+def test_data_never_names_a_file(tiny_campaign) -> None:
     """Campaign files have fixed names: no SMILES or objective name becomes a path."""
-    names = {str(p.relative_to(reference_campaign)) for p in reference_campaign.rglob("*")}
+    names = {str(p.relative_to(tiny_campaign.dir)) for p in tiny_campaign.dir.rglob("*")}
     fixed = ["config.json", "pool.csv", "evaluations.csv", "state.json", "report",
              "report/trace.png", "report/top_molecules.png", "report/summary.md"]  # fmt: skip
     assert names == set(fixed)
