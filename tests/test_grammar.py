@@ -7,6 +7,7 @@ import pytest
 
 from molvae.data.tokens import Vocab, tokenize
 from molvae.model.grammar import SmilesGrammar
+from molvae.model.grammar_reference import PartialSmilesGrammar
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "zinc" / "train.csv.gz"
 
@@ -18,9 +19,18 @@ def train_smiles() -> list[str]:
     return rows[1:]  # header
 
 
+# every behaviour holds for the incremental grammar and for its reference, partialsmiles
+GRAMMARS = [SmilesGrammar, PartialSmilesGrammar]
+
+
+@pytest.fixture(scope="module", params=GRAMMARS, ids=["incremental", "partialsmiles"])
+def kind(request):
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def grammar(train_smiles) -> SmilesGrammar:
-    return SmilesGrammar(Vocab.build(train_smiles))
+def grammar(train_smiles, kind) -> SmilesGrammar:
+    return kind(Vocab.build(train_smiles))
 
 
 def ids(grammar: SmilesGrammar, smiles: str) -> list[int]:
@@ -28,13 +38,27 @@ def ids(grammar: SmilesGrammar, smiles: str) -> list[int]:
     return [index[t] for t in tokenize(smiles)]
 
 
+def walk(grammar, seq: list[int]) -> list[bool]:
+    """Whether each token of ``seq``, then eos, is allowed after the tokens before it (the
+    incremental grammar carries its state along; the reference parses every prefix)."""
+    if isinstance(grammar, PartialSmilesGrammar):
+        return [grammar.allows(seq[:t], tok) for t, tok in enumerate([*seq, grammar.eos_id])]
+    st, out = grammar.state([]), []
+    for tok in seq:
+        out.append(st.push(tok))
+    return [*out, grammar.state_allows(st, grammar.eos_id)]
+
+
+def some(smiles: list[str], grammar) -> list[str]:
+    """All molecules for the incremental grammar; the first 250 for the slow reference (the
+    property test, tests/test_grammar_property.py, holds the two against each other)."""
+    return smiles[:250] if isinstance(grammar, PartialSmilesGrammar) else smiles
+
+
 def test_every_prefix_of_real_molecules_is_allowed(grammar, train_smiles) -> None:
     """A constraint that refused any token of a training molecule would distort decoding."""
-    for smiles in train_smiles:
-        seq = ids(grammar, smiles)
-        for t in range(len(seq)):
-            assert grammar.allows(seq[:t], seq[t]), (smiles, grammar.text(seq[: t + 1]))
-        assert grammar.allows(seq, grammar.eos_id), smiles
+    for smiles in some(train_smiles, grammar):
+        assert all(walk(grammar, ids(grammar, smiles))), smiles
 
 
 @pytest.mark.parametrize(
@@ -77,8 +101,8 @@ def test_special_tokens_are_never_allowed(grammar) -> None:
         assert not grammar.allows(ids(grammar, "CC"), special)
 
 
-def test_max_ring_size_refuses_only_closures_of_larger_rings(train_smiles) -> None:
-    capped = SmilesGrammar(Vocab.build(train_smiles), max_ring_size=8)
+def test_max_ring_size_refuses_only_closures_of_larger_rings(train_smiles, kind) -> None:
+    capped = kind(Vocab.build(train_smiles), max_ring_size=8)
     index = {t: i for i, t in enumerate(capped.tokens)}
     assert capped.allows(ids(capped, "C1CCCCCCC"), index["1"])  # cyclooctane: 8 atoms
     assert not capped.allows(ids(capped, "C1CCCCCCCC"), index["1"])  # 9 atoms
@@ -86,16 +110,17 @@ def test_max_ring_size_refuses_only_closures_of_larger_rings(train_smiles) -> No
     # the smallest ring counts: closing across a fused system makes a small ring, not a big one
     assert capped.allows(ids(capped, "C12CCCCC2CCC"), index["1"])
     assert capped.allows(ids(capped, "C1CCCCCCCC"), index["C"])  # no closure, nothing to check
-    uncapped = SmilesGrammar(Vocab.build(train_smiles))
+    uncapped = kind(Vocab.build(train_smiles))
     assert uncapped.allows(ids(capped, "C1CCCCCCCC"), index["1"])
-    for smiles in train_smiles:  # MOSES ZINC has no ring over 8 atoms
-        seq = ids(capped, smiles)
-        assert all(capped.allows(seq[:t], seq[t]) for t in range(len(seq))), smiles
+    for smiles in some(train_smiles, capped):  # MOSES ZINC has no ring over 8 atoms
+        assert all(walk(capped, ids(capped, smiles))), smiles
 
 
-def test_max_ring_size_checks_rings_closed_while_others_were_open_at_eos(train_smiles) -> None:
-    capped = SmilesGrammar(Vocab.build(train_smiles), max_ring_size=8)
+def test_max_ring_size_checks_rings_closed_while_others_were_open_at_eos(
+    train_smiles, kind
+) -> None:
+    capped = kind(Vocab.build(train_smiles), max_ring_size=8)
     seq = ids(capped, "C2CC1CCCCCCCC1C2")  # a 9-ring closed while ring 2 was open, then a 5-ring
     assert all(capped.allows(seq[:t], seq[t]) for t in range(len(seq)))
     assert not capped.allows(seq, capped.eos_id)
-    assert SmilesGrammar(Vocab.build(train_smiles)).allows(seq, capped.eos_id)
+    assert kind(Vocab.build(train_smiles)).allows(seq, capped.eos_id)

@@ -7,12 +7,14 @@ here take the model as their first argument; `MolVAE.decode` picks one. Knows to
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from molvae.model.constrained import ConstrainedState, batched
+from molvae.model.constrained_loop import MIN_LANE_ROWS, Loop
 
 if TYPE_CHECKING:
     from molvae.model.vae import MolVAE, VAEConfig
@@ -75,37 +77,7 @@ def decode_rows(
     return out[:, :steps]
 
 
-@dataclass
-class ConstrainedState:
-    """Per-row bookkeeping of constrained decoding (rows are indexed ``r``, positions ``p``).
-
-    ``dist[p, r]`` is row r's distribution for its p-th token with refused tokens zeroed;
-    ``slot_pos[s, r]`` which position ring slot s holds (-1: none); ``refused[r]`` how many
-    tokens row r has had refused or undone; ``ended[r]`` whether it emitted eos.
-    """
-
-    strategy: str
-    constraint: TokenConstraint
-    eos_id: int
-    budget: int  # a row is given up at its budget-th refusal or undo (bounds the time spent)
-    min_mass: float
-    rng: np.random.Generator
-    dist: np.ndarray  # max_len x batch x vocab, float64
-    slot_pos: np.ndarray  # ring x batch, int64
-    seqs: list[list[int]] = field(default_factory=list)
-    refused: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    ended: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
-
-    @classmethod
-    def new(cls, b: int, vocab: int, max_len: int, ring: int, **kw) -> ConstrainedState:
-        return cls(
-            dist=np.zeros((max_len, b, vocab)),
-            slot_pos=np.full((ring, b), -1, dtype=np.int64),
-            seqs=[[] for _ in range(b)],
-            refused=np.zeros(b, dtype=np.int64),
-            ended=np.zeros(b, dtype=bool),
-            **kw,
-        )
+CONSTRAINED_WINDOW = 1024  # rows in flight at once in constrained decoding
 
 
 def decode_constrained(
@@ -123,97 +95,48 @@ def decode_constrained(
 
     Each row is a stack of chosen tokens; the decoder states of its last ``backtrack + 1``
     positions stay in a ring buffer, so undoing a token needs no GRU call. Rows advance at their
-    own pace; every GRU call batches the rows that have just accepted a token.
+    own pace; every GRU call batches the rows that have just accepted a token. At most
+    `CONSTRAINED_WINDOW` rows are in flight: a row takes the slot of one that finished, so the
+    few rows that backtrack for long share their GRU calls with fresh ones instead of running
+    alone at the end. A grammar with a batched state (`molvae.model.grammar.SmilesGrammar`)
+    masks each step's distributions before the batch chooses (`molvae.model.constrained`);
+    with enough rows, two lanes overlap one's GRU step with the other's choices
+    (`molvae.model.constrained_loop`).
     """
     c = model.config
     b, dev = z.shape[0], z.device
-    ring = backtrack + 1
+    w, ring = min(b, CONSTRAINED_WINDOW), backtrack + 1
     # The per-row choices run on the host, so their randomness comes from numpy, seeded from
     # ``generator`` so seeded calls repeat exactly.
     gen_dev = generator.device if generator is not None else dev
     seed = torch.randint(0, 2**62, (1,), generator=generator, device=gen_dev)
     st = ConstrainedState.new(
-        b, c.vocab_size, max_len, ring, strategy=strategy, constraint=constraint,
-        eos_id=c.eos_id, budget=4 * max_len, min_mass=min_mass,
-        rng=np.random.default_rng(int(seed)),
+        w, c.vocab_size, ring, strategy=strategy, eos_id=c.eos_id, budget=4 * max_len,
+        min_mass=min_mass, rng=np.random.default_rng(int(seed)),
+        batch=batched(constraint, w, c.vocab_size, c.eos_id), z_rows=b,
     )  # fmt: skip
-    hist: Tensor | None = None  # ring x batch x layers x hidden
-    rows = torch.arange(b, device=dev)
-    h = model.init_hidden(z)
-    tok = torch.full((b, 1), c.bos_id, dtype=torch.long, device=dev)
-    while len(rows):
-        logits, h = _step_logits(model, tok, z[rows], h)
-        probs = torch.softmax(logits / (temperature if strategy == "sample" else 1.0), -1)
-        if hist is None:
-            hist = torch.zeros(ring, b, *h.transpose(0, 1).shape[1:], dtype=h.dtype, device=dev)
-        r_np = rows.cpu().numpy()
-        pos = np.array([len(st.seqs[r]) for r in r_np])
-        st.dist[pos, r_np] = probs.double().cpu().numpy()
-        hist[torch.as_tensor(pos % ring, device=dev), rows] = h.transpose(0, 1)
-        st.slot_pos[pos % ring, r_np] = pos
-        going, nxt = _advance(st, r_np, max_len)
-        if not going:
-            break
-        rows = torch.as_tensor(going, device=dev)
-        pos = np.array([len(st.seqs[r]) - 1 for r in going])  # each row's state before its token
-        h = hist[torch.as_tensor(pos % ring, device=dev), rows].transpose(0, 1).contiguous()
-        tok = torch.as_tensor(nxt, device=dev).unsqueeze(1)
-    return _pack_rows(st, c.pad_id, c.eos_id).to(dev)
+    amp, amp_dtype = torch.is_autocast_enabled(dev.type), torch.get_autocast_dtype(dev.type)
+    temp = temperature if strategy == "sample" else 1.0
+
+    def step(tok: Tensor, zr: Tensor, h: Tensor) -> tuple[np.ndarray, Tensor]:
+        logits, h = _step_logits(model, tok, zr, h)
+        return torch.softmax(logits / temp, -1).double().cpu().numpy(), h
+
+    def modes() -> list:  # the caller's, for the worker thread
+        return [torch.no_grad(), torch.autocast(dev.type, dtype=amp_dtype, enabled=amp)]
+
+    lanes = 2 if w >= 2 * MIN_LANE_ROWS else 1
+    Loop(st, step, model.init_hidden, z, c.bos_id, max_len, lanes, modes).run()
+    return _pack_rows(st.out_seqs, st.out_ended, c.pad_id, c.eos_id).to(dev)
 
 
-def _advance(st: ConstrainedState, rows: np.ndarray, max_len: int) -> tuple[list[int], list[int]]:
-    """Choose each row's next token: (rows that go on, their tokens); rows that end drop out."""
-    going, nxt = [], []
-    for r in rows:
-        k = choose_token(st, r)
-        if k == st.eos_id:
-            st.ended[r] = True
-        elif k >= 0 and len(st.seqs[r]) < max_len:
-            going.append(r)
-            nxt.append(k)
-    return going, nxt
-
-
-def choose_token(st: ConstrainedState, r: int) -> int:
-    """Row r's next allowed token, appended to its sequence unless it is eos; -1 when given up.
-
-    May pop tokens off the sequence first (backtracking): the caller then resumes the row from
-    the state stored before its new last token.
-    """
-    seq = st.seqs[r]
-    while True:
-        p = st.dist[len(seq), r]
-        total = p.sum()
-        if total <= st.min_mass or total <= 0.0:  # a dead end: undo the previous token
-            q = len(seq) - 1  # re-choosing token q needs the state at q, if still stored
-            if q < 0 or st.slot_pos[q % len(st.slot_pos), r] != q or st.refused[r] >= st.budget:
-                return -1
-            k = seq.pop()
-            st.dist[len(seq), r, k] = 0.0
-            st.refused[r] += 1
-            continue
-        if st.strategy == "greedy":
-            k = int(p.argmax())
-        else:
-            k = min(int(np.searchsorted(np.cumsum(p), st.rng.random() * total, side="right")),
-                    len(p) - 1)  # fmt: skip
-        if p[k] > 0.0 and st.constraint.allows(seq, k):
-            if k != st.eos_id:
-                seq.append(k)
-            return k
-        p[k] = 0.0
-        st.refused[r] += 1
-        if st.refused[r] >= st.budget:  # the same limit as for undoing a token, above
-            return -1
-
-
-def _pack_rows(st: ConstrainedState, pad_id: int, eos_id: int) -> Tensor:
+def _pack_rows(seqs: list[list[int]], ended: np.ndarray, pad_id: int, eos_id: int) -> Tensor:
     """The rows' token lists as ``batch x T`` ids: tokens, eos where the row ended, then pad."""
-    width = max([len(s) + int(e) for s, e in zip(st.seqs, st.ended, strict=True)] + [1])
-    out = torch.full((len(st.seqs), width), pad_id, dtype=torch.long)
-    for r, s in enumerate(st.seqs):
+    width = max([len(s) + int(e) for s, e in zip(seqs, ended, strict=True)] + [1])
+    out = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    for r, s in enumerate(seqs):
         out[r, : len(s)] = torch.as_tensor(s, dtype=torch.long)
-        if st.ended[r]:
+        if ended[r]:
             out[r, len(s)] = eos_id
     return out
 

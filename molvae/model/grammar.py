@@ -2,10 +2,17 @@
 
 A character VAE samples one token at a time and, at temperature 1, writes many strings RDKit
 rejects: rings left open, unbalanced branches, over-full valences, aromatic rings that cannot be
-kekulized. `SmilesGrammar` asks partialsmiles (a validating parser for incomplete SMILES, by
-Noel O'Boyle) whether a prefix can still be completed, so a constrained decoder
-(`molvae.model.vae.MolVAE.decode` with ``constraint=``) skips such tokens instead of emitting them.
-The decoder's distribution over the allowed tokens is unchanged up to renormalisation.
+kekulized. `SmilesGrammar` keeps, per string, an incremental state of what the prefix has built
+(`molvae.model.grammar_state`): the branch stack, the open ring bonds and their orders, each
+atom's bonds, the aromatic atoms still to be kekulized. Whether a token may follow is a table
+lookup for that state's view (`molvae.model.grammar_tables`), so a constrained decoder
+(`molvae.model.vae.MolVAE.decode` with ``constraint=``) masks a whole batch's logits per step
+instead of parsing every prefix. The decoder's distribution over the allowed tokens is
+unchanged up to renormalisation.
+
+The rules are partialsmiles' (a validating parser for incomplete SMILES, by Noel O'Boyle), which
+`molvae.model.grammar_reference.PartialSmilesGrammar` still runs as the reference; RDKit has the
+final word when a string ends.
 """
 
 from __future__ import annotations
@@ -13,24 +20,25 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import partialsmiles
+import numpy as np
 
-from molvae.chem import parse
 from molvae.data.tokens import Vocab
-
-_HALOGENS = frozenset((9, 17, 35, 53))
+from molvae.model.grammar_state import ALLOW, FORBID, RowState
+from molvae.model.grammar_tables import tables_for
 
 
 @dataclass(frozen=True)
 class GrammarConfig:
     """How a codec's decoder follows the grammar (see `molvae.model.vae.MolVAE.decode`).
 
-    ``min_mass``: a step whose allowed tokens hold at most this share of the model's probability
-    is a dead end, and the previous token is chosen again. ``backtrack``: how many tokens deep
-    it may undo. ``max_ring_size``: the largest ring a closure may make (None: any). MOSES ZINC,
-    the bundled model's data, has no ring over 8 atoms; without the limit, strings the grammar
-    steers to an end close rings late, and macrocycles were 4x as frequent (3.1% of samples
-    against 0.7% raw). Set None for a model trained on macrocycles.
+    ``min_mass``: a step is a dead end, and the previous token is chosen again, once the tokens
+    it has not refused hold at most this share of the model's probability (tokens are tried in
+    the model's order, best first or drawn; each one the grammar refuses is removed).
+    ``backtrack``: how many tokens deep it may undo. ``max_ring_size``: the largest ring a
+    closure may make (None: any). MOSES ZINC, the bundled model's data, has no ring over 8
+    atoms; without the limit, strings the grammar steers to an end close rings late, and
+    macrocycles were 4x as frequent (3.1% of samples against 0.7% raw). Set None for a model
+    trained on macrocycles.
     """
 
     backtrack: int = 32
@@ -45,85 +53,101 @@ class GrammarConfig:
 
 
 class SmilesGrammar:
-    """``allows(prefix, token)``: whether the SMILES so far plus ``token`` can still be valid.
+    """``allows(prefix, token)``: whether the SMILES so far plus ``token`` can still be valid;
+    `start` gives a batch of incremental states for a decoder.
 
-    eos is allowed only after a complete SMILES that partialsmiles accepts (rings and branches
-    closed, common valences, kekulizable). pad, bos and unk are never allowed. partialsmiles is
-    stricter than RDKit in a few respects (for example a SMILES may not end in a branch), all of
-    them forms RDKit never writes in canonical SMILES, so every training molecule passes.
+    eos is allowed only after a complete SMILES (rings and branches closed) that RDKit accepts.
+    pad, bos and unk are never allowed, nor tokens partialsmiles always refuses (':', unknown
+    elements or charges), nor '.' and '*', which it would take (a decoded molecule is one
+    fragment of real atoms; neither is in a MOSES-style vocabulary). Like partialsmiles, the
+    grammar is stricter than RDKit in a few respects (a SMILES may not end in a branch, nor write
+    '))'), forms RDKit never writes in canonical SMILES, so every training molecule passes.
     """
 
     def __init__(self, vocab: Vocab, max_ring_size: int | None = None):
         self.tokens = list(vocab.tokens)
         self.eos_id = vocab.eos_id
         self.max_ring_size = max_ring_size
-        self._never = {vocab.pad_id, vocab.bos_id, vocab.unk_id}
+        self.tables = tables_for(self.tokens)
 
     def text(self, prefix: Sequence[int]) -> str:
         """The SMILES written by the token ids ``prefix``."""
         return "".join(self.tokens[i] for i in prefix)
 
+    def state(self, prefix: Sequence[int] = ()) -> RowState | None:
+        """The incremental state after ``prefix`` (None where the grammar refuses a token)."""
+        st = RowState(self.tables, self.max_ring_size or 0)
+        for tok in prefix:
+            if tok == self.eos_id or not st.push(tok):
+                return None
+        return st
+
     def allows(self, prefix: Sequence[int], token: int) -> bool:
         """Whether ``token`` may follow ``prefix`` (token ids, bos excluded)."""
-        if token in self._never:
+        st = self.state(prefix)
+        return st is not None and self.state_allows(st, token)
+
+    def state_allows(self, st: RowState, token: int) -> bool:
+        """Whether ``token`` may follow the state ``st`` (which is left as it was)."""
+        if not st.push(token):
             return False
-        text = self.text(prefix)
-        if token == self.eos_id:
-            if not prefix or _parse(text, partial=False) is None:
-                return False
-            mol = parse(text)  # RDKit has the final word (partialsmiles lets a few more through)
-            if mol is None:
-                return False
-            rings = mol.GetRingInfo().AtomRings()
-            return not self.max_ring_size or max(map(len, rings), default=0) <= self.max_ring_size
-        tok = self.tokens[token]
-        state = _parse(text + tok, partial=True)
-        if state is None:
-            return False
-        if self.max_ring_size and tok[-1].isdigit() and not state.openbonds:
-            # the digit closed the last open ring, its bond the last one the parser added; while
-            # other rings are open they may still make a shortcut, so eos checks those
-            return _smallest_ring(state.mol.bonds[-1]) <= self.max_ring_size
+        if token != self.eos_id:
+            st.pop()
         return True
 
-
-def _smallest_ring(bond) -> int:
-    """Atoms in the smallest ring through a partialsmiles ``bond`` (breadth-first search from
-    one end to the other without that bond)."""
-    start, goal = bond.beg, bond.end
-    seen, frontier, depth = {start.idx}, [start], 1
-    while frontier:
-        depth += 1
-        nxt = []
-        for atom in frontier:
-            for b in atom.bonds:
-                if b is bond:
-                    continue
-                other = b.getNbr(atom)
-                if other is goal:
-                    return depth
-                if other.idx not in seen:
-                    seen.add(other.idx)
-                    nxt.append(other)
-        frontier = nxt
-    return 0  # not in a ring (cannot happen for a closure bond)
+    def start(self, n: int) -> BatchGrammar:
+        """Fresh states for ``n`` strings (what `molvae.model.decoding` drives)."""
+        return BatchGrammar([RowState(self.tables, self.max_ring_size or 0) for _ in range(n)])
 
 
-def _parse(smiles: str, partial: bool):
-    """partialsmiles' parse state, or None where it finds an error; plus one rule of RDKit's it
-    leaves open: neutral halogens take a single bond (it allows the hypervalent 3, 5 and 7)."""
-    try:
-        state = partialsmiles.ParseSmiles(smiles, partial=partial)
-    except partialsmiles.Error:
-        return None
-    # bonds a halogen is already promised: open ring bonds, branches opened on it, and a bond
-    # symbol written after it
-    ring_open = [atom for atom, _ in state.openbonds.values()]
-    last = state.prev[-1]
-    for atom in state.mol.atoms:
-        if atom.element in _HALOGENS and atom.charge == 0:
-            promised = ring_open.count(atom) + max(state.prev.count(atom) - 1, 0)
-            promised += int(atom is last and bool(state.bondchar))
-            if atom.getExplicitValence() + promised > 1:
-                return None
-    return state
+class BatchGrammar:
+    """The states of a batch of strings, one per slot, driven by `molvae.model.constrained`.
+
+    `masks` reads each slot's view in one table lookup. `fast` takes, for a whole batch at once,
+    every chosen token whose verdict is "allowed" and whose next view the tables already know
+    (most atoms, bonds, '(' and ring openings): it only moves the slot's view id and queues the
+    token. A slot's graph catches up with its queue when `row` hands it to the per-row path
+    (ring closures, ')', eos, refusals, backtracking), which ends with `sync`.
+    """
+
+    def __init__(self, rows: list[RowState]):
+        self.rows = rows
+        self.tables = rows[0].g if rows else None
+        self.vid = np.array([r.vid for r in rows], dtype=np.int64)
+        self.queued: list[list[int]] = [[] for _ in rows]
+
+    def masks(self, slots: np.ndarray) -> np.ndarray:
+        """``len(slots) x vocab`` booleans: the tokens each slot's state does not refuse."""
+        return self.tables.codes[self.vid[slots]] != FORBID
+
+    def fast(self, slots: np.ndarray, tokens: np.ndarray, eligible: np.ndarray) -> np.ndarray:
+        """Take ``tokens`` (one per slot) where ``eligible`` and the tables decide alone;
+        returns which were taken."""
+        t = self.tables
+        vids = self.vid[slots]
+        nxt = t.trans[vids, tokens]
+        ok = eligible & (t.codes[vids, tokens] == ALLOW) & (nxt >= 0)
+        self.vid[slots[ok]] = nxt[ok]
+        queued = self.queued
+        for s, k in zip(slots[ok].tolist(), tokens[ok].tolist(), strict=True):
+            queued[s].append(k)
+        return ok
+
+    def row(self, slot: int) -> RowState:
+        """The slot's state with its queued tokens applied."""
+        st, q = self.rows[slot], self.queued[slot]
+        if q:
+            for tok in q:
+                st.replay(tok)
+            q.clear()
+        return st
+
+    def sync(self, slot: int) -> None:
+        """After the per-row path changed ``row(slot)``: its view id back into the batch."""
+        self.vid[slot] = self.rows[slot].vid
+
+    def reset(self, slot: int) -> None:
+        """A fresh state in ``slot`` (for the next string decoded there)."""
+        self.rows[slot] = RowState(self.tables, self.rows[slot].ring_cap)
+        self.queued[slot] = []
+        self.vid[slot] = self.rows[slot].vid

@@ -16,6 +16,13 @@ strings the way a trained model does; ``--train-steps 0`` gives the fresh-weight
 molvae runs in fp32 and, where the hardware runs bf16 natively (`molvae.model.fast_bf16`), with
 the bf16 autocast it uses by default there. ``sample`` against MOSES's sampler is the
 like-for-like row (same strategy); ``greedy`` is what reconstruction and BO decoding use.
+
+A second table (``grammar.csv``) decodes the first ``--grammar-batches`` batches with the same
+molvae model raw and through the SMILES grammar (`GrammarConfig` defaults, the default
+precision), alternating batch by batch so a busy machine slows both alike: molecules/s, their
+ratio, RDKit validity, and ``rdkit_refused``, the share of the grammar's final RDKit checks that
+rejected the string. A model trained this briefly writes few valid strings, so the grammar
+backtracks more than with the bundled model (`grammar_decoding.py`).
 """
 
 from __future__ import annotations
@@ -30,15 +37,23 @@ import pandas as pd
 import torch
 from train_throughput import (  # a sibling script (its directory is on sys.path)
     molvae_config,
-    over_peer,
     precision,
 )
 
+from molvae.chem import is_valid
 from molvae.data import cache_dir, encode_all, read_smiles
 from molvae.data.tokens import Vocab
 from molvae.io import markdown_table
-from molvae.model import MolVAE, fast_bf16
+from molvae.model import GrammarConfig, MolVAE, SmilesGrammar, fast_bf16
+from molvae.model.grammar_tables import tables_for
 from molvae.train import TrainConfig, train
+
+
+def over_peer(df: pd.DataFrame, metric: str) -> pd.Series:
+    """``metric`` of each molvae row divided by the MOSES row's (empty without the peer)."""
+    ours = df["model"] == "molvae"
+    peer = df.loc[~ours, metric]
+    return df.loc[ours, metric] / peer.iloc[0] if len(peer) else df.loc[[], metric]
 
 
 def _row(model: str, precision: str, strategy: str, n: int, mol_steps: int, seconds: float) -> dict:
@@ -78,6 +93,41 @@ def run_molvae(model: MolVAE, vocab: Vocab, zs: list[torch.Tensor], strategy: st
     return _row("molvae", label, strategy, n, mol_steps, time.perf_counter() - t0)
 
 
+def run_grammar(model: MolVAE, vocab: Vocab, zs: list[torch.Tensor], strategy: str) -> list:
+    """Raw and grammar-constrained decoding of ``zs``, alternating per batch: two rows."""
+    cfg, amp = GrammarConfig(), fast_bf16(torch.device("cpu"))
+    stats = tables_for(vocab.tokens).stats
+    before = dict(stats)
+    seconds, valid, n = {"raw": 0.0, "grammar": 0.0}, {"raw": 0, "grammar": 0}, 0
+    for z in zs:
+        for name in ("raw", "grammar"):
+            kw = (
+                {}
+                if name == "raw"
+                else {
+                    "constraint": SmilesGrammar(vocab, cfg.max_ring_size),
+                    "backtrack": cfg.backtrack,
+                    "min_mass": cfg.min_mass,
+                }
+            )
+            t0 = time.perf_counter()
+            ids = model.decode(z[:, : model.config.latent_dim], strategy, max_len=100, amp=amp,
+                               generator=torch.Generator().manual_seed(0), **kw)  # fmt: skip
+            strings = [vocab.decode(row) for row in ids.tolist()]
+            seconds[name] += time.perf_counter() - t0
+            valid[name] += sum(map(is_valid, strings))
+        n += len(z)
+    checked = stats["rdkit_checked"] - before.get("rdkit_checked", 0)
+    refused = stats["rdkit_refused"] - before.get("rdkit_refused", 0)
+    rows = [{"model": "molvae", "precision": precision(amp, torch.device("cpu")),
+             "strategy": strategy, "decoding": name, "molecules": n, "valid": valid[name] / n,
+             "seconds": seconds[name], "mol_per_s": n / seconds[name]}
+            for name in ("raw", "grammar")]  # fmt: skip
+    rows[1]["ratio"] = rows[1]["mol_per_s"] / rows[0]["mol_per_s"]
+    rows[1]["rdkit_refused"] = refused / checked if checked else float("nan")
+    return rows
+
+
 def run_moses(smiles: list[str], zs: list[torch.Tensor], smoke: bool, cache: Path) -> dict:
     from _moses_peer import CharVocab, load_moses_vae
 
@@ -107,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
         help="train molvae's model this many steps first, untimed (0: fresh weights)",
     )
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    p.add_argument("--grammar-batches", type=int, default=2,
+                   help="batches decoded raw and through the grammar (0: none)")  # fmt: skip
     p.add_argument("--no-peer", action="store_true", help="skip MOSES (no download)")
     p.add_argument("--peer-cache", default=str(cache_dir() / "peers"), help="wheel cache")
     p.add_argument("--out", default="runs/benchmarks/sample_throughput")
@@ -137,6 +189,13 @@ def main(argv: list[str] | None = None) -> int:
         text += (f"\n\nmolvae ({df['precision'][i]}) {df['strategy'][i]} / MOSES sample: "
                  f"{r:.2f}x molecules/s, {per_step[i]:.2f}x per step")  # fmt: skip
     text += f"\n\nmolvae trained {a.train_steps} steps of 256 before timing"
+    if a.grammar_batches:
+        zg = zs[: a.grammar_batches]
+        gdf = pd.DataFrame(
+            [r for st in ("greedy", "sample") for r in run_grammar(model, vocab, zg, st)]
+        )
+        gdf.to_csv(out / "grammar.csv", index=False)
+        text += "\n\n## Raw against grammar-constrained (same model)\n\n" + markdown_table(gdf)
     text += f"\n\n{os.cpu_count()} CPUs, torch {torch.__version__}\n"
     (out / "results.md").write_text(text)
     print(text)
