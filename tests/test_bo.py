@@ -40,11 +40,18 @@ import bo_fakes as F
 
 torch.set_num_threads(1)
 
+# The fake decoder gives ~40% invalid or failed molecules, so the budget needs more than the
+# default cap of ceil(budget / batch_size) + 2 iterations: max_iterations lifts it.
 TINY = BOConfig(
-    budget=14, batch_size=6, n_init=8, init_pool=20, init_top=3, num_restarts=2, raw_samples=16,
-    mc_samples=32, acq_maxiter=10, n_decode_attempts=3, max_gp_points=20, seed=3,
-    trust_region=False,
+    budget=14, batch_size=6, max_iterations=20, n_init=8, init_pool=20, init_top=3,
+    num_restarts=2, raw_samples=16, mc_samples=32, acq_maxiter=10, n_decode_attempts=3,
+    max_gp_points=20, seed=3, trust_region=False,
 )  # fmt: skip
+
+
+def _base(sources: pd.Series) -> pd.Series:
+    """Sources without the re-draw suffix (``bo/spare`` -> ``bo``)."""
+    return sources.str.split("/").str[0]
 
 
 def run(out: Path, cfg: BOConfig = TINY, objective=None, **kw):
@@ -151,7 +158,9 @@ def test_gp_fits_degenerate_data(case):
 def test_campaign_reaches_budget_and_records_every_status(reference):
     res = load_campaign(reference)
     h = res.history
-    assert set(h["status"]) == {"ok", "invalid", "duplicate", "failed"}
+    # duplicates and invalid decodes are re-drawn before a batch is spent: rare here (a
+    # campaign without re-drawing records every status: tests/test_bo_redraw.py)
+    assert {"ok", "failed"} <= set(h["status"]) <= {"ok", "invalid", "duplicate", "failed"}
     new = h[h["iteration"] > 0]
     assert (new["status"] == "ok").sum() == TINY.budget  # budget counts only ok rows
     assert not h.duplicated(["iteration", "index"]).any()
@@ -273,7 +282,7 @@ def test_gp_fit_failure_falls_back_to_random(tmp_path, monkeypatch, caplog, erro
     cfg = dataclasses.replace(TINY, budget=10)
     res = run(tmp_path / "f", cfg)
     new = res.history[res.history["iteration"] > 0]
-    assert (new["status"] == "ok").sum() == 10 and set(new["source"]) == {"random"}
+    assert (new["status"] == "ok").sum() == 10 and set(_base(new["source"])) == {"random"}
     assert res.iterations["fallback"].str.contains("GP fit failed").all()
     state = json.loads((tmp_path / "f" / "state.json").read_text())
     assert len(state["gp_fallbacks"]) == len(res.iterations)
@@ -353,7 +362,7 @@ def test_config_mismatch_refused_budget_may_grow(reference, tmp_path):
         run(out, dataclasses.replace(TINY, acquisition="ts"))
     with pytest.raises(ValueError, match="budget"):
         run(out, dataclasses.replace(TINY, budget=TINY.budget - 1))
-    res = run(out, dataclasses.replace(TINY, budget=TINY.budget + 6))
+    res = run(out, dataclasses.replace(TINY, budget=TINY.budget + 6, max_iterations=40))
     new = res.history[res.history["iteration"] > 0]
     assert (new["status"] == "ok").sum() == TINY.budget + 6
     before = pd.read_csv(reference / "evaluations.csv")
@@ -372,7 +381,7 @@ def test_random_search_same_harness(reference, tmp_path):
     assert list(h.columns) == list(ref.columns) and res.kind == "random"
     pd.testing.assert_frame_equal(h[h["iteration"] == 0], ref[ref["iteration"] == 0])
     new = h[h["iteration"] > 0]
-    assert set(new["source"]) == {"random"} and (new["status"] == "ok").sum() == TINY.budget
-    first = new[new["iteration"] == 1]
-    z = F.prior(TINY.batch_size, iteration_seed(TINY.seed, 1)).double().numpy()
+    assert set(_base(new["source"])) == {"random"} and (new["status"] == "ok").sum() == TINY.budget
+    first = new[(new["iteration"] == 1) & (new["source"] != "random/spare")]
+    z = F.prior(TINY.batch_size, iteration_seed(TINY.seed, 1)).double().numpy()[first["index"]]
     assert np.array_equal(first[[f"z{i}" for i in range(F.DIM)]].to_numpy(float), z)

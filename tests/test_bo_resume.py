@@ -8,6 +8,7 @@ the rows before it written and half of the row's line after them (a write cut of
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import sys
@@ -19,21 +20,25 @@ import pytest
 import torch
 
 from molvae.bo import BOConfig
-from molvae.bo.iteration import _best_before_batch
 from molvae.bo.loop import run_campaign
+from molvae.bo.regions import region_best
 from molvae.bo.scoring import _score_batch
 from molvae.bo.store import EVAL_COLUMNS, CampaignStore, _csv_line
+from molvae.bo.trust_region import TrustRegionState
 
 sys.path.insert(0, str(Path(__file__).parent))
 import bo_fakes as F
 
-# Default trust-region settings: with batch_size 4 in 4 dimensions the region halves after each
-# failed batch; in this campaign batch 2 improves on the best (row 0 of 4) and the others do not.
-# Thompson sampling on 16 candidates keeps one campaign at ~0.1 s: each write costs one campaign.
+# With batch_size 4 in 4 dimensions the region halves after each failed batch, and below 0.15
+# it restarts: in this campaign batches 2 and 3 improve on the best, batch 3 (mostly re-drawn, so
+# a failure) shrinks the region to its minimum, it restarts around another molecule, and batch 4
+# runs in the new region. Proposals are re-drawn from other decode attempts and from spare
+# candidates. Thompson sampling on 16 candidates keeps one campaign at ~0.2 s: each write costs
+# one campaign.
 CFG = BOConfig(
-    budget=30, batch_size=4, max_iterations=3, n_init=4, init_pool=20, init_top=2,
+    budget=40, batch_size=4, max_iterations=4, n_init=4, init_pool=20, init_top=2,
     acquisition="ts", ts_candidates=16, fit_maxiter=10, n_decode_attempts=3, max_gp_points=20,
-    seed=3,
+    seed=0, tr_length_min=0.15,
 )  # fmt: skip
 ATOMIC_WRITES = ("write_config", "write_pool", "write_pending", "write_state", "clear_pending")
 TIMING = ("fit_s", "acq_s", "propose_s", "wall_s")
@@ -120,6 +125,17 @@ def test_reference_run_moves_the_trust_region(reference):
     pairs = zip(iterations, before, strict=True)
     improved = [rec["iteration"] for rec, b in pairs if rec["batch_best"] > b]
     assert improved and improved[0] < CFG.max_iterations, improved
+    # a restart before the last batch, around a molecule other than the incumbent
+    restarted = [rec["iteration"] for rec in iterations if rec["tr_restarted"]]
+    assert restarted and restarted[0] < CFG.max_iterations, restarted
+    rec = iterations[restarted[0] - 1]
+    best_then = history.loc[history["iteration"] <= restarted[0], "score"].max()
+    assert rec["tr_center"] and rec["tr_restarts"] == 1 and "around" in rec["tr_restart"]
+    assert history.loc[history["canonical"] == rec["tr_center"], "score"].max() < best_then
+    # both kinds of re-draw happened, and a spare's row carries the spare's z
+    assert sum(r["redrawn_attempt"] for r in iterations) > 0
+    assert sum(r["redrawn_spare"] for r in iterations) > 0
+    assert history["source"].str.endswith("/spare").any()
     assert log.count("write_pending") == CFG.max_iterations
     n_rows = CFG.n_init + CFG.max_iterations * CFG.batch_size
     assert sum(w.startswith("append_rows") for w in log) == n_rows
@@ -153,10 +169,14 @@ def test_incumbent_before_a_batch_ignores_the_batch_own_rows():
         {"iteration": [r[0] for r in rows], "status": [r[1] for r in rows],
          "score": [r[2] for r in rows], "canonical": ["C", "CC", "N", "CCC"]}
     )  # fmt: skip
-    assert _best_before_batch(history, 2) == 3.0  # not 9.0: that row is batch 2's own
-    assert _best_before_batch(history, 3) == 9.0
-    assert math.isnan(_best_before_batch(history, 0))
-    assert math.isnan(_best_before_batch(history.iloc[:0], 1))
+    tr = TrustRegionState(dim=2, batch_size=4)  # never restarted: it follows the incumbent
+    assert region_best(history, tr, 2) == 3.0  # not 9.0: that row is batch 2's own
+    assert region_best(history, tr, 3) == 9.0
+    assert math.isnan(region_best(history, tr, 0))
+    assert math.isnan(region_best(history.iloc[:0], tr, 1))
+    # restarted at iteration 1 around a molecule of score 2.5: its own best from then on
+    moved = dataclasses.replace(tr, center=(0.0, 0.0), center_score=2.5, since=1)
+    assert region_best(history, moved, 2) == 3.0 and region_best(history, moved, 1) == 2.5
 
 
 def test_batch_rows_score_the_same_however_much_was_appended_before_a_kill(tmp_path):
@@ -179,15 +199,16 @@ def test_batch_rows_score_the_same_however_much_was_appended_before_a_kill(tmp_p
     args = (CFG, decode, objective, F.canonical)
     store = CampaignStore(tmp_path / "all", writer=True)
     store.append_rows([init], 2)
-    rows = _score_batch(z, pending, store.load_history(), *args)
+    rows, stats = _score_batch(z, pending, store.load_history(), *args)
+    assert stats["primary_duplicate"] == 6 and stats["primary_invalid"] == 1
     assert [r["status"] for r in rows] == ["ok", "failed", "duplicate", "duplicate", "invalid",
                                            "ok", "duplicate", "duplicate", "invalid", "duplicate",
                                            "duplicate"]  # fmt: skip
     for cut in range(1, len(rows)):  # rows[:cut] were appended, then the process died
         store = CampaignStore(tmp_path / f"cut{cut}", writer=True)
         store.append_rows([init, *rows[:cut]], 2)
-        rest = _score_batch(z, pending, store.load_history(), *args)
-        assert _comparable(rest) == _comparable(rows[cut:]), cut
+        rest, again = _score_batch(z, pending, store.load_history(), *args)
+        assert _comparable(rest) == _comparable(rows[cut:]) and again == stats, cut
 
 
 def _comparable(rows: list[dict]) -> list[tuple]:

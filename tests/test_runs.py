@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -69,3 +70,97 @@ def test_other_model_bytes_or_decoding_are_refused(setup, zinc_small) -> None:
         optimize(OptimizeRunConfig(**{**run.__dict__, "constrained": False}), TINY_BO,
                  progress=False)  # fmt: skip
     assert (Path(run.out_dir) / "evaluations.csv").read_bytes() == before
+
+
+# -- the latent prior: random search, the latent box, pinned ---------------------------------
+class _LearnedPrior:
+    """A codec with a learned prior (as `molvae fit-prior` gives one): N(1, 0.25^2 I)."""
+
+    def __init__(self, codec):
+        self._codec, self.prior, self.calls = codec, object(), []
+
+    def __getattr__(self, name):
+        return getattr(self._codec, name)
+
+    def sample_latents(self, n, prior="auto", generator=None):
+        self.calls.append(prior)
+        return 1.0 + 0.25 * torch.randn(n, self._codec.latent_dim, generator=generator)
+
+
+def test_prior_resolution_and_the_gaussian_sampler(setup) -> None:
+    from molvae.model import LatentCodec
+    from molvae.runs.optimizing import prior_sampler, resolve_prior
+
+    _, model, _ = setup
+    codec = LatentCodec.from_checkpoint(model, device="cpu")
+    assert resolve_prior(codec, "auto") == resolve_prior(codec, "gaussian") == "gaussian"
+    with pytest.raises(ValueError, match="no learned prior") as err:
+        resolve_prior(codec, "learned")
+    assert "\n" not in str(err.value)
+    z = prior_sampler(codec, "gaussian")(5, 3)
+    expected = torch.randn(5, SIZES["latent_dim"], generator=torch.Generator().manual_seed(3))
+    assert z.dtype == np.float64 and np.allclose(z, expected.double().numpy())
+    learned = _LearnedPrior(codec)
+    assert resolve_prior(learned, "auto") == "learned" and resolve_prior(learned, "gaussian")
+    assert abs(prior_sampler(learned, "learned")(2000, 0).mean() - 1.0) < 0.05
+    assert learned.calls == ["learned"]
+
+
+def test_learned_prior_sets_the_box_and_is_pinned(setup, monkeypatch) -> None:
+    import molvae.runs.optimizing as optimizing
+
+    run, _, tmp_path = setup
+    load = optimizing.LatentCodec.from_checkpoint
+    monkeypatch.setattr(optimizing.LatentCodec, "from_checkpoint",
+                        lambda *a, **k: _LearnedPrior(load(*a, **k)))  # fmt: skip
+    out = str(tmp_path / "learned")
+    learned = OptimizeRunConfig(**{**run.__dict__, "out_dir": out, "method": "random"})
+    result = optimize(learned, TINY_BO, progress=False)
+    stored = json.loads((Path(out) / "config.json").read_text())
+    assert (
+        stored["config"]["bounds"] == "prior" and stored["metadata"]["pinned"]["prior"] == "learned"
+    )
+    new = result.history[result.history["iteration"] > 0]
+    z = new[[f"z{i}" for i in range(SIZES["latent_dim"])]].to_numpy(float)
+    assert abs(z.mean() - 1.0) < 0.5  # random search draws from the learned prior
+    with pytest.raises(ValueError, match="started with other settings"):
+        optimize(OptimizeRunConfig(**{**learned.__dict__, "prior": "gaussian"}), TINY_BO,
+                 progress=False)  # fmt: skip
+
+
+def test_checkpoint_with_a_fitted_prior_takes_its_box_from_it(setup) -> None:
+    """End to end with `molvae fit-prior`'s checkpoint: "auto" picks the learned prior, the box
+    holds its samples, and a resume with --prior gaussian is refused."""
+    from molvae.model.prior import PriorConfig
+    from molvae.runs.priors import fit_prior_run
+
+    run, model, tmp_path = setup
+    fitted = tmp_path / "with_prior.pt"
+    config = PriorConfig(kind="gmm", components=2, covariance="diag")
+    fit_prior_run(model, fitted, data=run.data, config=config, n_molecules=8, domain=False)
+    out = OptimizeRunConfig(**{**run.__dict__, "model": str(fitted),
+                               "out_dir": str(tmp_path / "fitted")})  # fmt: skip
+    optimize(out, TINY_BO, progress=False)
+    stored = json.loads((Path(out.out_dir) / "config.json").read_text())
+    assert stored["config"]["bounds"] == "prior"
+    assert stored["metadata"]["pinned"]["prior"] == stored["metadata"]["prior"] == "learned"
+    with pytest.raises(ValueError, match="prior: 'learned' -> 'gaussian'"):
+        optimize(OptimizeRunConfig(**{**out.__dict__, "prior": "gaussian"}), TINY_BO,
+                 progress=False)  # fmt: skip
+
+
+def test_cli_prints_why_the_campaign_stopped(setup, capsys) -> None:
+    from molvae.cli import main
+
+    run, model, tmp_path = setup
+    args = ["optimize", "--model", str(model), "--data", run.data, "--objective", "qed",
+            "--budget", "2", "-q", "2", "--n-init", "4", "--iterations", "1", "--device", "cpu",
+            "--no-progress", "--out", str(tmp_path / "cli")]  # fmt: skip
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "stopped: budget reached: 2 new molecules scored in 1 iterations" in out or (
+        "stopped: max_iterations reached: 1 iterations" in out
+    )
+    assert main([*args[:-2], "--prior", "learned", "--out", str(tmp_path / "cli2")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no learned prior" in err and len(err.splitlines()) == 1

@@ -3,9 +3,11 @@
 Owns: the settings and callable types (``config``), the GP surrogate (``surrogate``), batch
 proposals (``acquisition``), the TuRBO-style trust region (``trust_region``), the crash-safe
 campaign directory and reading it back (``store``), the initial design (``design``), decoding and
-scoring a batch (``scoring``), one iteration (``iteration``), the loop with ``run_campaign`` and
-``random_search`` (``loop``), the report (``report``), and the ``molvae.chem``-backed default
-callables (``chemistry``).
+scoring a batch with re-drawing of known molecules (``scoring``), where the trust region sits and
+restarts (``regions``), when a campaign stops (``stopping``), one iteration (``iteration``), the
+loop with ``run_campaign`` and ``random_search`` (``loop``), best / top-10 / PMO top-10 AUC
+(``metrics``), the report (``report``), and the ``molvae.chem``-backed default callables
+(``chemistry``).
 
 Must not import ``molvae.model``, ``molvae.train``, ``molvae.evaluation``, ``molvae.runs`` or
 ``molvae.cli``: the loop never sees the VAE, it gets decode/encode/objective callables. It may
@@ -22,9 +24,12 @@ from molvae.bo.config import (
     EncodeFn,
     ObjectiveFn,
     PriorFn,
+    SampleFn,
     iteration_seed,
 )
 from molvae.bo.loop import random_search, run_campaign
+from molvae.bo.metrics import campaign_metrics, top_k_auc, top_k_mean
+from molvae.bo.regions import restart_region
 from molvae.bo.report import (
     best_so_far,
     compare_traces,
@@ -33,7 +38,8 @@ from molvae.bo.report import (
     summary_markdown,
     write_report,
 )
-from molvae.bo.scoring import choose_decoded
+from molvae.bo.scoring import choose_decoded, resolve_batch
+from molvae.bo.stopping import iteration_cap, stop_reason
 from molvae.bo.store import (
     EVAL_COLUMNS,
     FORMAT,
@@ -59,6 +65,7 @@ from molvae.bo.surrogate import (
 from molvae.bo.trust_region import (
     TrustRegionState,
     latent_bounds,
+    prior_bounds,
     trust_region_box,
     update_trust_region,
 )
@@ -79,9 +86,11 @@ __all__ = [
     "ObjectiveFn",
     "PriorFn",
     "Proposal",
+    "SampleFn",
     "TrustRegionState",
     "best_of",
     "best_so_far",
+    "campaign_metrics",
     "chem_objective",
     "choose_decoded",
     "compare_traces",
@@ -89,6 +98,7 @@ __all__ = [
     "empty_history",
     "fit_gp",
     "gpytorch_jitter",
+    "iteration_cap",
     "iteration_seed",
     "known_scores",
     "latent_bounds",
@@ -97,13 +107,19 @@ __all__ = [
     "observations",
     "plot_top_molecules",
     "plot_trace",
+    "prior_bounds",
     "propose_batch",
     "random_search",
     "read_table",
+    "resolve_batch",
+    "restart_region",
     "run_campaign",
     "select_gp_points",
     "sobol_in_box",
+    "stop_reason",
     "summary_markdown",
+    "top_k_auc",
+    "top_k_mean",
     "top_molecules",
     "trust_region_box",
     "update_trust_region",

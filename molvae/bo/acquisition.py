@@ -32,6 +32,10 @@ logger = logging.getLogger(__name__)
 # (its posterior is factorized here too) plus BoTorch's NaN gradient of the acquisition, which it
 # raises as a RuntimeError subclass ("this often indicates numerical issues").
 ACQ_ERRORS = (*GP_ERRORS, OptimizationGradientError)
+# Spare candidates for re-drawing come in rounds, each from a box this many times the side of the
+# one before, starting at the trust region: a region too small to decode to anything new still
+# fills its batch, from around it.
+SPARE_GROWTH = 4.0
 
 
 @dataclass
@@ -40,6 +44,7 @@ class Proposal:
 
     z: torch.Tensor
     source: str  # "bo" or "random" (GP fallback / random search)
+    spare: torch.Tensor | None = None  # ranked spare candidates for re-drawing duplicates
     fallback: str | None = None
     gp_points: int = 0
     fit_s: float = 0.0
@@ -56,7 +61,16 @@ def sobol_in_box(box: torch.Tensor, n: int, seed: int) -> torch.Tensor:
 def _acq_candidates(
     model: SingleTaskGP, y: torch.Tensor, box: torch.Tensor, q: int, cfg: BOConfig, seed: int
 ) -> torch.Tensor:
-    """Optimize the configured acquisition over ``box`` (raw latent coordinates)."""
+    """Optimize the configured acquisition over ``box`` (raw latent coordinates), seeded."""
+    with warnings.catch_warnings(), torch.random.fork_rng():
+        warnings.simplefilter("ignore")
+        torch.manual_seed(seed)
+        return _optimize_acq(model, y, box, q, cfg, seed)
+
+
+def _optimize_acq(
+    model: SingleTaskGP, y: torch.Tensor, box: torch.Tensor, q: int, cfg: BOConfig, seed: int
+) -> torch.Tensor:
     if cfg.acquisition == "ts":
         cand = sobol_in_box(box, max(cfg.ts_candidates, q), seed)
         with torch.no_grad():
@@ -77,6 +91,36 @@ def _acq_candidates(
     return cand.detach()
 
 
+def _spares(
+    model: SingleTaskGP | None, boxes: list[torch.Tensor], n: int, n_cand: int, seed: int
+) -> torch.Tensor | None:
+    """``n`` spare candidates per box (raw coordinates), box after box: Thompson samples among
+    ``n_cand`` Sobol points, or ``n`` Sobol points without a GP. None when ``n`` is 0."""
+    if not n:
+        return None
+    out = []
+    for r, box in enumerate(boxes):
+        cand = sobol_in_box(box, max(n_cand, 2 * n) if model else n, seed + 1 + r)
+        if model is None:
+            out.append(cand)
+            continue
+        with torch.no_grad(), torch.random.fork_rng(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.manual_seed(seed + 1 + r)
+            out.append(MaxPosteriorSampling(model, replacement=False)(cand, num_samples=n))
+    return torch.cat(out).detach().reshape(len(boxes) * n, -1).to(torch.float64)
+
+
+def _fallback(
+    prop: Proposal, reason: str, boxes: list[torch.Tensor], q: int, n_spare: int, seed: int
+) -> Proposal:
+    """Sobol points in ``boxes[0]`` (raw coordinates), spares in each box, instead of the GP's."""
+    logger.warning("iteration falls back to random proposals: %s", reason)
+    prop.z, prop.source, prop.fallback = sobol_in_box(boxes[0], q, seed), "random", reason
+    prop.spare = _spares(None, boxes, n_spare, 0, seed)
+    return prop
+
+
 def propose_batch(
     cfg: BOConfig,
     x: torch.Tensor,
@@ -85,55 +129,52 @@ def propose_batch(
     q: int,
     seed: int,
     tr_length: float | None = None,
+    center: torch.Tensor | None = None,
+    n_spare: int = 0,
+    spare_rounds: int = 1,
 ) -> Proposal:
-    """Propose ``q`` latent points from observations ``x: n x d``, ``y: n`` within ``bounds``.
+    """``q`` latent points (and spares) from observations ``x: n x d``, ``y: n``.
 
-    Fits the GP on at most ``cfg.max_gp_points`` points and optimizes the acquisition, inside
-    the trust region around the incumbent when ``tr_length`` is given. A numerical failure
-    falls back to Sobol points in the same box (logged, recorded); any other error propagates.
+    Fits the GP on at most ``cfg.max_gp_points`` points and optimizes the acquisition within
+    ``bounds``, inside the trust region around ``center`` (raw ``d``; default the incumbent)
+    when ``tr_length`` is given. Spares, for re-drawing, are ``n_spare`` Thompson samples per
+    round in boxes ``SPARE_GROWTH`` times larger each round (the region's own first). A
+    numerical failure falls back to Sobol points in the box; any other error propagates.
     """
     x, y, bounds = x.to(torch.float64), y.to(torch.float64), bounds.to(torch.float64)
     span = bounds[1] - bounds[0]
-    unit = torch.stack([torch.zeros_like(span), torch.ones_like(span)])
+    anchor = x[torch.argmax(y)] if center is None and len(y) else center
+    unit_center = None if anchor is None else ((anchor.double() - bounds[0]) / span).clamp(0, 1)
 
-    def to_raw(box: torch.Tensor) -> torch.Tensor:
-        return bounds[0] + box * span
-
-    center = ((x[torch.argmax(y)] - bounds[0]) / span).clamp(0, 1) if len(y) else None
-    box = unit if tr_length is None or center is None else trust_region_box(center, tr_length)
-
-    def fallback(reason: str, prop: Proposal) -> Proposal:
-        logger.warning("iteration falls back to random proposals: %s", reason)
-        prop.z, prop.source, prop.fallback = sobol_in_box(to_raw(box), q, seed), "random", reason
-        return prop
+    def boxes(ls: torch.Tensor | None = None) -> list[torch.Tensor]:  # raw coordinates
+        growth = [SPARE_GROWTH**r for r in range(max(spare_rounds, 1))]
+        if tr_length is None or unit_center is None:
+            return [bounds.clone() for _ in growth]
+        return [bounds[0] + trust_region_box(unit_center, tr_length * g, ls) * span for g in growth]
 
     prop = Proposal(z=torch.empty(0, bounds.shape[-1], dtype=torch.float64), source="bo")
     if len(y) == 0:
-        return fallback("no scored points to fit a GP on", prop)
+        return _fallback(prop, "no scored points to fit a GP on", boxes(), q, n_spare, seed)
     t0 = time.perf_counter()
-    anchor = x[torch.argmax(y)]
-    idx = select_gp_points(x, y, cfg.max_gp_points, anchor, seed)
+    idx = select_gp_points(x, y, cfg.max_gp_points, anchor.double(), seed)
     model, prop.gp_points, prop.notes = fit_gp(x[idx], y[idx], bounds, seed, cfg.fit_maxiter)
     prop.fit_s = time.perf_counter() - t0
     if model is None:
-        return fallback("GP fit failed: " + (prop.notes[-1] if prop.notes else "?"), prop)
-    if tr_length is not None and center is not None:
-        box = trust_region_box(center, tr_length, lengthscales(model))
+        reason = "GP fit failed: " + (prop.notes[-1] if prop.notes else "?")
+        return _fallback(prop, reason, boxes(), q, n_spare, seed)
+    region = boxes(lengthscales(model))
     t0 = time.perf_counter()
-    try:
-        with warnings.catch_warnings(), torch.random.fork_rng():
-            warnings.simplefilter("ignore")
-            torch.manual_seed(seed)
-            z = _acq_candidates(model, y[idx], to_raw(box), q, cfg, seed)
+    try:  # the spares too: Thompson sampling factorizes the GP posterior over 2,000 points
+        z = _acq_candidates(model, y[idx], region[0], q, cfg, seed)
         if not torch.isfinite(z).all():
             raise NanError("acquisition returned non-finite candidates")
+        prop.spare = _spares(model, region, n_spare, cfg.ts_candidates, seed)
     except ACQ_ERRORS as err:
         prop.acq_s = time.perf_counter() - t0
         msg = f"acquisition failed: {type(err).__name__}: {err}"
         prop.notes.append(msg[:300])
-        return fallback(msg[:300], prop)
+        return _fallback(prop, msg[:300], boxes(), q, n_spare, seed)
     prop.acq_s = time.perf_counter() - t0
     prop.z = z.reshape(q, -1).to(torch.float64)
-    if prop.notes:
-        prop.fallback = "; ".join(prop.notes)[:500]
+    prop.fallback = "; ".join(prop.notes)[:500] if prop.notes else None
     return prop

@@ -20,10 +20,12 @@ ObjectiveFn = Callable[[list[str]], tuple[np.ndarray, list[str]]]
 """canonical SMILES -> (scores, status in {"ok", "invalid", "failed"})."""
 CanonicalFn = Callable[[str], "str | None"]
 """SMILES -> canonical SMILES or None when invalid."""
-PriorFn = Callable[[int, int], torch.Tensor]
-"""(n, seed) -> n x d latent samples (random search)."""
+SampleFn = Callable[[int, int], "np.ndarray | torch.Tensor"]
+"""(n, seed) -> n x d latent samples from the model's prior (random search, prior bounds)."""
+PriorFn = SampleFn  # the name before the prior could be learned
 
 ACQUISITIONS = ("qlogei", "qucb", "ts")
+BOUNDS = ("data", "prior")
 
 
 @dataclass
@@ -33,6 +35,19 @@ class BOConfig:
     ``budget`` counts molecules scored ``ok`` that the optimizer proposed (not the initial
     design); the Kusner protocol is ``budget=250, batch_size=50, max_iterations=5``.
     ``decode_temperature`` is for the caller's decoder (the loop only records it).
+
+    Latent box: ``bounds="data"`` is mean -/+ ``bound_std`` std of the encoded pool;
+    ``"prior"`` the ``bound_quantile`` / ``1 - bound_quantile`` quantiles of samples from the
+    campaign's ``prior_fn``, widened by 10% of their range on each side.
+    Re-drawing (``redraw``): a proposal whose molecule is already in the history (or earlier in
+    the batch) takes another of its decode attempts that is new, else (and so does a proposal
+    with no valid attempt) a spare candidate that decodes to a new molecule: ``redraw_rounds``
+    rounds of ``spares_per_proposal * q`` Thompson samples (random search: prior samples), the
+    first in the trust region, each next in a box 4 times its side.
+    Trust region: a batch is a failure when it does not improve on the region's best; when
+    more than ``tr_max_waste`` of its proposals decoded to known molecules or invalid strings
+    (before re-drawing) it is a failure that halves the region at once. Below ``tr_length_min``
+    the region restarts around another good point.
     """
 
     budget: int = 250
@@ -52,7 +67,13 @@ class BOConfig:
     tr_length_min: float = 0.5**7
     tr_length_max: float = 1.6
     tr_success_tolerance: int = 3
+    tr_max_waste: float = 0.5
+    bounds: str = "data"
     bound_std: float = 3.0
+    bound_quantile: float = 0.005
+    redraw: bool = True
+    spares_per_proposal: int = 2
+    redraw_rounds: int = 3
     n_decode_attempts: int = 5
     decode_temperature: float = 1.0
     num_restarts: int = 4
@@ -71,6 +92,12 @@ class BOConfig:
             raise ValueError("budget must be >= 0, batch_size and n_decode_attempts >= 1")
         if self.max_gp_points < 1 or self.n_init < 0 or self.init_top < 0:
             raise ValueError("max_gp_points must be >= 1, n_init and init_top >= 0")
+        if self.bounds not in BOUNDS:
+            raise ValueError(f"bounds must be one of {BOUNDS}, not {self.bounds!r}")
+        if not 0.0 < self.bound_quantile < 0.5 or not 0.0 <= self.tr_max_waste <= 1.0:
+            raise ValueError("bound_quantile must be in (0, 0.5), tr_max_waste in [0, 1]")
+        if self.spares_per_proposal < 0 or self.redraw_rounds < 0:
+            raise ValueError("spares_per_proposal and redraw_rounds must be >= 0")
 
 
 def iteration_seed(seed: int, iteration: int) -> int:

@@ -22,9 +22,10 @@ from molvae.bo.config import (
     DecodeFn,
     EncodeFn,
     ObjectiveFn,
-    PriorFn,
+    SampleFn,
     iteration_seed,
 )
+from molvae.bo.regions import region_best, region_center, restart_region
 from molvae.bo.scoring import _score_batch
 from molvae.bo.store import STATUSES, CampaignStore, best_of, observations
 from molvae.bo.trust_region import TrustRegionState, update_trust_region
@@ -38,7 +39,7 @@ class _Oracles:
     objective_fn: ObjectiveFn
     canonical_fn: CanonicalFn | None  # None: molvae.chem's, filled in by _start
     encode_fn: EncodeFn | None = None
-    prior_fn: PriorFn | None = None
+    prior_fn: SampleFn | None = None
 
 
 @dataclass
@@ -54,6 +55,13 @@ class _Run:
     bounds: torch.Tensor | None = None  # 2 x d latent box, set by the initial design
     dim: int | None = None
     tr: TrustRegionState | None = None
+
+
+def as_latents(z: Any) -> torch.Tensor:
+    """A ``SampleFn``'s samples (numpy array or tensor, ``n x d``) as a float64 CPU tensor."""
+    if isinstance(z, torch.Tensor):
+        return z.detach().to("cpu", torch.float64)
+    return torch.as_tensor(np.asarray(z, dtype=np.float64))
 
 
 def _pending_batch(store: CampaignStore, t: int) -> dict[str, Any] | None:
@@ -76,33 +84,28 @@ def _propose(run: _Run, t: int, q: int, start: float) -> dict[str, Any]:
     """Propose the ``q`` z of iteration ``t`` and persist them (``pending.json``) before any is
     decoded; ``start`` is when the iteration began (for ``propose_s``)."""
     cfg, seed_t = run.cfg, iteration_seed(run.cfg.seed, t)
+    n_spare = cfg.spares_per_proposal * q if cfg.redraw and cfg.redraw_rounds else 0
     if run.kind == "bo":
         if run.bounds is None:
             raise ValueError("run_campaign needs init_smiles to set the latent bounds")
         x, y = observations(run.history, run.dim)
-        prop = propose_batch(cfg, x, y, run.bounds, q, seed_t, run.tr.length if run.tr else None)
+        center = region_center(run.history, run.tr, run.dim)
+        prop = propose_batch(cfg, x, y, run.bounds, q, seed_t, run.tr.length if run.tr else None,
+                             center=center, n_spare=n_spare,
+                             spare_rounds=cfg.redraw_rounds)  # fmt: skip
     else:
-        z = run.fns.prior_fn(q, seed_t).detach().to("cpu", torch.float64)
-        prop = Proposal(z=z, source="random")
+        prop = Proposal(z=as_latents(run.fns.prior_fn(q, seed_t)), source="random")
+        if n_spare:
+            n_all = n_spare * cfg.redraw_rounds
+            prop.spare = as_latents(run.fns.prior_fn(n_all, iteration_seed(seed_t, 1)))
     rec = {"source": prop.source, "fallback": prop.fallback, "gp_points": prop.gp_points,
            "fit_s": prop.fit_s, "acq_s": prop.acq_s,
            "propose_s": time.perf_counter() - start}  # fmt: skip
-    pending = {"iteration": t, "seed": seed_t, "source": prop.source,
-               "z": prop.z.tolist(), "record": rec}  # fmt: skip
+    pending = {"iteration": t, "seed": seed_t, "source": prop.source, "z": prop.z.tolist(),
+               "spare": [] if prop.spare is None else prop.spare.tolist(),
+               "record": rec}  # fmt: skip
     run.store.write_pending(pending)
     return pending
-
-
-def _best_before_batch(history: pd.DataFrame, t: int) -> float:
-    """The incumbent the trust region compares batch ``t``'s best with (the only place it is
-    taken): the best over the rows of iterations before ``t``.
-
-    Not over all of ``history``: after a kill mid-batch it already holds the rows of batch ``t``
-    appended before the kill, and counting them as "before" would turn an improving batch into a
-    failure, so a resumed campaign would carry another trust region than an uninterrupted one.
-    """
-    best_before, _ = best_of(history[history["iteration"] < t] if len(history) else history)
-    return best_before
 
 
 def _run_batch(run: _Run, t: int, pending: dict[str, Any]) -> None:
@@ -110,36 +113,61 @@ def _run_batch(run: _Run, t: int, pending: dict[str, Any]) -> None:
     t_eval = time.perf_counter()  # propose_s is already in the record (or was, before a kill)
     z = torch.tensor(pending["z"], dtype=torch.float64)
     run.dim = z.shape[1]
-    best_before = _best_before_batch(run.history, t)
     fns = run.fns
-    rows = _score_batch(z, pending, run.history, run.cfg, fns.decode_fn, fns.objective_fn,
-                        fns.canonical_fn)  # fmt: skip
+    rows, stats = _score_batch(z, pending, run.history, run.cfg, fns.decode_fn,
+                               fns.objective_fn, fns.canonical_fn)  # fmt: skip
     if rows:
         run.store.append_rows(rows, run.dim)
         run.history = run.store.load_history()
-    _record_iteration(run, t, pending, best_before, t_eval)
+    _record_iteration(run, t, pending, stats, t_eval)
+
+
+def _update_region(run: _Run, t: int, batch_best: float, waste: float) -> dict[str, Any]:
+    """Update the trust region after batch ``t`` (restarting it elsewhere when it collapsed);
+    the iteration record's trust-region fields."""
+    tr = run.tr
+    if tr is None:
+        return {"tr_length": None}
+    ref = region_best(run.history, tr, t)
+    new = update_trust_region(tr, batch_best, ref, waste)
+    note = None
+    if new.restarts > tr.restarts:
+        new, note = restart_region(new, run.history, t, run.dim)
+    run.tr = new
+    return {"tr_length": new.length, "tr_restarted": note is not None, "tr_restart": note,
+            "tr_restarts": new.restarts, "tr_center": new.center_smiles}  # fmt: skip
+
+
+def _batch_counts(batch: pd.DataFrame, stats: dict[str, int]) -> dict[str, Any]:
+    """Per-status counts and rates of a recorded batch, and its re-draw counts."""
+    counts = batch["status"].value_counts()
+    q = max(len(batch), 1)
+    n_new = int(((batch["canonical"] != "") & (batch["status"] != "duplicate")).sum())
+    return {"q": len(batch), **{f"n_{s}": int(counts.get(s, 0)) for s in STATUSES},
+            "n_new": n_new, "new_rate": n_new / q,
+            "duplicate_rate": int(counts.get("duplicate", 0)) / q,
+            "invalid_rate": int(counts.get("invalid", 0)) / q,
+            "validity": float((batch["canonical"] != "").mean()), **stats,
+            "waste": (stats["primary_duplicate"] + stats["primary_invalid"]) / q}  # fmt: skip
 
 
 def _record_iteration(
-    run: _Run, t: int, pending: dict[str, Any], best_before: float, t_eval: float
+    run: _Run, t: int, pending: dict[str, Any], stats: dict[str, int], t_eval: float
 ) -> None:
     """Update the trust region, write ``state.json`` with the iteration's record, drop
     ``pending.json``."""
-    history, tr = run.history, run.tr
+    history = run.history
     batch = history[history["iteration"] == t]
-    counts = batch["status"].value_counts()
     ok_scores = batch.loc[batch["status"] == "ok", "score"].to_numpy(dtype=float)
     batch_best = float(np.nanmax(ok_scores)) if np.isfinite(ok_scores).any() else math.nan
-    if tr is not None:
-        run.tr = tr = update_trust_region(tr, batch_best, best_before)
+    counts = _batch_counts(batch, stats)
+    region = _update_region(run, t, batch_best, counts["waste"])
     best, _ = best_of(history)
-    rec = {**pending["record"], "iteration": t, "q": len(batch),
-           **{f"n_{s}": int(counts.get(s, 0)) for s in STATUSES},
-           "validity": float((batch["canonical"] != "").mean()), "batch_best": batch_best,
-           "best": best, "tr_length": tr.length if tr else None,
+    rec = {**pending["record"], "iteration": t, **counts, "batch_best": batch_best,
+           "best": best, **region,
            "wall_s": pending["record"]["propose_s"] + time.perf_counter() - t_eval}  # fmt: skip
     run.state = {**run.state, "iteration": t, "iterations": [*run.state["iterations"], rec],
-                 "trust_region": asdict(tr) if tr else None}  # fmt: skip
+                 "trust_region": asdict(run.tr) if run.tr else None}  # fmt: skip
     _write_state(run.store, run.state, history)
     run.store.clear_pending()
 

@@ -18,7 +18,15 @@ import torch
 from tqdm.auto import tqdm
 
 from molvae.bo.chemistry import default_canonical
-from molvae.bo.config import BOConfig, CanonicalFn, DecodeFn, EncodeFn, ObjectiveFn, PriorFn
+from molvae.bo.config import (
+    BOConfig,
+    CanonicalFn,
+    DecodeFn,
+    EncodeFn,
+    ObjectiveFn,
+    SampleFn,
+    iteration_seed,
+)
 from molvae.bo.design import _build_pool, _init_rows
 from molvae.bo.iteration import (
     _n_scored_new,
@@ -28,13 +36,16 @@ from molvae.bo.iteration import (
     _Run,
     _run_batch,
     _write_state,
+    as_latents,
 )
 from molvae.bo.report import write_report
+from molvae.bo.stopping import stop_reason
 from molvae.bo.store import CampaignResult, CampaignStore, load_campaign, z_columns
-from molvae.bo.trust_region import TrustRegionState, latent_bounds
+from molvae.bo.trust_region import TrustRegionState, latent_bounds, prior_bounds
 
 # Config fields that may change on resume: they alter neither proposals nor records.
 _FREE_FIELDS = ("budget", "max_iterations", "n_jobs", "top_k")
+_PRIOR_SAMPLES = 10_000  # prior samples the latent box is taken from (bounds="prior")
 
 
 def _check_config(store: CampaignStore, kind: str, cfg: BOConfig, metadata: dict | None) -> None:
@@ -47,7 +58,9 @@ def _check_config(store: CampaignStore, kind: str, cfg: BOConfig, metadata: dict
     old = stored.get("config", {})
     if stored.get("kind") != kind:
         raise ValueError(f"{store.dir} holds a {stored.get('kind')!r} campaign, not {kind!r}")
-    diffs = [(k, old.get(k), new[k]) for k in new if k not in _FREE_FIELDS and old.get(k) != new[k]]
+    # settings a directory did not record (it predates them) are not compared
+    diffs = [(k, old[k], new[k]) for k in new
+             if k not in _FREE_FIELDS and k in old and old[k] != new[k]]  # fmt: skip
     # settings outside BOConfig the caller binds the campaign to (model, objective, decoding...);
     # ones a directory did not record (it predates them) are not compared
     old_pinned = stored.get("metadata", {}).get("pinned", {})
@@ -80,6 +93,7 @@ def _start(
     if init_smiles is not None:
         _initial_design(run, init_smiles)
     run.state = store.read_state() or {"iteration": 0, "iterations": [], "trust_region": None}
+    run.state.pop("stop_reason", None)  # decided again when this run stops
     run.tr = _initial_trust_region(run)
     return run
 
@@ -92,9 +106,14 @@ def _initial_design(run: _Run, init_smiles: list[str]) -> None:
     pool = _build_pool(run.store, cfg, init_smiles, fns.encode_fn, fns.objective_fn,
                        fns.canonical_fn)  # fmt: skip
     run.dim = dim = sum(c.startswith("z") and c[1:].isdigit() for c in pool.columns)
-    run.bounds = latent_bounds(
-        torch.tensor(pool[z_columns(dim)].to_numpy(dtype=float)), cfg.bound_std
-    )
+    if cfg.bounds == "prior":
+        if fns.prior_fn is None:
+            raise ValueError("bounds='prior' needs a prior_fn (samples of the model's prior)")
+        samples = as_latents(fns.prior_fn(_PRIOR_SAMPLES, iteration_seed(cfg.seed, 0)))
+        run.bounds = prior_bounds(samples, cfg.bound_quantile)
+    else:
+        z = torch.tensor(pool[z_columns(dim)].to_numpy(dtype=float))
+        run.bounds = latent_bounds(z, cfg.bound_std)
     history = run.history
     done = set(history.loc[history["iteration"] == 0, "index"]) if len(history) else set()
     rows = [r for r in _init_rows(pool, cfg, dim) if r["index"] not in done]
@@ -113,7 +132,8 @@ def _initial_trust_region(run: _Run) -> TrustRegionState | None:
     return TrustRegionState(dim=run.dim, batch_size=cfg.batch_size, length=cfg.tr_length_init,
                             length_init=cfg.tr_length_init, length_min=cfg.tr_length_min,
                             length_max=cfg.tr_length_max,
-                            success_tolerance=cfg.tr_success_tolerance)  # fmt: skip
+                            success_tolerance=cfg.tr_success_tolerance,
+                            waste_tolerance=cfg.tr_max_waste)  # fmt: skip
 
 
 def _advance_bar(bar: tqdm, history: pd.DataFrame, t: int, best: float) -> None:
@@ -139,19 +159,17 @@ def _campaign(
 ) -> CampaignResult:
     """The loop shared by ``run_campaign`` and ``random_search`` (``kind`` "bo" or "random")."""
     run = _start(kind, cfg, out_dir, fns, init_smiles, metadata)
-    limit = cfg.max_iterations
-    if limit is None:  # a decoder that never yields anything new must not loop forever
-        limit = 20 * max(1, math.ceil(cfg.budget / cfg.batch_size))
     t = run.state["iteration"] + 1
-    # The bar counts the iterations the budget needs when every proposal scores; `limit` is only a
-    # safety cap, and showing it made a finished campaign look 6% done.
+    # The bar counts the iterations the budget needs when every proposal scores.
     expected = cfg.max_iterations or math.ceil(cfg.budget / cfg.batch_size)
     bar = tqdm(total=expected, initial=t - 1, disable=not progress, desc=f"{kind} campaign")
     while True:
         pending = _pending_batch(run.store, t)
         remaining = cfg.budget - _n_scored_new(run.history)
-        if pending is None and (remaining <= 0 or t > limit):
-            break
+        if pending is None:
+            reason = stop_reason(cfg, run.state["iterations"], t, remaining)
+            if reason is not None:
+                break
         start = time.perf_counter()
         if pending is None:
             pending = _propose(run, t, min(cfg.batch_size, remaining), start)
@@ -159,6 +177,7 @@ def _campaign(
         _advance_bar(bar, run.history, t, run.state["iterations"][-1]["best"])
         t += 1
     bar.close()
+    run.state["stop_reason"] = reason
     _write_state(run.store, run.state, run.history)
     result = load_campaign(run.store.dir)
     if report:
@@ -178,6 +197,7 @@ def run_campaign(
     metadata: dict | None = None,
     canonical_fn: CanonicalFn | None = None,
     report: bool = True,
+    prior_fn: SampleFn | None = None,
 ) -> CampaignResult:
     """Run (or resume) a latent-space BO campaign in ``out_dir``.
 
@@ -186,10 +206,14 @@ def run_campaign(
     ``molvae.chem.canonical``. A directory started with other settings is refused (ValueError);
     only ``budget`` (upwards), ``max_iterations``, ``n_jobs`` and ``top_k`` may change, and
     ``metadata["pinned"]`` (settings outside ``config``, such as the model) must match.
+    ``prior_fn(n, seed)`` samples the model's prior (``n x d``); ``config.bounds="prior"`` takes
+    the latent box from it. The campaign stops when the budget is scored, after
+    ``max_iterations`` or ``ceil(budget / batch_size) + 2`` iterations, or early when batches
+    find no new molecule; ``state.json`` and the result say why (``stop_reason``).
     The GP runs on the CPU in float64; on a small shared CPU call ``torch.set_num_threads(1)``
     first (measured: one MLL step 0.008 s with 1 thread vs 0.24 s with 2 contended threads).
     """
-    fns = _Oracles(decode_fn, objective_fn, canonical_fn, encode_fn=encode_fn)
+    fns = _Oracles(decode_fn, objective_fn, canonical_fn, encode_fn=encode_fn, prior_fn=prior_fn)
     return _campaign(
         "bo", config, fns, out_dir, init_smiles=list(init_smiles), progress=progress,
         metadata=metadata, report=report,
@@ -199,7 +223,7 @@ def run_campaign(
 def random_search(
     config: BOConfig,
     decode_fn: DecodeFn,
-    prior_fn: PriorFn,
+    prior_fn: SampleFn,
     objective_fn: ObjectiveFn,
     out_dir: str | Path,
     *,

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from molvae.bo.metrics import PMO_FREQ_LOG, campaign_metrics
 from molvae.bo.store import CampaignResult, load_campaign, top_molecules
 from molvae.io import markdown_table, write_bytes, write_text, write_with
 
@@ -115,6 +116,36 @@ def plot_top_molecules(top: pd.DataFrame, path: Path, per_row: int = 4) -> Path 
     return write_bytes(path, png)
 
 
+def _scores_line(result: CampaignResult) -> str:
+    m = campaign_metrics(result.history, result.config.budget)
+    return (
+        f"Proposed molecules scored: {m['scored']}; best {m['best']:.4f}, top-10 mean "
+        f"{m['top10_mean']:.4f}, **top-10 AUC {m['top10_auc']:.4f}** (PMO benchmark: the "
+        f"running top-10 mean integrated over oracle calls every {PMO_FREQ_LOG}, divided by the "
+        f"budget of {result.config.budget}; padded with its last value when fewer were "
+        "scored; initial design excluded)."
+    )
+
+
+# Per iteration: what was proposed and what it decoded to (new-molecule rate, duplicates and
+# invalid rows, and before re-drawing), the trust region and its restarts, timings.
+_ITERATION_COLUMNS = (
+    "iteration", "source", "q", "n_ok", "n_new", "new_rate", "duplicate_rate", "invalid_rate",
+    "primary_duplicate", "primary_invalid", "redrawn_attempt", "redrawn_spare", "best",
+    "tr_length", "tr_restarted", "tr_center", "gp_points", "fit_s", "acq_s", "wall_s",
+    "fallback",
+)  # fmt: skip
+
+
+def _iterations_table(iterations: pd.DataFrame) -> str:
+    cols = [c for c in _ITERATION_COLUMNS if c in iterations.columns]
+    table = iterations[cols].copy()
+    for c in ("new_rate", "duplicate_rate", "invalid_rate"):
+        if c in table.columns:
+            table[c] = table[c].map(lambda v: f"{100 * v:.0f}%")
+    return markdown_table(table)
+
+
 def summary_markdown(result: CampaignResult, images: dict[str, Path], top_k: int = 12) -> str:
     """The Markdown summary page of a campaign."""
     top = top_molecules(result.history, top_k)
@@ -138,14 +169,13 @@ def summary_markdown(result: CampaignResult, images: dict[str, Path], top_k: int
         f"Proposals after the initial design: {len(new)}; valid: {validity:.3f}; "
         f"scored ok: {int((new['status'] == 'ok').sum()) if len(new) else 0} "
         f"(budget {result.config.budget}).",
+        f"Stopped: {result.stop_reason or 'not yet (the campaign is running or was cut off)'}.",
+        _scores_line(result),
         "## Counts by status", markdown_table(status),
         "## Top molecules", markdown_table(top) if len(top) else "(none)",
     ]  # fmt: skip
     if len(result.iterations):
-        cols = [c for c in ("iteration", "source", "q", "n_ok", "n_invalid", "n_duplicate",
-                            "n_failed", "validity", "best", "gp_points", "fit_s", "acq_s",
-                            "wall_s", "fallback") if c in result.iterations.columns]  # fmt: skip
-        parts += ["## Iterations", markdown_table(result.iterations[cols])]
+        parts += ["## Iterations", _iterations_table(result.iterations)]
     parts += ["## Settings", markdown_table(settings)]
     if result.metadata:
         parts += ["## Run metadata", "\n".join(f"- {k}: {v}" for k, v in result.metadata.items())]

@@ -250,6 +250,7 @@ class CampaignResult:
     config: BOConfig
     kind: str  # "bo" or "random"
     metadata: dict[str, Any] = field(default_factory=dict)
+    stop_reason: str | None = None  # why the campaign stopped (one line), None while it runs
 
 
 def load_campaign(out_dir: str | Path) -> CampaignResult:
@@ -270,4 +271,5 @@ def load_campaign(out_dir: str | Path) -> CampaignResult:
         history=history, best_smiles=best_smiles, best_score=best, top=top, out_dir=path,
         iteration_times=times, iterations=iterations, config=cfg,
         kind=stored.get("kind", "bo"), metadata=stored.get("metadata", {}),
+        stop_reason=state.get("stop_reason"),
     )  # fmt: skip

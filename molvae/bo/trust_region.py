@@ -31,25 +31,42 @@ class TrustRegionState:
     failure_tolerance: int = 0
     best_value: float = -math.inf
     restarts: int = 0
+    waste_tolerance: float = 1.0
+    # Where the region is centred: None until its first restart (the incumbent, the best
+    # observation); after a restart the chosen point (raw latent z, its molecule and score),
+    # followed by the best molecule the region finds from iteration ``since`` on.
+    center: tuple[float, ...] | None = None
+    center_smiles: str | None = None
+    center_score: float = -math.inf
+    since: int = 0
+    used_centers: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        for name in ("center", "used_centers"):  # lists when read back from state.json
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, tuple):
+                object.__setattr__(self, name, tuple(value))
         if self.failure_tolerance <= 0:
             tol = math.ceil(max(4.0 / self.batch_size, self.dim / self.batch_size))
             object.__setattr__(self, "failure_tolerance", tol)
 
 
 def update_trust_region(
-    state: TrustRegionState, batch_best: float, best_so_far: float
+    state: TrustRegionState, batch_best: float, best_so_far: float, waste: float = 0.0
 ) -> TrustRegionState:
     """Return the state after a batch whose best score is ``batch_best``.
 
-    ``best_so_far`` is the best score before the batch. A batch that improves on it by more than
-    1e-3 * |best| is a success; ``success_tolerance`` successes in a row double the length (up to
-    ``length_max``), ``failure_tolerance`` failures in a row halve it. When the length falls below
-    ``length_min`` the region restarts at ``length_init`` with its counters cleared.
-    A NaN ``batch_best`` (nothing scored) counts as a failure.
+    ``best_so_far`` is the region's best score before the batch. A batch that improves on it by
+    more than 1e-3 * |best| is a success; ``success_tolerance`` successes in a row double the
+    length (up to ``length_max``), ``failure_tolerance`` failures in a row halve it. A batch
+    more than ``waste_tolerance`` of whose proposals (``waste``, a fraction) decoded to known
+    molecules or invalid strings is a failure that halves the length at once, improved or not:
+    the region is running out of new molecules. When the length falls below ``length_min`` the
+    region restarts at ``length_init`` with its counters cleared (``restarts`` counts them; the
+    caller moves the centre). A NaN ``batch_best`` (nothing scored) counts as a failure.
     """
-    if math.isnan(batch_best):
+    wasted = waste > state.waste_tolerance
+    if math.isnan(batch_best) or wasted:
         improved = False
     elif not math.isfinite(best_so_far):
         improved = True
@@ -58,6 +75,8 @@ def update_trust_region(
     success, failure = (
         (state.success_counter + 1, 0) if improved else (0, state.failure_counter + 1)
     )
+    if wasted:
+        failure = state.failure_tolerance
     length = state.length
     if success == state.success_tolerance:
         length, success = min(2.0 * length, state.length_max), 0
@@ -114,3 +133,17 @@ def latent_bounds(z: torch.Tensor, bound_std: float = 3.0, min_std: float = 1e-6
     else:
         mean, std = z.mean(dim=0), z.std(dim=0).clamp_min(min_std)
     return torch.stack([mean - bound_std * std, mean + bound_std * std])
+
+
+def prior_bounds(z: torch.Tensor, quantile: float = 0.005, widen: float = 0.1) -> torch.Tensor:
+    """Bounds ``2 x d`` from prior samples ``n x d``: the ``quantile`` and ``1 - quantile``
+    quantiles per dimension, each moved out by ``widen`` times their distance (for N(0, 1) and
+    the defaults: -/+ 3.09, about the -/+ 3 std of ``latent_bounds``)."""
+    z = z.to(torch.float64)
+    z = z[torch.isfinite(z).all(dim=-1)]
+    if z.shape[0] < 2:
+        raise ValueError("prior bounds need at least two finite prior samples")
+    lo = torch.quantile(z, quantile, dim=0)
+    hi = torch.quantile(z, 1.0 - quantile, dim=0)
+    margin = widen * (hi - lo).clamp_min(1e-6)
+    return torch.stack([lo - margin, hi + margin])

