@@ -92,7 +92,10 @@ def test_snn() -> None:
 
 def test_property_stats() -> None:
     stats = metrics.property_stats(["c1ccccc1", "CC(=O)Oc1ccccc1C(=O)O", "bad"])
-    assert list(stats.index) == ["logP", "SAS", "QED"]
+    assert list(stats.index) == ["logP", "SAS", "QED", "MW"]
+    # C6H6 and C9H8O4 from IUPAC atomic weights (C 12.011, H 1.008, O 15.999)
+    mw = np.array([6 * 12.011 + 6 * 1.008, 9 * 12.011 + 8 * 1.008 + 4 * 15.999])
+    assert stats.loc["MW", "mean"] == pytest.approx(mw.mean(), abs=1e-3)
     assert stats.loc["logP", "n"] == 2
     logps = np.array([1.6866, 1.3101])
     assert stats.loc["logP", "mean"] == pytest.approx(logps.mean())
@@ -129,11 +132,31 @@ def test_fcd() -> None:
 def test_frechet_distance_matches_fcd_package() -> None:
     import fcd
 
+    from molvae.evaluation.chemnet import fcd_statistics, frechet_distance
+
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((40, 8)), rng.standard_normal((30, 8)) * 1.5 + 0.3
     expected = fcd.calculate_frechet_distance(
         a.mean(0), np.cov(a.T), b.mean(0), np.cov(b.T)
     )  # scipy.linalg.sqrtm route
-    assert metrics._frechet_distance(a, b) == pytest.approx(expected, rel=1e-8)
-    assert metrics._frechet_distance(a, a) == pytest.approx(0.0, abs=1e-9)
+    assert frechet_distance(*fcd_statistics(a), *fcd_statistics(b)) == pytest.approx(
+        expected, rel=1e-8
+    )
+    assert frechet_distance(*fcd_statistics(a), *fcd_statistics(a)) == pytest.approx(0, abs=1e-9)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # np.row_stack in fcd 1.2.2
+@pytest.mark.filterwarnings("ignore::UserWarning")  # fcd: padding beyond 350 characters
+def test_chemnet_windows_match_the_fcd_package() -> None:
+    """The windowed ChemNet gives fcd.get_predictions's activations: short and long strings,
+    one over fcd's 350-character padding (which pads the whole list further)."""
+    import fcd
+
+    from molvae.evaluation.chemnet import chemnet
+
+    torch.set_num_threads(1)
+    net = chemnet("cpu")
+    for smiles in ([*DRUGS, "C", "CC", "Cl" * 60], [*DRUGS[:3], "C" * 360]):
+        expected = fcd.get_predictions(net.model, smiles, n_jobs=0, device="cpu")
+        assert np.abs(net.activations(smiles, batch_size=4) - expected).max() < 1e-5

@@ -1,250 +1,271 @@
-"""``molvae evaluate`` as a library function, decoupled from the model by callables.
+"""``evaluate``: the MOSES protocol on a model's samples, decoupled from the model by callables.
 
-``evaluate`` samples from the prior, reconstructs held-out molecules and computes the MOSES
-generation metrics, reconstruction accuracy and property statistics; `molvae.evaluation.report`
-writes them next to the published numbers.
+One `Sampler` per row (a prior and a decoding: raw, or through the SMILES grammar) draws
+``n_samples`` SMILES; each row gets the MOSES metrics (Polykovskiy et al. 2020) against the test
+and scaffold-test splits, novelty against the training set and the sample statistics of
+Gómez-Bombarelli et al. 2018. One `Reconstructor` per decoding reconstructs each set of
+``ReferenceData.reconstruction`` greedily. Every stage is timed (`GenerationRow.timing`).
 """
 
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from molvae import chem
-from molvae.evaluation import metrics
+from molvae.evaluation import moses, reference, similarity
+from molvae.evaluation.chemnet import chemnet, fcd_statistics, frechet_distance
+from molvae.evaluation.published import MOSES_METRICS
+from molvae.evaluation.reconstruction import ReconstructionRow, Reconstructor, reconstruction_row
+from molvae.evaluation.reference import Log, ReferenceStats, TrainStats
 
-if TYPE_CHECKING:
-    import pandas as pd
+
+def usable_cpus(cap: int = 8) -> int:
+    """CPUs this process may run on (its affinity, not the host's count), at most ``cap``."""
+    getaffinity = getattr(os, "sched_getaffinity", None)
+    n = len(getaffinity(0)) if getaffinity else (os.cpu_count() or 1)
+    return max(1, min(cap, n))
 
 
 @dataclass
 class EvaluateConfig:
     """What ``evaluate`` measures and how much of it.
 
-    ``temperature`` and ``constrained`` (decoding through the SMILES grammar,
-    `molvae.model.grammar`) are not applied here: the caller's callables use them; they are recorded
-    so the written metrics say how the samples were drawn. ``intdiv_subsample`` bounds the quadratic
-    IntDiv cost (MOSES uses every sample; the estimate from 10k is within ~0.001).
+    ``temperature``, ``decodings`` and ``prior`` are applied by the caller's callables (see
+    `molvae.runs.evaluate_model`) and recorded here so the written metrics say how the samples
+    were drawn. ``n_jobs`` worker processes do the RDKit work of large sets; ``device`` runs
+    ChemNet and the fingerprint products. ``cache`` keeps reference statistics on disk
+    (`molvae.evaluation.reference`).
     """
 
     n_samples: int = 30000
-    n_reconstruct: int = 1000
-    n_recon_attempts: int = 10
+    n_reconstruct: int = 2000
+    n_recon_attempts: int = 1  # more than 1 adds majority-of-k reconstruction (Kusner et al.)
     temperature: float = 1.0
-    constrained: bool = True
     seed: int = 0
+    decodings: tuple[str, ...] = ("raw", "grammar")
+    prior: str = "all"  # N(0, I) + learned when there is one; or gaussian, learned
     compute_fcd: bool = True
-    fcd_reference_size: int = 10000
-    intdiv_subsample: int | None = 10000
-    canonicalize_train: bool = True
+    compute_filters: bool = True
+    n_train_properties: int = 30000
+    n_jobs: int = field(default_factory=usable_cpus)
+    device: str = "cpu"
+    cache: bool = True
 
     def __post_init__(self) -> None:
         if self.n_samples < 1:
             raise ValueError(f"n_samples must be at least 1, got {self.n_samples}")
         if self.n_reconstruct < 0 or self.n_recon_attempts < 1:
             raise ValueError("n_reconstruct must be >= 0 and n_recon_attempts >= 1")
+        unknown = set(self.decodings) - {"raw", "grammar"}
+        if not self.decodings or unknown:
+            raise ValueError(f"decodings must be 'raw' and/or 'grammar', got {self.decodings}")
+        self.decodings = tuple(self.decodings)
 
 
 @dataclass
-class Timing:
-    """Seconds spent in each stage of ``evaluate``."""
+class Sampler:
+    """One row: ``sample(n, seed)`` returns ``n`` SMILES from ``prior`` decoded by ``decoding``."""
 
-    sample_s: float = 0.0
-    generation_metrics_s: float = 0.0
-    fcd_s: float = 0.0
-    reconstruct_s: float = 0.0
-    properties_s: float = 0.0
-    total_s: float = 0.0
+    prior: str
+    decoding: str
+    sample: Callable[[int, int], list[str]]
+
+
+@dataclass
+class ReferenceData:
+    """The molecules the samples are measured against, with a line saying what each set is.
+
+    ``test_scaffolds`` None skips the TestSF columns; ``test_scaffolds_name`` then says why.
+    ``reconstruction``: name -> molecules to reconstruct (at most ``n_reconstruct`` of each).
+    """
+
+    test: list[str]
+    test_name: str
+    train: list[str]
+    train_name: str
+    test_scaffolds: list[str] | None = None
+    test_scaffolds_name: str = ""
+    reconstruction: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass
+class GenerationRow:
+    """The MOSES metrics (keys `MOSES_METRICS`, NaN where not computed) of one sampler."""
+
+    prior: str
+    decoding: str
+    n_samples: int
+    n_valid: int
+    metrics: dict[str, float]
+    properties: dict[str, dict[str, float]]  # logP/SAS/QED/MW -> mean, std, n
+    timing: dict[str, float]
+    property_values: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
+    samples: list[str] = field(repr=False, default_factory=list)
 
 
 @dataclass
 class EvaluationResult:
-    """Everything ``evaluate`` measured. Fractions are in [0, 1]; NaN where not computed."""
+    """Everything ``evaluate`` measured; `molvae.evaluation.report` writes it."""
 
     config: EvaluateConfig
-    n_samples: int
-    n_valid: int
-    validity: float
-    unique_at_1k: float
-    unique_at_10k: float
-    novelty: float
-    fcd_test: float
-    intdiv: float
-    recon_greedy: float
-    recon_majority: float
-    n_reconstructed: int
-    n_fcd_reference: int
-    property_stats_data: pd.DataFrame
-    property_stats_samples: pd.DataFrame
-    timing: Timing
-    # Per-molecule logP/SAS/QED for the histograms; kept out of metrics.json.
-    properties_data: pd.DataFrame = field(repr=False, default=None)  # type: ignore[assignment]
-    properties_samples: pd.DataFrame = field(repr=False, default=None)  # type: ignore[assignment]
-    samples: list[str] = field(repr=False, default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready summary: scalars, config, timing and the two property-statistics tables."""
-        scalars = {
-            k: getattr(self, k)
-            for k in (
-                "n_samples",
-                "n_valid",
-                "validity",
-                "unique_at_1k",
-                "unique_at_10k",
-                "novelty",
-                "fcd_test",
-                "intdiv",
-                "recon_greedy",
-                "recon_majority",
-                "n_reconstructed",
-                "n_fcd_reference",
-            )
-        }
-        return {
-            **{k: _json_number(v) for k, v in scalars.items()},
-            "property_stats_data": _stats_dict(self.property_stats_data),
-            "property_stats_samples": _stats_dict(self.property_stats_samples),
-            "timing": asdict(self.timing),
-            "config": asdict(self.config),
-        }
+    rows: list[GenerationRow]
+    reconstruction: list[ReconstructionRow]
+    references: dict[str, str]  # test, test_scaffolds (or why skipped), train
+    train_properties: dict[str, dict[str, float]]
+    timing: dict[str, float]  # references, reconstruction, total
+    train_property_values: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
 
 
-def _json_number(x: float | int) -> float | int | None:
-    """NaN is not JSON: write ``null`` for metrics that were not computed."""
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
-
-
-def _stats_dict(stats: pd.DataFrame) -> dict[str, dict[str, float | int | None]]:
-    return {
-        row: {col: _json_number(float(stats.loc[row, col])) for col in ("mean", "std")}
-        | {"n": int(stats.loc[row, "n"])}
-        for row in stats.index
-    }
-
-
-def _pick(items: list[str], size: int, seed: int) -> list[str]:
-    """A seeded random subset of ``size`` items (all of them, in order, if there are fewer)."""
-    if len(items) <= size:
-        return list(items)
-    idx = np.random.default_rng(seed).choice(len(items), size=size, replace=False)
-    return [items[i] for i in sorted(idx)]
+def summarize(values: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
+    """Mean, standard deviation (ddof 1) and count per property; NaN where too few values."""
+    out = {}
+    for name, v in values.items():
+        v = np.asarray(v, dtype=np.float64)
+        v = v[np.isfinite(v)]
+        mean = float(v.mean()) if len(v) else math.nan
+        out[name] = {"mean": mean, "std": float(v.std(ddof=1)) if len(v) > 1 else math.nan,
+                     "n": len(v)}  # fmt: skip
+    return out
 
 
 def evaluate(
-    sample_fn: Callable[[int, int], list[str]],
-    reconstruct_fn: Callable[[list[str]], list[str]],
-    reconstruct_attempts_fn: Callable[[list[str], int], list[list[str]]] | None,
-    test_smiles: list[str],
-    train_smiles: list[str],
+    samplers: list[Sampler],
+    reconstructors: list[Reconstructor],
+    data: ReferenceData,
     config: EvaluateConfig,
+    log: Log | None = None,
 ) -> EvaluationResult:
-    """Measure a generative model through three callables.
-
-    ``sample_fn(n, seed)`` returns ``n`` SMILES drawn from the prior; ``reconstruct_fn(inputs)``
-    returns one greedy reconstruction per input; ``reconstruct_attempts_fn(inputs, k)`` returns
-    ``k`` stochastic reconstructions per input (``None`` skips majority accuracy). Generation
-    metrics follow MOSES (FCD against a seeded subset of ``test_smiles``); reconstruction runs
-    on a seeded subset of ``n_reconstruct`` test molecules.
-    """
-    t_start = time.perf_counter()
-    timing = Timing()
-
+    """Every sampler's MOSES metrics and sample statistics, and every reconstructor's greedy
+    reconstruction of each set in ``data.reconstruction``."""
+    t0 = time.perf_counter()
+    test, scaf, train = _references(data, config, log)
+    t_ref = time.perf_counter() - t0
+    rows = []
+    for sampler in samplers:
+        if log:
+            log(f"sampling {config.n_samples:,} ({sampler.prior}, {sampler.decoding})")
+        rows.append(_generation_row(sampler, test, scaf, train, config))
     t = time.perf_counter()
-    samples = list(sample_fn(config.n_samples, config.seed))
-    timing.sample_s = time.perf_counter() - t
-    if len(samples) != config.n_samples:
-        raise ValueError(f"sample_fn returned {len(samples)} SMILES, expected {config.n_samples}")
-
-    valid, generation = _generation_metrics(samples, train_smiles, config, timing)
-    reference = _pick(test_smiles, config.fcd_reference_size, config.seed)
-    fcd_test = math.nan
-    if config.compute_fcd and len(valid) >= 2:
-        t = time.perf_counter()
-        fcd_test = metrics.fcd_score(valid, reference)
-        timing.fcd_s = time.perf_counter() - t
-    recon = _reconstruction(test_smiles, reconstruct_fn, reconstruct_attempts_fn, config, timing)
-
-    t = time.perf_counter()
-    names = ("logp", "sa_score", "qed")
-    props_data = chem.property_table(reference, names=names)
-    props_samples = chem.property_table(valid, names=names)
-    timing.properties_s = time.perf_counter() - t
-    timing.total_s = time.perf_counter() - t_start
-
+    recon = [
+        reconstruction_row(name, smiles, r, config.n_reconstruct, config.n_recon_attempts,
+                           config.seed + 1)
+        for r in reconstructors
+        for name, smiles in data.reconstruction.items()
+    ]  # fmt: skip
+    t_recon = time.perf_counter() - t
+    refs = {
+        "test": data.test_name,
+        "test_scaffolds": data.test_scaffolds_name,
+        "train": data.train_name,
+    }
+    timing = {"references_s": t_ref, "reconstruction_s": t_recon,
+              "total_s": time.perf_counter() - t0}  # fmt: skip
     return EvaluationResult(
-        config=config,
-        n_samples=len(samples),
-        n_valid=len(valid),
-        **generation,
-        fcd_test=fcd_test,
-        **recon,
-        n_fcd_reference=len(reference),
-        property_stats_data=metrics.summarize_properties(props_data),
-        property_stats_samples=metrics.summarize_properties(props_samples),
-        timing=timing,
-        properties_data=props_data[props_data["valid"]].reset_index(drop=True),
-        properties_samples=props_samples[props_samples["valid"]].reset_index(drop=True),
-        samples=samples,
+        config, rows, recon, refs, summarize(train.properties), timing, train.properties
     )
 
 
-def _generation_metrics(
-    samples: list[str], train_smiles: list[str], config: EvaluateConfig, timing: Timing
-) -> tuple[list[str], dict[str, float]]:
-    """The valid samples (canonical) and validity, unique@1k/10k, novelty and IntDiv."""
-    t = time.perf_counter()
-    valid = [c for c in (chem.canonical(s) for s in samples) if c is not None]
-    # MOSES computes unique@k, novelty and IntDiv on the valid samples only.
-    scores = {
-        "validity": len(valid) / len(samples),
-        "unique_at_1k": _unique_or_nan(valid, 1000),
-        "unique_at_10k": _unique_or_nan(valid, 10000),
-        "novelty": metrics.novelty(
-            valid, train_smiles, canonicalize_train=config.canonicalize_train
-        ),
-        "intdiv": metrics.internal_diversity(
-            valid, p=1, subsample=config.intdiv_subsample, seed=config.seed
-        ),
-    }
-    timing.generation_metrics_s = time.perf_counter() - t
-    return valid, scores
+def _references(
+    data: ReferenceData, config: EvaluateConfig, log: Log | None
+) -> tuple[ReferenceStats, ReferenceStats | None, TrainStats]:
+    kw = {"fcd": config.compute_fcd, "device": config.device, "n_jobs": config.n_jobs,
+          "cache": config.cache, "log": log}  # fmt: skip
+    test = reference.reference_stats("Test", data.test, data.test_name, **kw)
+    scaf = None
+    if data.test_scaffolds is not None:
+        scaf = reference.reference_stats(
+            "TestSF", data.test_scaffolds, data.test_scaffolds_name, **kw
+        )
+    train = reference.train_stats(
+        data.train, data.train_name, config.n_train_properties, config.seed,
+        n_jobs=config.n_jobs, cache=config.cache, log=log,
+    )  # fmt: skip
+    return test, scaf, train
 
 
-def _reconstruction(
-    test_smiles: list[str],
-    reconstruct_fn: Callable[[list[str]], list[str]],
-    reconstruct_attempts_fn: Callable[[list[str], int], list[list[str]]] | None,
+class _Clock:
+    """Seconds per stage, in the order the stages ran."""
+
+    def __init__(self) -> None:
+        self.timing: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.timing[f"{stage}_s"] = self.timing.get(f"{stage}_s", 0.0) + now - self._t
+        self._t = now
+
+
+def _generation_row(
+    sampler: Sampler,
+    test: ReferenceStats,
+    scaf: ReferenceStats | None,
+    train: TrainStats,
     config: EvaluateConfig,
-    timing: Timing,
-) -> dict[str, Any]:
-    """Greedy and majority reconstruction accuracy on a seeded subset of the test molecules."""
-    t = time.perf_counter()
-    inputs = _pick(test_smiles, config.n_reconstruct, config.seed + 1)
-    recon_greedy = recon_majority = math.nan
-    if inputs:
-        recon_greedy = metrics.reconstruction_accuracy(inputs, reconstruct_fn(inputs))
-        if reconstruct_attempts_fn is not None:
-            attempts = reconstruct_attempts_fn(inputs, config.n_recon_attempts)
-            recon_majority = metrics.majority_reconstruction_accuracy(inputs, attempts)
-    timing.reconstruct_s = time.perf_counter() - t
-    return {
-        "recon_greedy": recon_greedy,
-        "recon_majority": recon_majority,
-        "n_reconstructed": len(inputs),
+) -> GenerationRow:
+    clock = _Clock()
+    samples = list(sampler.sample(config.n_samples, config.seed))
+    if len(samples) != config.n_samples:
+        raise ValueError(f"sampler returned {len(samples)} SMILES, expected {config.n_samples}")
+    clock.lap("sample")
+    valid = [c for c in moses.canonical_all(samples, config.n_jobs) if c is not None]
+    m = dict.fromkeys(MOSES_METRICS, math.nan)
+    m["valid"] = len(valid) / len(samples)
+    for k, key in ((1000, "unique@1k"), (10000, "unique@10k")):
+        m[key] = len(set(valid[:k])) / len(valid[:k]) if valid else math.nan
+    m["Novelty"] = reference.novelty(valid, train)
+    clock.lap("canonical_novelty")
+    described = _set_metrics(valid, [r for r in (test, scaf) if r is not None], config, m, clock)
+    values = {
+        name: np.array([r[name] for r in described], dtype=np.float64)
+        for name in moses.PROPERTY_NAMES
     }
+    return GenerationRow(
+        sampler.prior, sampler.decoding, len(samples), len(valid), m, summarize(values),
+        clock.timing, values, samples,
+    )  # fmt: skip
 
 
-def _unique_or_nan(valid: list[str], k: int) -> float:
-    """unique@k, silently on fewer than ``k`` molecules (the markdown states the sample size)."""
+def _set_metrics(
+    valid: list[str],
+    refs: list[ReferenceStats],
+    config: EvaluateConfig,
+    m: dict[str, float],
+    clock: _Clock,
+) -> list[dict[str, Any]]:
+    """IntDiv, Filters, SNN/Frag/Scaf and FCD of the valid samples into ``m``; returns the
+    per-sample descriptors (`moses.describe`). Each distinct molecule is described once."""
+    unique = list(dict.fromkeys(valid))
+    index = {s: i for i, s in enumerate(unique)}
+    back = np.array([index[s] for s in valid], dtype=np.int64)
+    rows = moses.describe_all(unique, filters=config.compute_filters, n_jobs=config.n_jobs)
+    described = [rows[i] for i in back]
+    if config.compute_filters and valid:
+        m["Filters"] = float(np.mean([r["filters"] for r in described]))
+    clock.lap("rdkit_descriptors")
+    fps = similarity.packed_fingerprints(chem.parse(s) for s in unique)[back]
+    div = similarity.internal_diversities(fps, (1, 2), config.device)
+    m["IntDiv"], m["IntDiv2"] = div[1], div[2]
+    clock.lap("intdiv")
     if not valid:
-        return math.nan
-    head = valid[:k]
-    return len(set(head)) / len(head)
+        return described
+    frags, scafs = moses.count(described, "fragments"), moses.count(described, "scaffold")
+    for ref in refs:
+        m[f"SNN/{ref.label}"] = similarity.snn(fps, ref.fingerprints, config.device)
+        m[f"Frag/{ref.label}"] = moses.cos_similarity(ref.fragments, frags)
+        m[f"Scaf/{ref.label}"] = moses.cos_similarity(ref.scaffolds, scafs)
+    clock.lap("snn_frag_scaf")
+    if config.compute_fcd and len(valid) >= 2:
+        mu, sigma = fcd_statistics(chemnet(config.device).activations(unique)[back])
+        for ref in refs:
+            if ref.fcd_mu is not None:
+                m[f"FCD/{ref.label}"] = frechet_distance(mu, sigma, ref.fcd_mu, ref.fcd_sigma)
+        clock.lap("fcd")
+    return described

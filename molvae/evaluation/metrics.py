@@ -15,15 +15,14 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
-from rdkit import DataStructs
 
 from molvae import chem
+from molvae.evaluation import moses, similarity
 
 if TYPE_CHECKING:
     import pandas as pd
 
-# MOSES fingerprints for IntDiv and SNN: Morgan radius 2, 1024 bits.
-MOSES_FP_SIZE = 1024
+MOSES_FP_SIZE = similarity.MOSES_FP_SIZE  # Morgan radius 2, 1024 bits, for IntDiv and SNN
 
 
 def _canonical_valid(smiles: Iterable[str]) -> list[str]:
@@ -118,13 +117,8 @@ def majority_reconstruction_accuracy(
     return hits / len(inputs)
 
 
-def _fingerprints(smiles: Iterable[str], fp_size: int = MOSES_FP_SIZE) -> list:
-    fps = []
-    for s in smiles:
-        mol = chem.parse(s)
-        if mol is not None:
-            fps.append(chem.morgan_fingerprint(mol, fp_size))
-    return fps
+def _packed(smiles: Iterable[str]) -> np.ndarray:
+    return similarity.packed_fingerprints(m for m in map(chem.parse, smiles) if m is not None)
 
 
 def _subsample(items: Sequence[str], size: int | None, seed: int) -> list[str]:
@@ -140,99 +134,56 @@ def internal_diversity(
     """MOSES IntDiv_p: ``1 - mean_i (mean_j T(i, j)^p)^(1/p)`` over valid molecules.
 
     ``T`` is the Tanimoto similarity of Morgan radius-2, 1024-bit fingerprints; as in MOSES the
-    mean runs over all pairs including ``i == j`` and duplicates are kept. The cost is quadratic:
-    ``subsample`` draws that many molecules (seeded) first.
+    mean runs over all pairs including ``i == j`` and duplicates are kept. ``subsample`` draws
+    that many molecules (seeded) first; MOSES uses them all.
     """
-    fps = _fingerprints(_subsample(list(smiles), subsample, seed))
-    if not fps:
-        return math.nan
-    agg = np.empty(len(fps))
-    for i, fp in enumerate(fps):
-        sims = np.asarray(DataStructs.BulkTanimotoSimilarity(fp, fps))
-        agg[i] = np.mean(sims**p) ** (1.0 / p)
-    return float(1.0 - agg.mean())
+    return similarity.internal_diversity(_packed(_subsample(list(smiles), subsample, seed)), p)
 
 
 def snn(generated: Sequence[str], reference: Sequence[str]) -> float:
     """MOSES SNN: mean over valid generated molecules of the max Tanimoto to ``reference``.
 
-    Morgan radius-2, 1024-bit fingerprints. Quadratic cost: keep ``reference`` to a few thousand.
+    Morgan radius-2, 1024-bit fingerprints; exact, in blocks (`molvae.evaluation.similarity`).
     """
-    gen_fps, ref_fps = _fingerprints(generated), _fingerprints(reference)
-    if not gen_fps or not ref_fps:
-        return math.nan
-    return float(np.mean([max(DataStructs.BulkTanimotoSimilarity(fp, ref_fps)) for fp in gen_fps]))
+    return similarity.snn(_packed(generated), _packed(reference))
 
 
-def fcd_score(
-    generated: Sequence[str],
-    reference: Sequence[str],
-    device: str = "cpu",
-    batch_size: int = 128,
-) -> float:
+def fcd_score(generated: Sequence[str], reference: Sequence[str], device: str = "cpu") -> float:
     """Fréchet ChemNet Distance (Preuer et al. 2018) between two sets; lower is closer.
 
-    Uses the ``fcd`` package and its bundled ChemNet weights (no download). Both sets are
-    canonicalized and invalid strings dropped first, as MOSES does. Needs at least two valid
-    molecules per set; raises ``ValueError`` otherwise.
+    ChemNet from the ``fcd`` package (its bundled weights, no download), run by
+    `molvae.evaluation.chemnet`. Both sets are canonicalized and invalid strings dropped first,
+    as MOSES does. Needs at least two valid molecules per set; raises ``ValueError`` otherwise.
     """
-    import fcd
+    from molvae.evaluation.chemnet import chemnet, fcd_statistics, frechet_distance
 
     gen, ref = _canonical_valid(generated), _canonical_valid(reference)
     if len(gen) < 2 or len(ref) < 2:
         raise ValueError(
             f"FCD needs at least 2 valid molecules per set, got {len(gen)} and {len(ref)}"
         )
-    model = fcd.load_ref_model()  # cached by the fcd package
-    # n_jobs=0 keeps the one-hot encoding in this process: no DataLoader worker to fork.
-    with warnings.catch_warnings():
-        # fcd 1.2.2 calls np.row_stack, deprecated in numpy 2: not ours to fix.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        act_gen = fcd.get_predictions(model, gen, batch_size=batch_size, n_jobs=0, device=device)
-        act_ref = fcd.get_predictions(model, ref, batch_size=batch_size, n_jobs=0, device=device)
-    return _frechet_distance(act_gen, act_ref, device)
-
-
-def _frechet_distance(act1: np.ndarray, act2: np.ndarray, device: str = "cpu") -> float:
-    """``|mu1 - mu2|^2 + tr(S1) + tr(S2) - 2 tr sqrt(S1 S2)`` of two ``n x 512`` activation sets.
-
-    ``tr sqrt(S1 S2)`` is the sum of the square roots of the eigenvalues of the symmetric
-    ``sqrt(S1) S2 sqrt(S1)``: two ``eigh`` calls replace ``scipy.linalg.sqrtm`` (what the fcd
-    package uses; seconds on the singular covariances of small sets), same value to ~1e-6. Done
-    in torch float64 so it runs on ``device`` and honours ``torch.set_num_threads``.
-    """
-    import torch
-
-    x1 = torch.as_tensor(act1, dtype=torch.float64, device=device)
-    x2 = torch.as_tensor(act2, dtype=torch.float64, device=device)
-    s1, s2 = torch.cov(x1.T), torch.cov(x2.T)
-    w, v = torch.linalg.eigh(s1)
-    root1 = (v * w.clamp_min(0).sqrt()) @ v.T
-    tr_covmean = torch.linalg.eigvalsh(root1 @ s2 @ root1).clamp_min(0).sqrt().sum()
-    diff = x1.mean(0) - x2.mean(0)
-    return float(diff @ diff + s1.trace() + s2.trace() - 2 * tr_covmean)
+    net = chemnet(device)
+    return frechet_distance(
+        *fcd_statistics(net.activations(gen)), *fcd_statistics(net.activations(ref))
+    )
 
 
 def property_stats(smiles: Sequence[str]) -> pd.DataFrame:
-    """Mean and standard deviation (ddof=1) of logP, SAS and QED over the valid molecules.
+    """Mean and standard deviation (ddof=1) of logP, SAS, QED and MW over the valid molecules.
 
-    Rows ``logP``, ``SAS``, ``QED``; columns ``mean``, ``std``, ``n`` (the layout of Table 1 of
-    Gómez-Bombarelli et al. 2018).
+    Rows ``logP``, ``SAS``, ``QED``, ``MW``; columns ``mean``, ``std``, ``n`` (the layout of
+    Table 1 of Gómez-Bombarelli et al. 2018, with molecular weight added).
     """
-    return summarize_properties(chem.property_table(smiles, names=("logp", "sa_score", "qed")))
-
-
-def summarize_properties(table: pd.DataFrame) -> pd.DataFrame:
-    """``property_stats`` from a ``chem.property_table`` with ``logp``, ``sa_score``, ``qed``."""
     import pandas as pd
 
-    table = table[table["valid"]]
-    rows = {}
-    for label, column in (("logP", "logp"), ("SAS", "sa_score"), ("QED", "qed")):
-        values = table[column].dropna().to_numpy(dtype=float)
-        rows[label] = {
-            "mean": float(values.mean()) if len(values) else math.nan,
-            "std": float(np.std(values, ddof=1)) if len(values) > 1 else math.nan,
-            "n": len(values),
+    valid = _canonical_valid(smiles)
+    rows = moses.describe_all(valid, filters=False, structure=False)
+    values = {k: np.array([r[k] for r in rows], dtype=np.float64) for k in moses.PROPERTY_NAMES}
+    stats = {}
+    for name, v in values.items():
+        stats[name] = {
+            "mean": float(v.mean()) if len(v) else math.nan,
+            "std": float(v.std(ddof=1)) if len(v) > 1 else math.nan,
+            "n": len(v),
         }
-    return pd.DataFrame.from_dict(rows, orient="index", columns=["mean", "std", "n"])
+    return pd.DataFrame.from_dict(stats, orient="index", columns=["mean", "std", "n"])
