@@ -130,12 +130,13 @@ def test_evaluate_small(tmp_path) -> None:
     assert metrics["config"]["constrained"] is False and metrics["n_samples"] == 60
     assert "unconstrained decoding" in (out / "metrics.md").read_text()
     assert (out / "property_histograms.png").exists()
-    # The same prior samples through `molvae sample` (evaluate's defaults: sampled at temperature
-    # 1, seed 0), recounted here: the validity is that of these strings. (No bound on the count:
-    # bf16 decoding on another CPU may draw other strings; both verbs draw the same ones.)
+    # The same N(0, I) samples (evaluate's first row; `sample` defaults to the model's learned
+    # prior) through `molvae sample` (sampled at temperature 1, seed 0), recounted here: the
+    # validity is that of these strings. (No bound on the count: bf16 decoding on another CPU
+    # may draw other strings; both verbs draw the same ones.)
     samples = tmp_path / "samples.csv"
     argv = ["sample", "--model", model, "-n", "60", "--strategy", "sample", "--seed", "0",
-            "--unconstrained", "--out", str(samples)]  # fmt: skip
+            "--prior", "gaussian", "--unconstrained", "--out", str(samples)]  # fmt: skip
     assert main(argv) == 0
     strings = pd.read_csv(samples, keep_default_na=False, dtype=str)["smiles"].tolist()
     n_valid = sum(map(is_valid, strings))

@@ -13,9 +13,8 @@ import inspect
 from typing import Any
 
 from molvae.bo import ACQUISITIONS, BOConfig
-from molvae.evaluation import EvaluateConfig
 from molvae.resources import DEFAULT_MODEL
-from molvae.runs import OptimizeRunConfig, TrainRunConfig, evaluate_model
+from molvae.runs import OptimizeRunConfig, TrainRunConfig
 from molvae.train import TrainConfig
 
 CSV_OUT = "CSV file (default: standard output)"
@@ -119,46 +118,6 @@ def _add_model_size(p: argparse.ArgumentParser) -> None:
         )
 
 
-def _sample_encode_decode(sub: Any) -> None:
-    p = sub.add_parser("sample", help="decode samples from the prior")
-    _add_model(p)
-    p.add_argument("-n", type=int, default=100, help="number of samples (default: %(default)s)")
-    p.add_argument("--strategy", choices=["greedy", "sample", "beam"], default="greedy")
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--seed", type=int, default=0)
-    _add_grammar(p)
-    _add_out(p, None, CSV_OUT)
-
-    p = sub.add_parser("encode", help="SMILES file -> latent means (.npy or .csv)")
-    _add_model(p)
-    p.add_argument("input", help="SMILES file (.smi/.txt/.csv, optionally .gz)")
-    p.add_argument("--column", default=None, help="SMILES column of a CSV")
-    _add_out(
-        p,
-        "latents.npy",
-        ".npy (n x d, NaN rows where not encodable, plus a .status.csv) "
-        "or .csv (smiles, status, z0..)",
-    )
-
-    p = sub.add_parser("decode", help="latents (.npy or .csv with z0.. columns) -> SMILES")
-    _add_model(p)
-    p.add_argument("input", help=".npy (n x d) or .csv with z0..z{d-1} columns")
-    p.add_argument("--strategy", choices=["greedy", "sample", "beam"], default="greedy")
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--beam-width", type=int, default=5)
-    p.add_argument("--seed", type=int, default=0)
-    _add_grammar(p)
-    _add_out(p, None, CSV_OUT)
-
-    p = sub.add_parser("reconstruct", help="encode then decode each molecule of a SMILES file")
-    _add_model(p)
-    p.add_argument("input")
-    p.add_argument("--column", default=None)
-    p.add_argument("--strategy", choices=["greedy", "beam"], default="greedy")
-    _add_grammar(p)
-    _add_out(p, None, CSV_OUT)
-
-
 def _score(sub: Any) -> None:
     p = sub.add_parser("score", help="add objective scores (and a status column) to a SMILES file")
     p.add_argument("input")
@@ -177,37 +136,9 @@ def _score(sub: Any) -> None:
 
 
 def _evaluate(sub: Any) -> None:
-    p = sub.add_parser("evaluate", help="generation and reconstruction metrics of a model")
-    _add_model(p)
-    p.add_argument("--n-samples", type=int, default=default(EvaluateConfig, "n_samples"))
-    p.add_argument("--n-reconstruct", type=int, default=default(EvaluateConfig, "n_reconstruct"))
-    p.add_argument(
-        "--test",
-        default=_param_default(evaluate_model, "test"),
-        help="held-out SMILES (default: %(default)s)",
-    )
-    p.add_argument(
-        "--train",
-        default=_param_default(evaluate_model, "train"),
-        help="training SMILES for novelty (default: %(default)s)",
-    )
-    p.add_argument(
-        "--strategy",
-        choices=["sample", "greedy"],
-        default=_param_default(evaluate_model, "strategy"),
-        help="how prior samples are decoded (default: %(default)s, as MOSES)",
-    )
-    p.add_argument(
-        "--max-reference",
-        type=int,
-        default=_param_default(evaluate_model, "max_reference"),
-        help="use the first N test molecules; novelty is against all of --train "
-        "(default: %(default)s)",
-    )
-    p.add_argument("--no-fcd", action="store_true", help="skip the Frechet ChemNet Distance")
-    p.add_argument("--seed", type=int, default=default(EvaluateConfig, "seed"))
-    _add_grammar(p)
-    _add_out(p, "runs/evaluate", "directory for metrics.json, metrics.md, histograms")
+    from molvae.cli.evaluate_parser import add_evaluate  # its own module: parser.py stays small
+
+    add_evaluate(sub)
 
 
 def _add_bo_settings(p: argparse.ArgumentParser) -> None:
@@ -258,6 +189,14 @@ def _optimize(sub: Any) -> None:
         "--method", choices=["bo", "random"], default=default(OptimizeRunConfig, "method")
     )
     p.add_argument(
+        "--prior",
+        choices=["auto", "learned", "gaussian"],
+        default=default(OptimizeRunConfig, "prior"),
+        help="latent prior for random search and the search box: auto = the model's learned "
+        "prior when it has one (box from its samples), else N(0, I) (box from the encoded "
+        "data) (default: %(default)s)",
+    )
+    p.add_argument(
         "--data",
         default=default(OptimizeRunConfig, "data"),
         help="initial design pool (default: %(default)s)",
@@ -288,7 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _train(sub)
-    _sample_encode_decode(sub)
+    from molvae.cli.latents import add_latent_verbs  # it imports this module
+
+    add_latent_verbs(sub)
     _score(sub)
     _evaluate(sub)
     _optimize(sub)

@@ -11,6 +11,7 @@ from molvae.model.checkpoint import (
     FORMAT_VERSION,
     Checkpoint,
     CheckpointError,
+    add_to_checkpoint,
     load_checkpoint,
     save_checkpoint,
     versions,
@@ -18,7 +19,9 @@ from molvae.model.checkpoint import (
 from molvae.model.codec import EncodeResult, LatentCodec
 from molvae.model.decoding import TokenConstraint
 from molvae.model.device import autocast, fast_bf16, resolve_device
+from molvae.model.domain import TrainingDomain, compute_domain, domain_summary
 from molvae.model.grammar import GrammarConfig, SmilesGrammar
+from molvae.model.prior import LatentPrior, PriorConfig, fit_prior
 from molvae.model.vae import MolVAE, VAEConfig, VAEOutput, kl_divergence
 
 __all__ = [
@@ -28,13 +31,20 @@ __all__ = [
     "EncodeResult",
     "GrammarConfig",
     "LatentCodec",
+    "LatentPrior",
     "MolVAE",
+    "PriorConfig",
     "SmilesGrammar",
     "TokenConstraint",
+    "TrainingDomain",
     "VAEConfig",
     "VAEOutput",
+    "add_to_checkpoint",
     "autocast",
+    "compute_domain",
+    "domain_summary",
     "fast_bf16",
+    "fit_prior",
     "kl_divergence",
     "load_checkpoint",
     "resolve_device",

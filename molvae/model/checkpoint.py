@@ -1,6 +1,8 @@
 """One self-describing checkpoint file: config + vocab + weights + meta (+ resume state).
 
-Loads with ``torch.load(path, weights_only=True)``, so a file can never run code on load.
+Optional entries: "prior" (a learned latent prior, `molvae.model.prior`; absent = N(0, I)) and
+"domain" (the training data's domain, `molvae.model.domain`; absent = unknown). Loads with
+``torch.load(path, weights_only=True)``, so a file can never run code on load.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from torch import nn
 import molvae
 from molvae.data.tokens import Vocab
 from molvae.io import write_with
+from molvae.model.domain import TrainingDomain
+from molvae.model.prior import LatentPrior
 from molvae.model.vae import VAEConfig
 
 FORMAT_VERSION = 1
@@ -36,10 +40,31 @@ class Checkpoint:
     state_dict: dict[str, torch.Tensor]
     meta: dict[str, Any] = field(default_factory=dict)
     train_state: dict[str, Any] | None = None
+    prior: dict[str, Any] | None = None  # {"kind", "config", "state"}; None = N(0, I)
+    domain: dict[str, Any] | None = None  # TrainingDomain.to_dict(); None = unknown
+    path: Path | None = None
 
     def vocab(self) -> Vocab:
         """The vocabulary the model was trained with."""
         return Vocab(self.vocab_tokens)
+
+    def latent_prior(self) -> LatentPrior | None:
+        """The learned prior, or None (N(0, I)); a malformed entry raises `CheckpointError`."""
+        if self.prior is None:
+            return None
+        try:
+            return LatentPrior.from_dict(self.prior)
+        except ValueError as e:
+            raise CheckpointError(f"checkpoint {self.path}: {e}") from None
+
+    def training_domain(self) -> TrainingDomain | None:
+        """The training data's domain, or None; a malformed entry raises `CheckpointError`."""
+        if self.domain is None:
+            return None
+        try:
+            return TrainingDomain.from_dict(self.domain)
+        except ValueError as e:
+            raise CheckpointError(f"checkpoint {self.path}: {e}") from None
 
 
 def versions() -> dict[str, str]:
@@ -53,8 +78,13 @@ def save_checkpoint(
     vocab_tokens: list[str],
     meta: dict[str, Any] | None = None,
     train_state: dict[str, Any] | None = None,
+    prior: LatentPrior | None = None,
+    domain: TrainingDomain | None = None,
 ) -> Path:
-    """Write ``model`` atomically (`molvae.io`: temp file in the same folder, then rename)."""
+    """Write ``model`` atomically (`molvae.io`: temp file in the same folder, then rename).
+
+    ``prior`` and ``domain``, when given, are stored as plain entries ("prior", "domain").
+    """
     # a JSON round trip turns Paths, numpy scalars etc. into primitives weights_only can load
     meta = json.loads(json.dumps({"versions": versions(), **(meta or {})}, default=_plain))
     payload: dict[str, Any] = {
@@ -66,7 +96,32 @@ def save_checkpoint(
     }
     if train_state is not None:
         payload["train_state"] = train_state
+    _add_extras(payload, prior, domain)
     return write_with(path, lambda f: torch.save(payload, f))
+
+
+def add_to_checkpoint(
+    src: str | Path,
+    dst: str | Path,
+    prior: LatentPrior | None = None,
+    domain: TrainingDomain | None = None,
+) -> Path:
+    """Copy checkpoint ``src`` to ``dst`` (atomically; may be ``src`` itself) with a prior and/or
+    a training domain added or replaced; every other entry is kept as it is."""
+    load_checkpoint(src)  # one clear error for a bad file
+    payload = torch.load(Path(src), map_location="cpu", weights_only=True)
+    _add_extras(payload, prior, domain)
+    return write_with(dst, lambda f: torch.save(payload, f))
+
+
+def _add_extras(
+    payload: dict[str, Any], prior: LatentPrior | None, domain: TrainingDomain | None
+) -> None:
+    if prior is not None:
+        payload["prior"] = prior.to_dict()
+    if domain is not None:
+        # a JSON round trip: plain lists, numbers and strings only
+        payload["domain"] = json.loads(json.dumps(domain.to_dict(), default=_plain))
 
 
 def load_checkpoint(path: str | Path, map_location: torch.device | str = "cpu") -> Checkpoint:
@@ -108,7 +163,13 @@ def load_checkpoint(path: str | Path, map_location: torch.device | str = "cpu") 
             f"checkpoint {path}: vocab has {len(vocab)} tokens but config says {config.vocab_size}"
         )
     meta = raw.get("meta") or {}
-    return Checkpoint(config, vocab, raw["state_dict"], meta, raw.get("train_state"))
+    extras = {k: raw.get(k) for k in ("prior", "domain")}
+    for key, value in extras.items():
+        if value is not None and not isinstance(value, dict):
+            raise CheckpointError(f"checkpoint {path}: entry {key!r} is not a dict")
+    return Checkpoint(
+        config, vocab, raw["state_dict"], meta, raw.get("train_state"), **extras, path=path
+    )
 
 
 def _plain(obj: Any) -> Any:

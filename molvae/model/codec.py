@@ -1,12 +1,14 @@
 """SMILES <-> latent bridge over a trained :class:`~molvae.model.vae.MolVAE`.
 
-Callers canonicalize; strings that cannot be encoded are reported per row, never raised on.
+Callers canonicalize; strings that cannot be encoded are reported per row, never raised on, and
+so are molecules outside the training data's domain (when the checkpoint records it). Latents
+are sampled from the checkpoint's learned prior when it has one, else from N(0, I).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +18,14 @@ from torch import Tensor
 from molvae.data.batching import PadCollate
 from molvae.data.tokens import Vocab, tokenize
 from molvae.model.checkpoint import load_checkpoint
+from molvae.model.decoding import CONSTRAINED_WINDOW
 from molvae.model.device import resolve_device
+from molvae.model.domain import TrainingDomain
 from molvae.model.grammar import GrammarConfig, SmilesGrammar
+from molvae.model.prior import LatentPrior
 from molvae.model.vae import MolVAE
+
+PRIORS = ("auto", "learned", "gaussian")
 
 
 @dataclass
@@ -28,6 +35,10 @@ class EncodeResult:
     z: Tensor  # n x latent_dim float32 on cpu, NaN rows where not ok
     ok: np.ndarray  # n bool
     reason: list[str]  # "" where ok, else "empty" | "too_long" | "unknown_tokens:<t>,<t>"
+    # "" inside the training domain (or where the checkpoint records none), else the reasons
+    # joined by ";" (`molvae.model.domain`), e.g. "charge_outside_training:+1"; any row, ok or not
+    domain: list[str] = field(default_factory=list)
+    logvar: Tensor | None = None  # n x latent_dim posterior log-variances, NaN rows where not ok
 
 
 class LatentCodec:
@@ -37,6 +48,8 @@ class LatentCodec:
     (`molvae.model.grammar.SmilesGrammar`, settings in ``grammar``), so they are far more often
     valid;
     ``grammar=None`` decodes the model's raw distribution, as MOSES benchmarks other models.
+    ``prior`` (`LatentPrior`) is the learned prior that `sample_latents` draws from by default;
+    ``domain`` (`TrainingDomain`) lets `encode` say which molecules lie outside the training data.
     """
 
     def __init__(
@@ -45,6 +58,8 @@ class LatentCodec:
         vocab: Vocab,
         device: torch.device | str = "cpu",
         grammar: GrammarConfig | None = GrammarConfig(),  # noqa: B008 (frozen, so shared safely)
+        prior: LatentPrior | None = None,
+        domain: TrainingDomain | None = None,
     ):
         if len(vocab) != model.config.vocab_size:
             raise ValueError(
@@ -54,6 +69,10 @@ class LatentCodec:
         self.model = model.to(self.device).eval()
         self.vocab = vocab
         self.grammar = grammar
+        if prior is not None and prior.dim != model.config.latent_dim:
+            raise ValueError(f"prior has {prior.dim} dims, the model {model.config.latent_dim}")
+        self.prior = prior
+        self.domain = domain
 
     @classmethod
     def from_checkpoint(
@@ -65,7 +84,9 @@ class LatentCodec:
         """Load a codec from a checkpoint file (``device="auto"``: cuda when available)."""
         dev = resolve_device(device)
         ck = load_checkpoint(path, map_location="cpu")
-        return cls(MolVAE.from_checkpoint(ck, dev), ck.vocab(), dev, grammar=grammar)
+        model = MolVAE.from_checkpoint(ck, dev)
+        prior, domain = ck.latent_prior(), ck.training_domain()
+        return cls(model, ck.vocab(), dev, grammar=grammar, prior=prior, domain=domain)
 
     @property
     def latent_dim(self) -> int:
@@ -94,12 +115,18 @@ class LatentCodec:
         batch_size: int = 1024,
         sample: bool = False,
         generator: torch.Generator | None = None,
+        check_domain: bool = True,
     ) -> EncodeResult:
-        """Posterior means (or samples with ``sample=True``) of each string, ``n x latent_dim``."""
+        """Posterior means (or samples with ``sample=True``) of each string, ``n x latent_dim``.
+
+        With ``check_domain`` (and a codec that knows its training domain) each row also gets
+        its domain status; otherwise every status is "".
+        """
         n = len(smiles)
         reasons = [self.encodable(s) or "" for s in smiles]
         ok = np.array([r == "" for r in reasons], dtype=bool)
         z = torch.full((n, self.latent_dim), float("nan"))
+        logvars = torch.full((n, self.latent_dim), float("nan"))
         rows = np.flatnonzero(ok)
         collate = PadCollate(self.vocab.pad_id)
         for s in range(0, len(rows), batch_size):
@@ -107,10 +134,14 @@ class LatentCodec:
             items = [(int(i), np.asarray(self.vocab.encode(smiles[i]))) for i in chunk]
             x, lengths, _ = collate(items)
             mu, logvar = self.model.encode(x.to(self.device), lengths)
+            logvars[torch.as_tensor(chunk)] = logvar.float().cpu()
             if sample:
                 mu = self.model.reparameterize(mu.float(), logvar.float(), generator=generator)
             z[torch.as_tensor(chunk)] = mu.float().cpu()
-        return EncodeResult(z, ok, reasons)
+        domain = [""] * n
+        if check_domain and self.domain is not None:
+            domain = [self.domain.check(s) if s else "" for s in smiles]
+        return EncodeResult(z, ok, reasons, domain, logvars)
 
     def decode(
         self,
@@ -124,18 +155,22 @@ class LatentCodec:
         """``n x latent_dim`` latents -> n SMILES strings (not checked for validity).
 
         Greedy and sampled strings follow the grammar unless the codec's ``grammar`` is None;
-        beam search never does.
+        beam search never does. Constrained decoding keeps at most `CONSTRAINED_WINDOW` rows in
+        flight within one call and refills finished slots, so it gets larger calls (the slow tail
+        of backtracking rows is then paid once per call, not once per ``batch_size`` rows).
         """
         out: list[str] = []
         g = self.grammar
+        constrained = g is not None and strategy != "beam"
+        step = max(batch_size, 16 * CONSTRAINED_WINDOW) if constrained else batch_size
         extra = {} if g is None else {
             "constraint": SmilesGrammar(self.vocab, g.max_ring_size),
             "backtrack": g.backtrack,
             "min_mass": g.min_mass,
         }  # fmt: skip
-        for s in range(0, z.shape[0], batch_size):
+        for s in range(0, z.shape[0], step):
             ids = self.model.decode(
-                z[s : s + batch_size].to(self.device),
+                z[s : s + step].to(self.device),
                 strategy=strategy,
                 temperature=temperature,
                 beam_width=beam_width,
@@ -172,12 +207,33 @@ class LatentCodec:
         temperature: float = 1.0,
         seed: int | None = None,
         batch_size: int = 1024,
+        prior: str = "auto",
     ) -> tuple[Tensor, list[str]]:
-        """Draw ``n`` latents from the prior and decode them; seeded runs repeat exactly."""
+        """Draw ``n`` latents from the prior (see `sample_latents`) and decode them; seeded runs
+        repeat exactly."""
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
-        z = self.model.sample_prior(n, generator=gen)
+        z = self.sample_latents(n, prior, generator=gen)
         smiles = self.decode(z, strategy, temperature, batch_size=batch_size, generator=gen)
         return z, smiles
+
+    def sample_latents(
+        self, n: int, prior: str = "auto", generator: torch.Generator | None = None
+    ) -> Tensor:
+        """``n x latent_dim`` float32 latents on the cpu.
+
+        ``prior``: "learned" (the checkpoint's learned prior; ValueError without one),
+        "gaussian" (N(0, I)), or "auto" (learned when the checkpoint has one, else gaussian).
+        """
+        if prior not in PRIORS:
+            raise ValueError(f"unknown prior {prior!r}; choose one of {PRIORS}")
+        if prior == "learned" and self.prior is None:
+            raise ValueError(
+                "this model has no learned prior; fit one with `molvae fit-prior`, "
+                "or use prior='gaussian'"
+            )
+        if prior != "gaussian" and self.prior is not None:
+            return self.prior.sample(n, generator=generator).float()
+        return self.model.sample_prior(n, generator=generator).float().cpu()
 
     def reconstruct(
         self,
@@ -189,7 +245,7 @@ class LatentCodec:
         generator: torch.Generator | None = None,
     ) -> list[str | None]:
         """Encode (posterior mean) and decode each string; None where it cannot be encoded."""
-        enc = self.encode(smiles, batch_size=batch_size)
+        enc = self.encode(smiles, batch_size=batch_size, check_domain=False)
         out: list[str | None] = [None] * len(smiles)
         rows = np.flatnonzero(enc.ok)
         if len(rows):

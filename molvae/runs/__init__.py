@@ -14,16 +14,19 @@ from molvae.runs.optimizing import (
     campaign_callables,
     optimize,
 )
+from molvae.runs.priors import FitPriorResult, fit_prior_run
 from molvae.runs.training import TrainRunConfig, train_on_smiles
 
 __all__ = [
     "DEFAULT_MODEL",
     "CampaignCallables",
+    "FitPriorResult",
     "OptimizeRunConfig",
     "TrainRunConfig",
     "campaign_callables",
     "environment",
     "evaluate_model",
+    "fit_prior_run",
     "optimize",
     "resolve_model",
     "train_on_smiles",
