@@ -59,6 +59,10 @@ def test_kl_weight_schedules() -> None:
     assert kl_weight(0, 10, const) == kl_weight(99, 10, const) == 0.3
     with pytest.raises(ValueError):
         kl_weight(1, 10, TrainConfig(kl_schedule="cyclic"))
+    cyc = TrainConfig(kl_schedule="cyclical", beta_max=0.4, kl_cycle_epochs=2.0, kl_cycle_ramp=0.5)
+    # cycles of 20 steps: ramp over the first 10, hold for 10, start again
+    got = [kl_weight(s, 10, cyc) for s in (0, 5, 10, 19, 20, 25, 45)]
+    assert got == pytest.approx([0.0, 0.2, 0.4, 0.4, 0.0, 0.2, 0.2])
 
 
 def test_lr_factor_warmup_then_cosine() -> None:
@@ -155,7 +159,7 @@ def test_nonfinite_steps_are_skipped_and_counted(tmp_path, data) -> None:
     vocab, ids, mcfg = data
     mcfg.property_dim = 1
     props = np.zeros((len(ids), 1), dtype=np.float32)
-    props[0] = np.nan  # poisons exactly one batch per epoch
+    props[0] = 1e30  # its square overflows: poisons exactly one batch per epoch (NaN is masked)
     res = train(
         mcfg,
         tcfg(epochs=2),
@@ -175,7 +179,7 @@ def test_nonfinite_steps_are_skipped_and_counted(tmp_path, data) -> None:
 def test_diverged_run_stops_with_clear_error(tmp_path, data) -> None:
     vocab, ids, mcfg = data
     mcfg.property_dim = 1
-    props = np.full((len(ids), 1), np.nan, dtype=np.float32)
+    props = np.full((len(ids), 1), np.inf, dtype=np.float32)
     with pytest.raises(RuntimeError, match="consecutive non-finite"):
         train(
             mcfg,

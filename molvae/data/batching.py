@@ -99,6 +99,35 @@ class PadCollate:
         return x, lengths, idx
 
 
+def sequence_lengths(ids: Sequence[np.ndarray]) -> np.ndarray:
+    """Each id array's length; read from a token cache's offsets when ``ids`` has them."""
+    lengths = getattr(ids, "lengths", None)
+    if callable(lengths):
+        return np.asarray(lengths(), dtype=np.int64)
+    return np.fromiter((len(a) for a in ids), dtype=np.int64, count=len(ids))
+
+
+def batch_sampler(
+    lengths: Sequence[int] | np.ndarray,
+    batch_size: int,
+    seed: int = 0,
+    batching: str = "bucket",
+    bucket_chunk_batches: int = 50,
+) -> BucketBatchSampler:
+    """The training batches of one epoch after another, as `TrainConfig.batching` names them."""
+    if batching != "bucket":
+        raise ValueError(f"unknown batching {batching!r}")
+    return BucketBatchSampler(lengths, batch_size, seed=seed, chunk_batches=bucket_chunk_batches)
+
+
+def collate(
+    ids: Sequence[np.ndarray], batch: Sequence[int], pad_id: int = 0
+) -> tuple[torch.Tensor, ...]:
+    """The batch of molecules ``batch`` (indices into ``ids``): (x, lengths, idx), as
+    :class:`PadCollate` gives them."""
+    return PadCollate(pad_id)([(int(i), ids[int(i)]) for i in batch])
+
+
 def make_loader(
     ids: Sequence[np.ndarray],
     batch_size: int,

@@ -17,6 +17,8 @@ from torch.nn.utils.rnn import pack_padded_sequence
 from molvae.model import decoding
 from molvae.model.decoding import TokenConstraint
 from molvae.model.device import autocast
+from molvae.model.gru import gru_final_states, gru_layers
+from molvae.model.property_head import PropertyScale, masked_mse
 
 if TYPE_CHECKING:
     from molvae.model.checkpoint import Checkpoint
@@ -67,11 +69,17 @@ class VAEOutput:
     z: Tensor  # batch x latent_dim
     n_correct: Tensor  # teacher-forced argmax hits over non-pad targets (scalar, no grad)
     n_tokens: Tensor  # number of non-pad targets (scalar)
+    kl_dims: Tensor | None = None  # latent_dim: each dimension's KL, mean over molecules
 
 
 def kl_divergence(mu: Tensor, logvar: Tensor) -> Tensor:
     """Analytic KL(N(mu, exp(logvar)) || N(0, I)) per row: ``batch x d -> batch``."""
-    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=-1)
+    return kl_per_dim(mu, logvar).sum(dim=-1)
+
+
+def kl_per_dim(mu: Tensor, logvar: Tensor) -> Tensor:
+    """Analytic KL of each latent dimension: ``batch x d -> batch x d``."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
 
 
 class MolVAE(nn.Module):
@@ -98,6 +106,11 @@ class MolVAE(nn.Module):
         )
         self.out = nn.Linear(c.dec_hidden, c.vocab_size)
         self.prop_head: nn.Module | None = None
+        self.property_scale: PropertyScale | None = None  # set from checkpoint meta
+        # teacher-forced passes through `molvae.model.gru` (the trainer sets it on the CPU);
+        # under bf16 autocast only with fused_bf16, else the nn.GRU kernels run there
+        self.fused_rnn = False
+        self.fused_bf16 = False
         if c.property_dim > 0:
             self.prop_head = nn.Sequential(
                 nn.Linear(c.latent_dim, 128), nn.ReLU(), nn.Linear(128, c.property_dim)
@@ -109,6 +122,7 @@ class MolVAE(nn.Module):
         eval mode."""
         model = cls(checkpoint.config)
         model.load_state_dict(checkpoint.state_dict)
+        model.property_scale = PropertyScale.from_meta(checkpoint.meta)
         return model.to(device).eval()
 
     # ----------------------------------------------------------------- encoder
@@ -117,6 +131,9 @@ class MolVAE(nn.Module):
 
         The encoder sees the full sequence; its summary is the last layer's final fwd/bwd states.
         """
+        if self._fused(x) and self.config.enc_layers == 1:
+            h = gru_final_states(self.encoder_rnn, self.embedding(x.t()), lengths)
+            return self.mu_head(h), self.logvar_head(h)
         emb = self.embedding(x)
         packed = pack_padded_sequence(emb, lengths.cpu(), batch_first=True, enforce_sorted=False)
         _, h = self.encoder_rnn(packed)  # (layers*2) x batch x enc_hidden
@@ -149,11 +166,21 @@ class MolVAE(nn.Module):
         length only produce logits for pad targets, which the loss ignores, and the unpacked
         kernels compute every step's input projection in one matrix product. With length-bucketed
         batches (a few % padding) that is about 2x faster on the CPU than the packed path.
-        ``lengths`` is therefore unused; it stays in the signature to mirror `encode`.
+        ``lengths`` is therefore unused; it stays in the signature to mirror `encode`. With
+        ``fused_rnn`` the same GRU runs through `molvae.model.gru` (z's input projection once
+        per molecule rather than once per step).
         """
+        if self._fused(x_in):
+            emb = self.emb_dropout(self.embedding(x_in.t()))  # T x B x emb
+            h0 = self.init_hidden(z).to(emb.dtype)
+            out = gru_layers(self.decoder_rnn, emb, h0, z.to(emb.dtype), self.training)
+            return self.out(out).transpose(0, 1)
         inp = self._step_input(x_in, z)
         out, _ = self.decoder_rnn(inp, self.init_hidden(z).to(inp.dtype))
         return self.out(out)
+
+    def _fused(self, x: Tensor) -> bool:
+        return self.fused_rnn and (self.fused_bf16 or not torch.is_autocast_enabled(x.device.type))
 
     def forward(self, x: Tensor, lengths: Tensor, props: Tensor | None = None) -> VAEOutput:
         """Loss parts for x ``batch x length`` (bos..eos, padded), optional props ``batch x p``."""
@@ -166,21 +193,28 @@ class MolVAE(nn.Module):
             logits.float().transpose(1, 2), target, ignore_index=pad, reduction="none"
         )
         recon = ce.sum(dim=1).mean()
-        kl = kl_divergence(mu.float(), logvar.float()).mean()
+        kl_dims = kl_per_dim(mu.float(), logvar.float()).mean(dim=0)
+        kl = kl_dims.sum()
         prop_loss = torch.zeros((), device=x.device)
         if self.prop_head is not None and props is not None:
-            prop_loss = F.mse_loss(self.prop_head(mu).float(), props.float())
+            prop_loss = masked_mse(self.prop_head(mu).float(), props.float())
         with torch.no_grad():
             mask = target != self.config.pad_id
             n_correct = ((logits.argmax(-1) == target) & mask).sum()
             n_tokens = mask.sum()
-        return VAEOutput(recon, kl, prop_loss, logits, mu, logvar, z, n_correct, n_tokens)
+        return VAEOutput(recon, kl, prop_loss, logits, mu, logvar, z, n_correct, n_tokens, kl_dims)
 
-    def predict_properties(self, mu: Tensor) -> Tensor:
-        """Property head on ``batch x d`` latents -> ``batch x property_dim``."""
+    def predict_properties(self, mu: Tensor, units: bool = True) -> Tensor:
+        """Property head on ``batch x d`` latents -> ``batch x property_dim``, in the properties'
+        own units when the model knows its `PropertyScale` (``property_scale``, from the
+        checkpoint; names in ``property_scale.names``), else (or with ``units=False``) the
+        standardized values the head was trained on."""
         if self.prop_head is None:
             raise ValueError("this model has no property head (property_dim=0)")
-        return self.prop_head(mu)
+        y = self.prop_head(mu)
+        if units and self.property_scale is not None:
+            y = self.property_scale.to_units(y)
+        return y
 
     def sample_prior(
         self,

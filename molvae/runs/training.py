@@ -15,8 +15,10 @@ from typing import Any
 import numpy as np
 
 from molvae.data import FETCHED, FilterConfig, Vocab, encode_all, load_smiles, split, token_cache
+from molvae.data.property_cache import cached_properties, check_names, compute_properties
 from molvae.io import write_json
 from molvae.model import Checkpoint, VAEConfig, load_checkpoint
+from molvae.model.vocab_extension import extend_vocabulary, merged_tokens
 from molvae.resources import resolve_model
 from molvae.runs.common import environment
 from molvae.train import TrainConfig, TrainResult, train
@@ -42,6 +44,12 @@ class TrainRunConfig:
     # Memory-mapped token cache (molvae.data.token_cache): None = only for the fetched MOSES sets,
     # where filtering 1.6M molecules takes minutes and Python lists of them take gigabytes.
     cache_tokens: bool | None = None
+    # Property-head targets, objective names (`molvae.chem.get_objective`: "logp", "qed", "sa"
+    # = -SA, "plogp", ...); property_dim follows. Standardized with the training set's mean and
+    # std (kept in the checkpoint's meta["properties"]); a molecule whose property fails is
+    # masked and counted. With the token cache they are computed once and kept beside it.
+    properties: list[str] = field(default_factory=list)
+    property_workers: int = 2  # processes computing them (large sets only)
 
 
 def train_on_smiles(
@@ -54,26 +62,24 @@ def train_on_smiles(
     """
     train_config = train_config or TrainConfig()
     out = Path(run.out_dir)
-    init = _init_checkpoint(run)
-    max_len = run.model.get("max_len", init.config.max_len if init else VAEConfig.max_len)
+    saved = load_checkpoint(out / "last.pt") if run.resume and (out / "last.pt").exists() else None
+    init = None if saved else _init_checkpoint(run)
+    base = saved or init
+    max_len = run.model.get("max_len", base.config.max_len if base else VAEConfig.max_len)
     use_cache = run.cache_tokens if run.cache_tokens is not None else str(run.data) in FETCHED
     if use_cache:
-        return _train_cached(run, train_config, progress, max_len, init)
+        return _train_cached(run, train_config, progress, max_len, init, saved)
     smiles, report = load_smiles(
         run.data, config=FilterConfig(max_tokens=max_len - 2, dedupe=True), limit=run.max_molecules
     )
     log.info("data %s: %s", run.data, report.summary())
     if len(smiles) < 2:
         raise ValueError(f"{run.data}: fewer than 2 usable molecules ({report.summary()})")
-    if run.resume and (out / "last.pt").exists():
-        vocab = load_checkpoint(out / "last.pt").vocab()
-    elif init is not None:
-        vocab = init.vocab()
-    else:
-        vocab = Vocab.build(smiles)
+    if init is not None:  # fine-tuning learns the data's new tokens too
+        init = _extended(init, merged_tokens(init.vocab_tokens, Vocab.build(smiles).tokens), run)
+    vocab = (saved or init).vocab() if (saved or init) is not None else Vocab.build(smiles)
     train_smiles, val_smiles = _split(smiles, run)
-    # On resume or fine-tuning, molecules with tokens the saved vocabulary lacks cannot be
-    # encoded: drop them.
+    # On resume, molecules with tokens the saved vocabulary lacks cannot be encoded: drop them.
     n_before = len(train_smiles) + len(val_smiles)
     train_smiles = [s for s in train_smiles if not vocab.unknown_tokens(s)]
     val_smiles = [s for s in val_smiles if not vocab.unknown_tokens(s)]
@@ -82,7 +88,12 @@ def train_on_smiles(
         log.warning("%d molecules have tokens outside the model's vocabulary: skipped", n_unknown)
     train_ids, val_ids = encode_all(train_smiles, vocab), encode_all(val_smiles, vocab)
     info = {"data_report": report.to_dict(), "unknown_tokens": n_unknown}
-    return _launch(run, train_config, vocab, train_ids, val_ids, info, init, progress)
+    props = None
+    if run.properties:
+        values = compute_properties(train_smiles + val_smiles, run.properties, run.property_workers)
+        props = (values[: len(train_smiles)], values[len(train_smiles) :])
+    return _launch(run, train_config, vocab, train_ids, val_ids, info, (init, saved), progress,
+                   props)  # fmt: skip
 
 
 def _split(items: Sequence, run: TrainRunConfig) -> tuple[list, list]:
@@ -100,21 +111,58 @@ def _launch(
     train_ids: Sequence[np.ndarray],
     val_ids: Sequence[np.ndarray],
     info: dict[str, Any],
-    init: Checkpoint | None,
+    start: tuple[Checkpoint | None, Checkpoint | None],
     progress: bool,
+    props: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> TrainResult:
-    """The part both data paths share: model config, ``run.json``, checkpoint meta, `train`."""
+    """The part both data paths share: model config, properties standardized, ``run.json``,
+    checkpoint meta, `train`. ``start``: the init_from checkpoint (fine-tuning) and the run's
+    own ``last.pt`` (resuming), either or both None."""
 
     out = Path(run.out_dir)
-    model_config = _model_config(run, vocab, init)
+    init, saved = start
+    model_config = _model_config(run, vocab, init, saved)
     out.mkdir(parents=True, exist_ok=True)
     info = {"n_train": len(train_ids), "n_val": len(val_ids), **info, "environment": environment()}
+    train_props = val_props = None
+    if props is not None:
+        train_props, val_props, info["properties"] = standardize(run.properties, *props)
+    elif (saved or init) is not None and model_config.property_dim:
+        # the head is kept as it was trained
+        info["properties"] = (saved or init).meta.get("properties")
     write_json(out / "run.json", {"run": asdict(run), **info})
     return train(
         model_config, train_config, vocab.tokens, train_ids, val_ids, out, resume=run.resume,
-        init_state=init.state_dict if init is not None else None,
-        meta={"trained_on": str(run.data), "init_from": run.init_from, **info}, progress=progress,
+        init_state=init.state_dict if init is not None else None, train_props=train_props,
+        val_props=val_props, progress=progress,
+        meta={"trained_on": str(run.data), "init_from": run.init_from, **info},
     )  # fmt: skip
+
+
+def standardize(
+    names: Sequence[str], train_values: np.ndarray, val_values: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Both sets standardized with the training set's mean and std per property (NaN stays
+    NaN: masked), and the record for ``meta["properties"]`` (names, mean, std, failed counts)."""
+    mean = np.nanmean(train_values, axis=0) if len(train_values) else np.zeros(len(names))
+    std = np.nanstd(train_values, axis=0) if len(train_values) else np.ones(len(names))
+    mean, std = np.nan_to_num(mean), np.where(np.isfinite(std) & (std > 0), std, 1.0)
+    failed = {n: int(np.isnan(train_values[:, j]).sum() + np.isnan(val_values[:, j]).sum())
+              for j, n in enumerate(names)}  # fmt: skip
+    if any(failed.values()):
+        log.warning("properties that could not be computed (masked in the loss): %s", failed)
+    record = {"names": list(names), "mean": mean.tolist(), "std": std.tolist(), "failed": failed}
+    scale = lambda v: ((v - mean) / std).astype(np.float32)  # noqa: E731
+    return scale(train_values), scale(val_values), record
+
+
+def _extended(init: Checkpoint, tokens: list[str], run: TrainRunConfig) -> Checkpoint:
+    """``init`` with the vocabulary ``tokens`` (`extend_vocabulary`), logged when it grew."""
+    grown = extend_vocabulary(init, tokens, seed=run.split_seed)
+    if grown is not init:
+        added = [t for t in grown.vocab_tokens if t not in set(init.vocab_tokens)]
+        log.info("init_from %s: vocabulary extended by %s", run.init_from, added)
+    return grown
 
 
 def _init_checkpoint(run: TrainRunConfig) -> Checkpoint | None:
@@ -125,23 +173,37 @@ def _init_checkpoint(run: TrainRunConfig) -> Checkpoint | None:
     return load_checkpoint(resolve_model(run.init_from))
 
 
-def _model_config(run: TrainRunConfig, vocab: Vocab, init: Checkpoint | None) -> VAEConfig:
-    """The run's VAEConfig: the starting checkpoint's when fine-tuning (sizes must agree)."""
+def _model_config(
+    run: TrainRunConfig, vocab: Vocab, init: Checkpoint | None, saved: Checkpoint | None = None
+) -> VAEConfig:
+    """The run's VAEConfig: the resumed ``last.pt``'s, or the starting checkpoint's when
+    fine-tuning (sizes must agree, except property_dim when fine-tuning: a property head of
+    another size starts fresh). ``properties`` set ``property_dim``; without them a
+    fine-tuning run keeps the checkpoint's head."""
 
-    if init is None:
-        return VAEConfig(**{**run.model, "vocab_size": len(vocab)})
-    base = init.config.to_dict()
-    clash = {k: v for k, v in run.model.items() if k in base and base[k] != v}
+    requested = dict(run.model)
+    if run.properties:
+        requested["property_dim"] = len(check_names(run.properties))
+    start = saved or init
+    if start is None:
+        return VAEConfig(**{**requested, "vocab_size": len(vocab)})
+    base = start.config.to_dict()
+    clash = {k: v for k, v in requested.items()
+             if k in base and base[k] != v and (saved or k != "property_dim")}  # fmt: skip
     if clash:
-        raise ValueError(
-            f"init_from {run.init_from}: its model sizes differ from the requested {clash}"
-        )
-    return VAEConfig(**{**base, **run.model})
+        what = f"{run.out_dir}/last.pt" if saved else f"init_from {run.init_from}"
+        raise ValueError(f"{what}: its model sizes differ from the requested {clash}")
+    config = VAEConfig(**{**base, **requested})
+    if init is not None and config.property_dim != init.config.property_dim:
+        log.info("init_from %s: all weights but the property head (property_dim %d -> %d, "
+                 "fresh)", run.init_from, init.config.property_dim,
+                 config.property_dim)  # fmt: skip
+    return config
 
 
 def _train_cached(
     run: TrainRunConfig, train_config: TrainConfig, progress: bool, max_len: int,
-    init: Checkpoint | None,
+    init: Checkpoint | None, saved: Checkpoint | None,
 ) -> TrainResult:  # fmt: skip
     """`train_on_smiles` over the memory-mapped token cache (same filter, split and records)."""
 
@@ -153,14 +215,19 @@ def _train_cached(
     log.info("data %s (token cache %s): %s", run.data, cache.dir, report.summary())
     if len(cache) < 2:
         raise ValueError(f"{run.data}: fewer than 2 usable molecules ({report.summary()})")
-    if run.resume and (out / "last.pt").exists():
-        saved = load_checkpoint(out / "last.pt").vocab()
-        if saved != vocab:
-            raise ValueError(f"{out / 'last.pt'} has another vocabulary than {run.data}")
-    if init is not None and init.vocab() != vocab:
-        raise ValueError(f"init_from {run.init_from} has another vocabulary than {run.data}")
+    if saved is not None and saved.vocab() != vocab:
+        raise ValueError(f"{out / 'last.pt'} has another vocabulary than {run.data}")
+    if init is not None:  # the cache's token ids stay valid: its tokens come first
+        init = _extended(init, merged_tokens(vocab.tokens, init.vocab_tokens), run)
+        vocab = init.vocab()
     # the same permutation as `split` over the SMILES list, so both paths pick the same molecules
     train_idx, val_idx = _split(np.arange(len(cache)), run)
     info = {"data_report": report.to_dict(), "token_cache": str(cache.dir)}
+    props = None
+    if run.properties:
+        values, info["property_cache"] = cached_properties(
+            cache, run.properties, run.property_workers
+        )
+        props = (values[train_idx], values[val_idx])
     return _launch(run, train_config, vocab, cache.subset(train_idx), cache.subset(val_idx), info,
-                   init, progress)  # fmt: skip
+                   (init, saved), progress, props)  # fmt: skip

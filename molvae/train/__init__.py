@@ -1,8 +1,10 @@
 """The training stage: token-id arrays in, checkpoints and metrics out.
 
-Owns `TrainConfig` (`config`), the training loop and its result (`loop`), the KL and learning-rate
-schedules (`schedules`), the per-epoch validation pass (`validation`), the loop's state, seeding
-and exact resume (`state`) and multi-process training under torchrun (`distributed`).
+Owns `TrainConfig` (`config`), the training loop and its result (`loop`), one epoch's steps and
+the checkpoints written in and after it (`epoch`), the KL and learning-rate schedules and the
+free-bits KL term (`schedules`), the per-epoch validation pass with active units (`validation`),
+the loop's state, seeding and exact resume at any step (`state`), the CPU execution settings
+(`memory`) and multi-process training under torchrun (`distributed`).
 
 Imports only `molvae.io`, `molvae.resources`, `molvae.data` and `molvae.model`; must not import
 `molvae.evaluation`, `molvae.bo`, `molvae.runs` or `molvae.cli`.

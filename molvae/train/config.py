@@ -5,6 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# The batching of every run written before `TrainConfig.batching` existed: a resumed run whose
+# ``last.pt`` does not record its batching goes on with this one.
+LEGACY_BATCHING = {"batching": "bucket", "bucket_chunk_batches": 50}
+
 
 @dataclass
 class TrainConfig:
@@ -16,9 +20,16 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0  # AdamW's decoupled decay
     grad_clip: float = 50.0
-    kl_schedule: str = "linear"  # "linear" | "sigmoid" | "constant"
+    kl_schedule: str = "linear"  # "linear" | "sigmoid" | "constant" | "cyclical"
     beta_max: float = 0.5  # weight on the per-molecule KL at the end of the warm-up
     kl_warmup_epochs: float = 3.0
+    # "cyclical" (Fu et al. 2019): beta ramps 0 -> beta_max over the first `kl_cycle_ramp` of
+    # each cycle of `kl_cycle_epochs` epochs, then holds beta_max until the cycle ends.
+    kl_cycle_epochs: float = 1.0
+    kl_cycle_ramp: float = 0.5
+    # Free bits (Kingma et al. 2016): each latent dimension's KL, averaged over the batch, counts
+    # at least this many nats in the loss (0 = off). Metrics report the true KL.
+    free_bits: float = 0.0
     prop_weight: float = 1.0
     lr_decay: str = "cosine"  # "cosine" (to 0 over all steps, after warm-up) | "none"
     lr_warmup_steps: int = 200  # linear learning-rate warm-up
@@ -30,3 +41,23 @@ class TrainConfig:
     num_threads: int | None = None  # torch.set_num_threads on CPU when given
     max_nonfinite_steps: int = 20  # consecutive NaN/inf losses tolerated before stopping
     val_batch_size: int = 1024
+    # last.pt is also written inside an epoch when this many minutes passed since the last
+    # write (0 = only at epoch ends), so a killed run loses at most that much work.
+    checkpoint_minutes: float = 5.0
+    # How an epoch is cut into batches (`molvae.data.batching`). "bucket": shuffle, sort each
+    # chunk of `bucket_chunk_batches` batches by length, shuffle the batch order. A resumed run
+    # keeps the batching its last.pt records.
+    batching: str = "bucket"
+    bucket_chunk_batches: int = 50
+    # The GRUs' teacher-forced passes: "fused" = `molvae.model.gru` (same weights and function,
+    # its backward written out: faster on the CPU in fp32; under bf16 autocast its products run
+    # in bf16, its states in fp32), "native" = torch's nn.GRU kernels, "auto" = fused on the CPU
+    # in fp32, native under bf16 autocast and on CUDA (cuDNN).
+    rnn: str = "auto"
+    # On the CPU, keep freed memory in the process (glibc mallopt) so the large per-step tensors
+    # are reused instead of being mapped and zeroed by the kernel again at every step.
+    retain_memory: bool = True
+
+    def batching_state(self) -> dict:
+        """The settings that decide an epoch's batches, as saved in ``last.pt``."""
+        return {"batching": self.batching, "bucket_chunk_batches": self.bucket_chunk_batches}

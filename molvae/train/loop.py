@@ -1,7 +1,8 @@
 """Training loop for :class:`~molvae.model.MolVAE` over token-id arrays.
 
 Knows nothing of SMILES: it gets id arrays (bos..eos) and the vocabulary's tokens to store in the
-checkpoints. Writes ``config.json``, ``metrics.csv``, ``best.pt`` and ``last.pt`` in ``out_dir``.
+checkpoints. Writes ``config.json``, ``metrics.csv``, ``best.pt`` and ``last.pt`` in ``out_dir``;
+``last.pt`` also every ``checkpoint_minutes`` inside an epoch (`molvae.train.epoch`).
 
 Under ``torchrun`` (``WORLD_SIZE`` > 1) it trains with DistributedDataParallel: each rank takes its
 share of every epoch's batches, gradients are averaged, and only rank 0 validates and writes files.
@@ -10,9 +11,10 @@ share of every epoch's batches, gradients are averaged, and only rank 0 validate
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,28 +23,25 @@ import pandas as pd
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
+from torch.utils.data import Sampler
 
-from molvae.data.batching import make_loader
+from molvae.data.batching import batch_sampler, sequence_lengths
 from molvae.io import write_text
 from molvae.model import MolVAE, VAEConfig
-from molvae.model.checkpoint import save_checkpoint, versions
-from molvae.model.device import autocast, resolve_device
+from molvae.model.checkpoint import versions
+from molvae.model.device import resolve_device
+from molvae.model.property_head import PropertyScale
 from molvae.train.config import TrainConfig
-from molvae.train.distributed import (
-    ShardedBatchSampler,
-    all_finite,
-    init_distributed,
-    sum_over_ranks,
-)
-from molvae.train.schedules import kl_weight, lr_factor
-from molvae.train.state import LoopState, append_metrics, seed_all, start_state
-from molvae.train.validation import _props, evaluate
+from molvae.train.distributed import ShardedBatchSampler, init_distributed, sum_over_ranks
+from molvae.train.epoch import TrainingDiverged, metrics_row, save_epoch, train_epoch
+from molvae.train.memory import retain_freed_memory, use_fused_rnn
+from molvae.train.schedules import lr_factor
+from molvae.train.state import LoopState, seed_all, start_state
+from molvae.train.validation import evaluate
 
+log = logging.getLogger(__name__)
 
-class TrainingDiverged(RuntimeError):
-    """Too many consecutive non-finite losses: the run stopped (the message says where)."""
+__all__ = ["TrainResult", "TrainingDiverged", "prepare", "train"]
 
 
 @dataclass
@@ -75,9 +74,16 @@ class _Run:
     model: MolVAE
     net: torch.nn.Module  # the model, or its DDP wrapper
     opt: torch.optim.Optimizer
-    sched: torch.optim.lr_scheduler.LambdaLR
-    loader: DataLoader
-    steps_per_epoch: int
+    ids: Sequence[np.ndarray]
+    train_props: np.ndarray | None
+    vocab_tokens: list[str]
+    base_meta: dict[str, Any]
+    on_step: Callable[[LoopState], None] | None
+    sched: torch.optim.lr_scheduler.LambdaLR | None = None
+    sampler: Sampler | None = None  # this rank's batches, epoch by epoch (`set_epoch`)
+    steps_per_epoch: int = 0
+    total_steps: int = 0
+    last_save: float = field(default_factory=time.monotonic)  # when last.pt was last written
 
     @property
     def main(self) -> bool:
@@ -103,38 +109,68 @@ def train(
     meta: dict | None = None,
     progress: bool = True,
     callback: Callable[[dict[str, Any]], None] | None = None,
+    on_step: Callable[[LoopState], None] | None = None,
 ) -> TrainResult:
     """Train a :class:`MolVAE` and write checkpoints and metrics to ``out_dir``.
 
-    ``train_props``/``val_props`` are ``n x property_dim`` arrays for the property head.
-    ``callback`` gets each epoch's metrics row. ``resume`` continues from ``out_dir/last.pt``
-    at the next epoch with the same optimizer, scheduler and RNG states. ``init_state`` (a
-    state dict of the same architecture) starts a fresh run from trained weights: fine-tuning.
+    ``train_props``/``val_props`` are ``n x property_dim`` arrays for the property head (NaN =
+    unknown, masked). ``callback`` gets each epoch's metrics row, ``on_step`` the loop state
+    after every step. ``resume`` continues from ``out_dir/last.pt`` (at an epoch's end or inside
+    an epoch) with the same optimizer, scheduler, RNG states and batching. ``init_state`` starts
+    a fresh run from trained weights (fine-tuning): tensors of the same name and shape are
+    loaded, a property head of another size starts fresh. ``meta["properties"]`` (names, mean,
+    std) tells the model its `PropertyScale`.
     """
-    run = _setup(model_config, config, Path(out_dir), train_ids, train_props, init_state, progress)
-    st = start_state(run.out, resume, run.main, run.model, run.opt, run.sched, run.device)
-    base_meta = {"trained_on": None, **(meta or {}), "versions": versions()}
+    run, st = prepare(model_config, config, vocab_tokens, train_ids, out_dir,
+                      train_props=train_props, resume=resume, init_state=init_state, meta=meta,
+                      progress=progress, on_step=on_step)  # fmt: skip
     for epoch in range(st.epoch, config.epochs):
-        st.epoch = epoch
-        sums, n_mol, train_time = _train_epoch(run, st, train_props)
+        if st.batch == 0 or epoch != st.epoch:
+            st.start_epoch(epoch)
+        train_epoch(run, st)
         if run.world > 1:
-            sums, n_mol = sum_over_ranks(sums, n_mol, run.device)
-        if n_mol == 0 and st.consecutive_nonfinite > 0:
+            st.sums, st.n_mol = sum_over_ranks(st.sums, st.n_mol, run.device)
+        if st.n_mol == 0 and st.consecutive_nonfinite > 0:
             # no finite step: saving would hide a diverged model
             raise TrainingDiverged(
                 f"training stopped: no finite loss in epoch {epoch + 1} "
                 f"({st.consecutive_nonfinite} consecutive non-finite steps); "
                 "lower lr or check the data"
             )
-        st.mol_per_s = n_mol / max(train_time, 1e-9)
-        if not run.main:
-            continue  # rank 0 validates and writes; the others go on to the next epoch
-        val = evaluate(run.model, val_ids, config, run.device, val_props)
-        row = _metrics_row(run, st, sums, n_mol, train_time, val)
-        _save_epoch(run, st, row, vocab_tokens, base_meta)
-        if callback is not None:
-            callback(row)
+        st.mol_per_s = st.n_mol / max(st.train_time, 1e-9)
+        if run.main:  # rank 0 validates and writes; the others go on to the next epoch
+            val = evaluate(run.model, val_ids, config, run.device, val_props)
+            row = metrics_row(run, st, val)
+            save_epoch(run, st, row)
+            if callback is not None:
+                callback(row)
+        st.start_epoch(epoch + 1)
     return _finish(run, st)
+
+
+def prepare(
+    model_config: VAEConfig,
+    config: TrainConfig,
+    vocab_tokens: list[str],
+    train_ids: Sequence[np.ndarray],
+    out_dir: str | Path,
+    *,
+    train_props: np.ndarray | None = None,
+    resume: bool = False,
+    init_state: dict[str, torch.Tensor] | None = None,
+    meta: dict | None = None,
+    progress: bool = False,
+    on_step: Callable[[LoopState], None] | None = None,
+) -> tuple[_Run, LoopState]:
+    """Everything `train` sets up before its first step (arguments as there): the run and the
+    loop state to start from. With `molvae.train.epoch.train_step` it lets a benchmark step
+    the trainer one batch at a time."""
+    base_meta = {"trained_on": None, **(meta or {}), "versions": versions()}
+    run = _setup(model_config, config, Path(out_dir), train_ids, train_props, init_state,
+                 progress, vocab_tokens, base_meta, on_step)  # fmt: skip
+    st = start_state(run.out, resume, run.main, run.model, run.opt, run.sched, run.device)
+    _schedule(run, st)
+    return run, st
 
 
 def _setup(
@@ -145,8 +181,12 @@ def _setup(
     train_props: np.ndarray | None,
     init_state: dict[str, torch.Tensor] | None,
     progress: bool,
+    vocab_tokens: list[str],
+    base_meta: dict[str, Any],
+    on_step: Callable[[LoopState], None] | None,
 ) -> _Run:
-    """Process group, seeds, ``config.json``, model, optimizer, loader and LR schedule."""
+    """Process group, seeds, ``config.json``, model, optimizer and LR schedule (its length is
+    known once the batches are: `_schedule`; the factor at step 0 does not depend on it)."""
     rank, world, device, created_group = init_distributed(resolve_device(config.device))
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
@@ -157,8 +197,13 @@ def _setup(
         settings = {"model": model_config.to_dict(), "train": asdict(config), "world_size": world}
         write_text(out / "config.json", json.dumps(settings, indent=2))
     model = MolVAE(model_config).to(device)
+    model.property_scale = PropertyScale.from_meta(base_meta)
+    model.fused_rnn = use_fused_rnn(config, device)
+    model.fused_bf16 = config.rnn == "fused"
+    if config.retain_memory and device.type == "cpu":
+        retain_freed_memory()
     if init_state is not None:
-        model.load_state_dict(init_state)
+        load_matching(model, init_state)
     net: torch.nn.Module = model
     if world > 1:
         # broadcasts rank 0's initial weights; backward() then averages gradients over ranks
@@ -168,121 +213,49 @@ def _setup(
             find_unused_parameters=model.prop_head is not None and train_props is None,
         )
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    loader = make_loader(
-        train_ids, config.batch_size, seed=config.seed, pad_id=model_config.pad_id, device=device
+    run = _Run(out, config, rank, world, device, created_group, progress and rank == 0, model,
+               net, opt, train_ids, train_props, vocab_tokens, base_meta, on_step)  # fmt: skip
+    run.sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: lr_factor(s, run.total_steps, config)
     )
-    if world > 1:
-        loader = DataLoader(
-            loader.dataset,
-            batch_sampler=ShardedBatchSampler(loader.batch_sampler, rank, world),
-            collate_fn=loader.collate_fn,
-            pin_memory=loader.pin_memory,
-        )
-    steps_per_epoch = len(loader)
+    return run
+
+
+def _schedule(run: _Run, st: LoopState) -> None:
+    """The batches and the LR schedule's length. A resumed run keeps the batching its ``last.pt``
+    records (runs written before batching was a setting: the one they used)."""
+    config = run.config
+    if st.step == 0 and st.batch == 0:
+        st.batching = config.batching_state()
+    elif st.batching != config.batching_state():
+        log.warning("resuming with the batching of %s: %s (requested %s)",
+                    run.out / "last.pt", st.batching, config.batching_state())  # fmt: skip
+    sampler: Sampler = batch_sampler(
+        sequence_lengths(run.ids), config.batch_size, seed=config.seed, **st.batching
+    )
+    if run.world > 1:
+        sampler = ShardedBatchSampler(sampler, run.rank, run.world)
+    run.sampler = sampler
+    run.steps_per_epoch = len(sampler)
     if config.max_steps_per_epoch:
-        steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
-    total_steps = steps_per_epoch * config.epochs
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total_steps, config))
-    return _Run(out, config, rank, world, device, created_group, progress and rank == 0,
-                model, net, opt, sched, loader, steps_per_epoch)  # fmt: skip
+        run.steps_per_epoch = min(run.steps_per_epoch, config.max_steps_per_epoch)
+    run.total_steps = run.steps_per_epoch * config.epochs  # the LR schedule's length
 
 
-def _train_epoch(
-    run: _Run, st: LoopState, train_props: np.ndarray | None
-) -> tuple[dict[str, float], int, float]:
-    """One epoch of updates on this rank: its loss sums, molecules and seconds."""
-    config, device = run.config, run.device
-    run.net.train()
-    run.loader.batch_sampler.set_epoch(st.epoch)
-    sums = {"loss": 0.0, "recon": 0.0, "kl": 0.0, "prop": 0.0}
-    n_mol = 0
-    bar = tqdm(total=run.steps_per_epoch, desc=f"epoch {st.epoch + 1}/{config.epochs}",
-               disable=not run.progress, leave=False)  # fmt: skip
-    t0 = time.perf_counter()
-    for i, (x, lengths, idx) in enumerate(run.loader):
-        if i >= run.steps_per_epoch:
-            break
-        x = x.to(device, non_blocking=True)
-        props = _props(train_props, idx, device)
-        beta = kl_weight(st.step, run.steps_per_epoch, config)
-        with autocast(device, config.amp):
-            o = run.net(x, lengths, props)
-            loss = o.recon + beta * o.kl + config.prop_weight * o.prop_loss
-        if _update(run, st, loss):
-            b = x.shape[0]
-            sums["loss"] += loss.item() * b
-            sums["recon"] += o.recon.item() * b
-            sums["kl"] += o.kl.item() * b
-            sums["prop"] += o.prop_loss.item() * b
-            n_mol += b
-            run.sched.step()  # only after a real update, so skipped steps do not eat the schedule
-        st.step += 1
-        mps = n_mol / max(time.perf_counter() - t0, 1e-9)
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.3f}", beta=f"{beta:.3f}", mol_s=f"{mps:.0f}")
-    bar.close()
-    return sums, n_mol, time.perf_counter() - t0
-
-
-def _update(run: _Run, st: LoopState, loss: torch.Tensor) -> bool:
-    """Backward, clip and step when the loss and gradients are finite on every rank; otherwise
-    skip the update and count it (too many in a row raise :class:`TrainingDiverged`)."""
-    run.opt.zero_grad(set_to_none=True)
-    ok = all_finite(loss, run.world)
-    if ok:
-        loss.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.config.grad_clip)
-        ok = bool(torch.isfinite(gnorm))
-    if not ok:
-        # skip the update; a run of them means the model has diverged
-        run.opt.zero_grad(set_to_none=True)
-        st.nonfinite_steps += 1
-        st.consecutive_nonfinite += 1
-        if st.consecutive_nonfinite > run.config.max_nonfinite_steps:
-            raise TrainingDiverged(
-                f"training stopped: {st.consecutive_nonfinite} consecutive non-finite losses "
-                f"at epoch {st.epoch + 1}, step {st.step}; lower lr or check the data"
-            )
-        return False
-    st.consecutive_nonfinite = 0
-    run.opt.step()
-    return True
-
-
-def _metrics_row(
-    run: _Run,
-    st: LoopState,
-    sums: dict[str, float],
-    n_mol: int,
-    train_time: float,
-    val: dict[str, float],
-) -> dict[str, Any]:
-    """The epoch's ``metrics.csv`` row."""
-    return {
-        "epoch": st.epoch + 1,
-        "step": st.step,
-        "beta": kl_weight(st.step, run.steps_per_epoch, run.config),
-        "lr": run.sched.get_last_lr()[0],
-        **{f"train_{k}": v / max(n_mol, 1) for k, v in sums.items()},
-        **{f"val_{k}": v for k, v in val.items()},
-        "mol_per_s": st.mol_per_s,
-        "train_time_s": train_time,
-        "nonfinite_steps": st.nonfinite_steps,
-    }
-
-
-def _save_epoch(
-    run: _Run, st: LoopState, row: dict[str, Any], vocab_tokens: list[str], base_meta: dict
-) -> None:
-    """``best.pt`` when the validation loss improved, then ``last.pt``, then the metrics row."""
-    meta = {**base_meta, "epochs": st.epoch + 1, "metrics": row}
-    if row["val_loss"] < st.best_val_loss:
-        st.best_val_loss, st.best_epoch = row["val_loss"], st.epoch + 1
-        save_checkpoint(run.out / "best.pt", run.model, vocab_tokens, meta)
-    train_state = st.train_state(run.opt, run.sched)
-    save_checkpoint(run.out / "last.pt", run.model, vocab_tokens, meta, train_state)
-    # after last.pt: a crash in between loses a metrics row, never duplicates one on resume
-    append_metrics(run.metrics_path, row)
+def load_matching(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Load ``state`` into ``model`` where names and shapes agree; only the property head may
+    differ (fine-tuning with other properties): it keeps its fresh weights, and the log says so.
+    """
+    own = model.state_dict()
+    fits = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    fresh = sorted(set(own) - set(fits))
+    dropped = sorted(set(state) - set(fits))
+    if any(not k.startswith("prop_head.") for k in fresh + dropped):
+        raise ValueError(f"init weights do not fit the model: {[*fresh, *dropped][:4]}")
+    model.load_state_dict({**own, **fits})
+    if fresh or dropped:
+        log.info("init weights: %d tensors loaded; the property head starts fresh "
+                 "(property_dim %d)", len(fits), model.config.property_dim)  # fmt: skip
 
 
 def _finish(run: _Run, st: LoopState) -> TrainResult:

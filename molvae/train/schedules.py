@@ -1,14 +1,24 @@
-"""The KL weight (beta) and learning-rate schedules, as functions of the global step."""
+"""The KL weight (beta) and learning-rate schedules, as functions of the global step, and the
+KL term of the loss (free bits)."""
 
 from __future__ import annotations
 
 import math
 
+import torch
+
 from molvae.train.config import TrainConfig
 
 
 def kl_weight(step: int, steps_per_epoch: int, config: TrainConfig) -> float:
-    """beta at global ``step``: ramps 0 -> beta_max over ``kl_warmup_epochs`` (or constant)."""
+    """beta at global ``step``: ramps 0 -> beta_max over ``kl_warmup_epochs`` (or constant, or
+    cyclical: the ramp repeats every ``kl_cycle_epochs``, Fu et al. 2019)."""
+    if config.kl_schedule == "cyclical":
+        cycle = config.kl_cycle_epochs * steps_per_epoch
+        ramp = config.kl_cycle_ramp * cycle
+        if cycle <= 0 or ramp <= 0:
+            return config.beta_max
+        return config.beta_max * min(1.0, (step % cycle) / ramp)
     warm = config.kl_warmup_epochs * steps_per_epoch
     if config.kl_schedule == "constant" or warm <= 0:
         return config.beta_max
@@ -19,6 +29,14 @@ def kl_weight(step: int, steps_per_epoch: int, config: TrainConfig) -> float:
         # centred on the middle of the warm-up, ~beta_max/(1+e^-6) at its end
         return config.beta_max / (1.0 + math.exp(-12.0 * (t - 0.5)))
     raise ValueError(f"unknown kl_schedule {config.kl_schedule!r}")
+
+
+def kl_term(kl: torch.Tensor, kl_dims: torch.Tensor, config: TrainConfig) -> torch.Tensor:
+    """The KL part of the training loss before beta: the per-molecule KL, or with free bits
+    ``sum_d max(free_bits, KL_d)`` where ``KL_d`` is dimension d's KL averaged over the batch."""
+    if config.free_bits <= 0:
+        return kl
+    return kl_dims.clamp(min=config.free_bits).sum()
 
 
 def lr_factor(step: int, total_steps: int, config: TrainConfig) -> float:

@@ -1,8 +1,9 @@
-"""What a run carries from epoch to epoch and across a resume: the loop's counters, the RNG
-states, and the ``metrics.csv`` rows.
+"""What a run carries from step to step and across a resume: the loop's counters, its position
+inside the epoch, the RNG states, and the ``metrics.csv`` rows.
 
-A resumed run continues exactly where ``last.pt`` was written: same weights, optimizer and
-scheduler states, counters and RNG states, and one metrics row per finished epoch.
+A resumed run continues exactly where ``last.pt`` was written, at an epoch's end or inside an
+epoch: same weights, optimizer and scheduler states, counters, partial epoch sums, batch
+position and RNG states, and one metrics row per finished epoch.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import csv
 import io
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,32 +22,64 @@ import torch
 
 from molvae.io import write_bytes, write_csv
 from molvae.model.checkpoint import load_checkpoint
+from molvae.train.config import LEGACY_BATCHING
+
+SUMS = ("loss", "recon", "kl", "prop")
+
+
+def _zero_sums() -> dict[str, float]:
+    return dict.fromkeys(SUMS, 0.0)
 
 
 @dataclass
 class LoopState:
-    """Where the training loop stands; all but the last two are saved in ``last.pt``."""
+    """Where the training loop stands; all but ``mol_per_s`` are saved in ``last.pt``."""
 
     epoch: int = 0  # the epoch running (0-based); after a resume, the first one to run
     step: int = 0  # steps taken, skipped ones included (the KL schedule's clock)
     best_val_loss: float = math.inf
     best_epoch: int = -1  # 1-based epoch of best.pt
     nonfinite_steps: int = 0  # every skipped non-finite step of the run
-    consecutive_nonfinite: int = 0  # runs on across epochs; starts at 0 after a resume
+    consecutive_nonfinite: int = 0  # runs on across epochs and mid-epoch resumes
     mol_per_s: float = 0.0  # training throughput of the last epoch
+    # inside the running epoch: batches done, loss sums and molecules so far, seconds trained
+    batch: int = 0
+    sums: dict[str, float] = field(default_factory=_zero_sums)
+    n_mol: int = 0
+    train_time: float = 0.0
+    n_batches: int = 0  # the epoch's batch count (checked on a mid-epoch resume)
+    last_row: dict[str, Any] | None = None  # metrics row of the last finished epoch
+    batching: dict[str, Any] = field(default_factory=lambda: dict(LEGACY_BATCHING))
 
-    def train_state(self, opt: torch.optim.Optimizer, sched: Any) -> dict[str, Any]:
-        """The ``train_state`` of ``last.pt`` at the end of epoch ``self.epoch``."""
-        return {
+    def start_epoch(self, epoch: int) -> None:
+        """Reset the in-epoch position and sums for a new epoch."""
+        self.epoch, self.batch, self.n_mol, self.train_time = epoch, 0, 0, 0.0
+        self.sums = _zero_sums()
+
+    def train_state(
+        self, opt: torch.optim.Optimizer, sched: Any, in_epoch: bool = False
+    ) -> dict[str, Any]:
+        """The ``train_state`` of ``last.pt``: at the end of epoch ``self.epoch``, or with
+        ``in_epoch`` after ``self.batch`` batches of it (``epoch`` is then the last finished one,
+        so a reader that ignores ``in_epoch`` restarts the running epoch)."""
+        state = {
             "optimizer": opt.state_dict(),
             "scheduler": sched.state_dict(),
-            "epoch": self.epoch,
+            "epoch": self.epoch - 1 if in_epoch else self.epoch,
             "step": self.step,
             "best_val_loss": self.best_val_loss,
             "best_epoch": self.best_epoch,
             "nonfinite_steps": self.nonfinite_steps,
+            "consecutive_nonfinite": self.consecutive_nonfinite,
+            "batching": dict(self.batching),
             "rng": rng_state(),
         }
+        if in_epoch:
+            state["in_epoch"] = {
+                "epoch": self.epoch, "batch": self.batch, "sums": dict(self.sums),
+                "n_mol": self.n_mol, "train_time": self.train_time, "n_batches": self.n_batches,
+            }  # fmt: skip
+        return state
 
 
 def seed_all(seed: int) -> None:
@@ -89,7 +122,8 @@ def resume_from(
 ) -> tuple[LoopState, dict[str, Any] | None]:
     """Load ``last.pt`` into ``model``, ``opt`` and ``sched`` and restore the RNG states.
 
-    Returns the loop state to go on from (at the next epoch) and the metrics row saved with it.
+    Returns the loop state to go on from (at the next epoch, or inside the epoch it was
+    written in) and the metrics row of the last finished epoch saved with it.
     """
     ck = load_checkpoint(path, map_location=device)
     if ck.train_state is None:
@@ -104,9 +138,17 @@ def resume_from(
         best_val_loss=float(ts["best_val_loss"]),
         best_epoch=int(ts["best_epoch"]),
         nonfinite_steps=int(ts.get("nonfinite_steps", 0)),
+        consecutive_nonfinite=int(ts.get("consecutive_nonfinite", 0)),
+        last_row=ck.meta.get("metrics"),
+        batching=dict(ts.get("batching", LEGACY_BATCHING)),
     )
+    pos = ts.get("in_epoch")
+    if pos is not None:
+        state.epoch, state.batch, state.n_mol = int(pos["epoch"]), int(pos["batch"]), pos["n_mol"]
+        state.sums = {k: float(v) for k, v in pos["sums"].items()}
+        state.train_time, state.n_batches = float(pos["train_time"]), int(pos["n_batches"])
     set_rng_state(ts["rng"])
-    return state, ck.meta.get("metrics")
+    return state, state.last_row
 
 
 def start_state(
@@ -135,9 +177,15 @@ def start_state(
 def append_metrics(path: Path, row: dict[str, Any]) -> None:
     """Add one epoch's row to ``metrics.csv`` (with a header when the file is new).
 
-    The whole file is rewritten atomically, so a kill never leaves half a row.
+    The whole file is rewritten atomically, so a kill never leaves half a row. A row with other
+    columns than the file's (a run resumed by a newer molvae) rewrites it with all columns.
     """
     new = not path.exists()
+    if not new:
+        old_df = pd.read_csv(path)
+        if list(old_df.columns) != list(row):
+            write_csv(path, pd.concat([old_df, pd.DataFrame([row])], ignore_index=True))
+            return
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(row))
     if new:
