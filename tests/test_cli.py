@@ -192,3 +192,21 @@ def test_fine_tune_starts_from_the_checkpoint(tiny_run, tmp_path, capsys) -> Non
     # a size that contradicts the checkpoint is one line and exit 2
     assert main([*args, "--out", str(tmp_path / "bad"), "--latent-dim", "5"]) == 2
     assert "sizes differ" in capsys.readouterr().err
+
+
+def test_train_flags_reach_the_run(tmp_path) -> None:
+    from conftest import TINY
+
+    out = tmp_path / "run"
+    args = ["train", "--data", "zinc", "--max-molecules", "120", "--epochs", "1", "--batch-size",
+            "32", "--out", str(out), "--no-progress", "--threads", "1", "--properties", "logp",
+            "qed", "--free-bits", "0.25", "--kl-schedule", "cyclical", "--checkpoint-minutes",
+            "0", *TINY]  # fmt: skip
+    assert main(args) == 0
+    config = json.loads((out / "config.json").read_text())
+    flat = json.dumps(config)
+    assert '"free_bits": 0.25' in flat and '"kl_schedule": "cyclical"' in flat
+    assert '"checkpoint_minutes": 0.0' in flat
+    ck = load_checkpoint(out / "best.pt")
+    assert ck.config.property_dim == 2
+    assert ck.meta["properties"]["names"] == ["logp", "qed"]

@@ -64,6 +64,7 @@ def _cmd_train(a: argparse.Namespace) -> None:
         model=model,
         resume=a.resume,
         init_from=a.init_from,
+        properties=list(a.properties),
     )
     overrides = {
         "epochs": a.epochs,
@@ -76,6 +77,8 @@ def _cmd_train(a: argparse.Namespace) -> None:
         "beta_max": a.beta_max,
         "kl_schedule": a.kl_schedule,
         "kl_warmup_epochs": a.kl_warmup_epochs,
+        "free_bits": a.free_bits,
+        "checkpoint_minutes": a.checkpoint_minutes,
     }
     tc = _config(TrainConfig, overrides)
     result = train_on_smiles(run, tc, progress=not a.no_progress)

@@ -72,6 +72,8 @@ def _train(sub: Any) -> None:
         ("--lr", "lr", float),
         ("--beta-max", "beta_max", float),
         ("--kl-warmup-epochs", "kl_warmup_epochs", float),
+        ("--free-bits", "free_bits", float),
+        ("--checkpoint-minutes", "checkpoint_minutes", float),
         ("--seed", "seed", int),
         ("--device", "device", str),
     ):
@@ -80,9 +82,16 @@ def _train(sub: Any) -> None:
         )
     p.add_argument(
         "--kl-schedule",
-        choices=["linear", "sigmoid", "constant"],
+        choices=["linear", "sigmoid", "constant", "cyclical"],
         default=default(TrainConfig, "kl_schedule"),
         help="(default: %(default)s)",
+    )
+    p.add_argument(
+        "--properties",
+        nargs="*",
+        default=[],
+        metavar="NAME",
+        help="train the property head on these objectives (e.g. logp sa qed plogp)",
     )
     p.add_argument("--max-steps-per-epoch", type=int, default=None, help="smoke runs")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
