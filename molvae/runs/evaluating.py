@@ -110,7 +110,7 @@ def _reconstructor(codec: LatentCodec, decoding: str, config: EvaluateConfig) ->
         return codec.reconstruct(smiles, strategy="greedy")
 
     def attempts(smiles: list[str], n: int) -> list[list[str]]:
-        enc = codec.encode(smiles)
+        enc = codec.encode(smiles, check_domain=False)
         gen = torch.Generator().manual_seed(config.seed)
         z = torch.nan_to_num(enc.z, nan=0.0)
         tries = codec.decode_attempts(z, n, temperature=config.temperature, generator=gen)

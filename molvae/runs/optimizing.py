@@ -119,7 +119,7 @@ def campaign_callables(
         )
 
     def encode_fn(smiles: list[str]) -> torch.Tensor:
-        return codec.encode(smiles).z
+        return codec.encode(smiles, check_domain=False).z  # the status is not used here
 
     def objective_fn(smiles: list[str]) -> tuple[np.ndarray, list[str]]:
         res = score_smiles(smiles, objective, n_jobs=bo_config.n_jobs)
