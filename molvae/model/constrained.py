@@ -13,7 +13,7 @@ through the same code with an all-true mask.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -78,12 +78,13 @@ def batched(constraint, n: int, vocab: int, eos_id: int):
 class ConstrainedState:
     """Per-slot bookkeeping of constrained decoding; a slot holds one row (string) at a time.
 
-    ``dist[p % ring, s]`` is slot s's distribution for its p-th token with refused tokens
-    zeroed and ``slot_pos[p % ring, s]`` the position that ring entry holds (-1: none): only
-    the last ``ring`` positions can be chosen again, as only their decoder states are kept.
-    ``refused[s]`` counts the tokens the row has had refused or undone; ``ended[s]`` whether it
-    emitted eos; ``batch.rows[s]`` is its constraint state; ``slot_row[s]`` the row it holds
-    (-1: free). A row's tokens and ending move to ``out_seqs``/``out_ended`` when it finishes.
+    ``toks[s, :length[s]]`` are slot s's tokens so far (eos is never stored). ``dist[p % ring,
+    s]`` is its distribution for its p-th token with refused tokens zeroed and ``slot_pos[p %
+    ring, s]`` the position that ring entry holds (-1: none): only the last ``ring`` positions
+    can be chosen again, as only their decoder states are kept. ``refused[s]`` counts the tokens
+    the row has had refused or undone; ``ended[s]`` whether it emitted eos; ``batch.rows[s]`` is
+    its constraint state; ``slot_row[s]`` the row it holds (-1: free). A row's tokens, length
+    and ending move to ``out_toks``/``out_len``/``out_ended`` when it finishes.
     """
 
     strategy: str
@@ -95,26 +96,32 @@ class ConstrainedState:
     z_rows: int  # rows to decode in all
     dist: np.ndarray  # ring x slots x vocab, float64
     slot_pos: np.ndarray  # ring x slots, int64
-    seqs: list[list[int]] = field(default_factory=list)
-    refused: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    ended: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
-    slot_row: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    toks: np.ndarray  # slots x max_len, int64
+    length: np.ndarray  # slots, int64
+    refused: np.ndarray  # slots, int64
+    ended: np.ndarray  # slots, bool
+    slot_row: np.ndarray  # slots, int64
+    out_toks: np.ndarray  # z_rows x max_len, int64
+    out_len: np.ndarray  # z_rows, int64
+    out_ended: np.ndarray  # z_rows, bool
     next_row: int = 0
-    out_seqs: list[list[int]] = field(default_factory=list)
-    out_ended: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
     @classmethod
-    def new(cls, w: int, vocab: int, ring: int, **kw) -> ConstrainedState:
-        """``w`` slots, distributions over ``vocab`` tokens, ``ring`` positions kept."""
+    def new(cls, w: int, vocab: int, ring: int, max_len: int, **kw) -> ConstrainedState:
+        """``w`` slots, distributions over ``vocab`` tokens, ``ring`` positions kept, rows of at
+        most ``max_len`` tokens."""
+        n = kw["z_rows"]
         return cls(
             dist=np.zeros((ring, w, vocab)),
             slot_pos=np.full((ring, w), -1, dtype=np.int64),
-            seqs=[[] for _ in range(w)],
+            toks=np.zeros((w, max_len), dtype=np.int64),
+            length=np.zeros(w, dtype=np.int64),
             refused=np.zeros(w, dtype=np.int64),
             ended=np.zeros(w, dtype=bool),
             slot_row=np.full(w, -1, dtype=np.int64),
-            out_seqs=[[] for _ in range(kw["z_rows"])],
-            out_ended=np.zeros(kw["z_rows"], dtype=bool),
+            out_toks=np.zeros((n, max_len), dtype=np.int64),
+            out_len=np.zeros(n, dtype=np.int64),
+            out_ended=np.zeros(n, dtype=bool),
             **kw,
         )
 
@@ -123,22 +130,22 @@ class ConstrainedState:
         rows, in row order; returns those slots."""
         free = np.flatnonzero(self.slot_row[lane::lanes] < 0) * lanes + lane
         free = free[: self.z_rows - self.next_row]
+        self.slot_row[free] = self.next_row + np.arange(len(free))
+        self.next_row += len(free)
+        self.length[free] = 0
+        self.refused[free] = 0
+        self.ended[free] = False
+        self.slot_pos[:, free] = -1
         for s in free.tolist():
-            self.slot_row[s] = self.next_row
-            self.next_row += 1
-            self.seqs[s] = []
-            self.refused[s] = 0
-            self.ended[s] = False
-            self.slot_pos[:, s] = -1
             self.batch.reset(s)
         return free
 
     def finish(self, slots: np.ndarray) -> None:
         """Move the rows of ``slots`` (ended, given up or full) out; the slots become free."""
-        for s in slots.tolist():
-            r = self.slot_row[s]
-            self.out_seqs[r], self.out_ended[r] = self.seqs[s], self.ended[s]
-            self.slot_row[s] = -1
+        r = self.slot_row[slots]
+        self.out_toks[r], self.out_len[r] = self.toks[slots], self.length[slots]
+        self.out_ended[r] = self.ended[slots]
+        self.slot_row[slots] = -1
 
 
 def advance(
@@ -151,45 +158,69 @@ def advance(
 ) -> np.ndarray:
     """Each row's next token from ``probs`` (``rows x vocab``, the model's distributions at
     positions ``pos``) and ``masks`` (the tokens its state does not refuse outright), appended
-    to ``st.seqs``; returns the batch indices of the rows that go on (not ended, given up, or
+    to ``st.toks``; returns the batch indices of the rows that go on (not ended, given up, or
     at ``max_len``).
 
     The same process as `choose_token`, run for the whole batch at once: tokens are drawn
-    without replacement (greedy: best first; sampled: in Gumbel order, which draws each next
-    token in proportion to the mass not yet refused), each masked token drawn is a refusal, and
-    a step is a dead end once the tokens not yet refused hold at most ``min_mass``. A row whose
-    first unmasked token fails its check, or that meets a dead end, goes on in `choose_token`.
+    without replacement (greedy: best first; sampled: in the order of an exponential race,
+    which draws each next token in proportion to the mass not yet refused), each masked token
+    drawn is a refusal, and a step is a dead end once the tokens not yet refused hold at most
+    ``min_mass``. A row's first unmasked token needs no sort: the masked tokens drawn before it
+    are those with a larger key. A row whose token fails its check, or that meets a dead end,
+    goes on in `choose_token`.
     """
     n, v = probs.shape
-    if st.strategy == "greedy":
-        order = np.argsort(-probs, axis=1, kind="stable")
-    else:
-        with np.errstate(divide="ignore"):
-            keys = np.log(probs) + st.rng.gumbel(size=(n, v))
-        order = np.argsort(-keys, axis=1)
-    p_ord = np.take_along_axis(probs, order, 1)
-    ok = np.take_along_axis(masks, order, 1) & (p_ord > 0.0)
-    first = np.where(ok.any(1), ok.argmax(1), (p_ord > 0.0).sum(1))  # masked draws before it
-    unrefused = np.zeros((n, v + 1))  # [j]: the mass left after j refusals
-    unrefused[:, :v] = np.cumsum(p_ord[:, ::-1], 1)[:, ::-1]
-    dead_at = (unrefused <= st.min_mass).argmax(1)  # the first j with a dead end
+    # sampled: p / Exp(1) gives the order of Gumbel-max sampling (log p + Gumbel), without logs
+    greedy = st.strategy == "greedy"
+    keys = probs if greedy else probs / st.rng.standard_exponential((n, v))
+    live = probs > 0.0
+    ok = masks & live
+    tokens = np.where(ok, keys, -1.0).argmax(1)  # first best on ties, as a stable sort
+    drawn = np.take_along_axis(keys, tokens[:, None], 1)
+    before = live & ~ok & (keys > drawn)  # masked tokens drawn before the chosen one
+    none = ~ok.any(1)
+    before[none] = live[none]  # nothing allowed: every token with mass is drawn and refused
+    first = before.sum(1)
+    kept = np.where(before, 0.0, probs)
     give_at = st.budget - st.refused[rows]  # the refusal that gives a row up
-    n_refused = np.minimum(np.minimum(first, dead_at), give_at)
-    dropped = np.zeros((n, v), dtype=bool)
-    np.put_along_axis(dropped, order, np.arange(v) < n_refused[:, None], 1)
-    st.dist[pos % len(st.dist), rows] = np.where(dropped, 0.0, probs)
+    plain = (kept.sum(1) > st.min_mass) & (first < give_at)
+    n_refused, cand = first, plain.copy()
+    odd = np.flatnonzero(~plain)  # a dead end or the budget reached on the way: in draw order
+    if len(odd):
+        n_refused = first.copy()
+        n_refused[odd], kept[odd], cand[odd] = _cut(st, keys[odd], probs[odd], first[odd],
+                                                    give_at[odd])  # fmt: skip
+    st.dist[pos % len(st.dist), rows] = kept
     st.refused[rows] += n_refused
-    tokens = np.take_along_axis(order, np.minimum(first, v - 1)[:, None], 1)[:, 0]
-    live = give_at > n_refused  # the others are given up
-    cand = live & (first < dead_at)  # a token to try (else a dead end before it)
+    going_on = give_at > n_refused  # the others are given up
+    cand &= going_on
     fast = st.batch.fast(rows, tokens, cand & (tokens != st.eos_id))
-    for s, k in zip(rows[fast].tolist(), tokens[fast].tolist(), strict=True):
-        st.seqs[s].append(k)
+    took = rows[fast]
+    st.toks[took, st.length[took]] = tokens[fast]
+    st.length[took] += 1
     going = np.flatnonzero(fast & (pos + 1 < max_len)).tolist()
-    for i in np.flatnonzero(live & ~fast).tolist():
+    for i in np.flatnonzero(going_on & ~fast).tolist():
         if _settle(st, int(rows[i]), int(tokens[i]) if cand[i] else -1, pos[i], max_len):
             going.append(i)
     return np.sort(np.asarray(going, dtype=np.int64))
+
+
+def _cut(
+    st: ConstrainedState, keys: np.ndarray, probs: np.ndarray, first: np.ndarray, give_at
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows that meet a dead end or their budget before their first allowed token: how many
+    refusals they make, their distributions with those tokens zeroed, and whether the token
+    is still a candidate (the tokens are refused in draw order: by key, best first)."""
+    n, v = probs.shape
+    order = np.argsort(-keys, axis=1, kind="stable")
+    p_ord = np.take_along_axis(probs, order, 1)
+    unrefused = np.zeros((n, v + 1))  # [j]: the mass left after j refusals
+    unrefused[:, :v] = np.cumsum(p_ord[:, ::-1], 1)[:, ::-1]
+    dead_at = (unrefused <= st.min_mass).argmax(1)  # the first j with a dead end
+    n_refused = np.minimum(np.minimum(first, dead_at), give_at)
+    dropped = np.zeros((n, v), dtype=bool)
+    np.put_along_axis(dropped, order, np.arange(v) < n_refused[:, None], 1)
+    return n_refused, np.where(dropped, 0.0, probs), first < dead_at
 
 
 def _settle(st: ConstrainedState, r: int, k: int, pos: int, max_len: int) -> bool:
@@ -197,7 +228,8 @@ def _settle(st: ConstrainedState, r: int, k: int, pos: int, max_len: int) -> boo
     row goes on in `choose_token`. Whether the row goes on (else it ended or was given up)."""
     if k >= 0 and st.batch.row(r).push(k):
         if k != st.eos_id:
-            st.seqs[r].append(k)
+            st.toks[r, st.length[r]] = k
+            st.length[r] += 1
     else:
         if k >= 0:  # refused by a check the mask could not make
             st.dist[pos % len(st.dist), r, k] = 0.0
@@ -207,7 +239,7 @@ def _settle(st: ConstrainedState, r: int, k: int, pos: int, max_len: int) -> boo
     if k == st.eos_id:
         st.ended[r] = True
         return False
-    return k >= 0 and len(st.seqs[r]) < max_len
+    return k >= 0 and st.length[r] < max_len
 
 
 def choose_token(st: ConstrainedState, r: int) -> int:
@@ -216,17 +248,19 @@ def choose_token(st: ConstrainedState, r: int) -> int:
     May pop tokens off the sequence first (backtracking): the caller then resumes the row from
     the state stored before its new last token.
     """
-    seq, row = st.seqs[r], st.batch.row(r)
+    row, n = st.batch.row(r), int(st.length[r])
     while True:
-        p = st.dist[len(seq) % len(st.dist), r]
+        p = st.dist[n % len(st.dist), r]
         total = p.sum()
         if total <= st.min_mass or total <= 0.0:  # a dead end: undo the previous token
-            q = len(seq) - 1  # re-choosing token q needs the state at q, if still stored
+            q = n - 1  # re-choosing token q needs the state at q, if still stored
             if q < 0 or st.slot_pos[q % len(st.slot_pos), r] != q or st.refused[r] >= st.budget:
                 return -1
-            k = seq.pop()
+            n = q
+            st.length[r] = n
+            k = int(st.toks[r, n])
             row.pop()
-            st.dist[len(seq) % len(st.dist), r, k] = 0.0
+            st.dist[n % len(st.dist), r, k] = 0.0
             st.refused[r] += 1
             continue
         if st.strategy == "greedy":
@@ -236,7 +270,8 @@ def choose_token(st: ConstrainedState, r: int) -> int:
                     len(p) - 1)  # fmt: skip
         if p[k] > 0.0 and row.push(k):
             if k != st.eos_id:
-                seq.append(k)
+                st.toks[r, n] = k
+                st.length[r] = n + 1
             return k
         p[k] = 0.0
         st.refused[r] += 1

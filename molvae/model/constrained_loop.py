@@ -53,10 +53,10 @@ class Loop:
     max_len: int
     n_lanes: int
     modes: Callable[[], list] = list
-    hist: Tensor | None = None  # ring x slot x layers x hidden
+    hist: Tensor | None = None  # (ring * slots) x layers x hidden
 
     def run(self) -> None:
-        """Decode every row of ``z`` (results in ``st.out_seqs``/``st.out_ended``)."""
+        """Decode every row of ``z`` (results in ``st.out_toks``/``out_len``/``out_ended``)."""
         lanes = [Lane(i) for i in range(self.n_lanes)]
         with ThreadPoolExecutor(1, initializer=_enter, initargs=(self.modes,)) as pool:
             while True:
@@ -77,19 +77,22 @@ class Loop:
         """The lane's next tokens from its step's distributions; finished rows leave."""
         st, dev, slots = self.st, self.z.device, lane.slots
         ring = len(st.slot_pos)
-        if self.hist is None:
-            self.hist = torch.zeros(ring, len(st.slot_row), *h.shape[::2], dtype=h.dtype,
-                                    device=dev)  # fmt: skip
-        pos = np.fromiter((len(st.seqs[s]) for s in slots), dtype=np.int64, count=len(slots))
-        self.hist[torch.as_tensor(pos % ring, device=dev), torch.as_tensor(slots, device=dev)] = (
-            h.transpose(0, 1)
-        )
+        w = len(st.slot_row)
+        if self.hist is None:  # entry p % ring * w + s: slot s's state before its p-th token
+            self.hist = torch.zeros(ring * w, *h.shape[::2], dtype=h.dtype, device=dev)
+        pos = st.length[slots]
+        at = pos % ring * w + slots
+        if _host(h):  # numpy's fancy assignment: a third of torch's time on the CPU
+            self.hist.numpy()[at] = h.numpy().transpose(1, 0, 2)
+        else:
+            self.hist.index_copy_(0, torch.as_tensor(at, device=dev), h.transpose(0, 1))
         st.slot_pos[pos % ring, slots] = pos
         going = advance(st, slots, probs, st.batch.masks(slots), pos, self.max_len)
         st.finish(np.delete(slots, going))
         lane.h = _resume(st, self.hist, h, slots, pos, going)
         lane.slots = slots[going]
-        lane.tok = torch.as_tensor([st.seqs[s][-1] for s in lane.slots], device=dev)[:, None]
+        last = st.toks[lane.slots, st.length[lane.slots] - 1]
+        lane.tok = torch.as_tensor(last, device=dev)[:, None]
 
     def _admit(self, lane: Lane) -> None:
         """Start the next rows in the lane's free slots: they join at bos."""
@@ -121,18 +124,28 @@ def _submit(pool: ThreadPoolExecutor | None, fn: Callable, args: tuple) -> Futur
     return done
 
 
+def _host(h: Tensor) -> bool:
+    """Whether ``h`` can be handled as a numpy array (on the CPU, in a type numpy has)."""
+    return h.device.type == "cpu" and h.dtype in (torch.float32, torch.float64)
+
+
 def _resume(
     st: ConstrainedState, hist: Tensor, h: Tensor, slots: np.ndarray, pos: np.ndarray, going
 ) -> Tensor:
     """The decoder state each going slot continues from (``layers x going x hidden``): this
-    step's, unless the row backed up, then the one stored before its new last token."""
-    dev = h.device
-    out = h[:, torch.as_tensor(going, device=dev)]
-    last = np.fromiter((len(st.seqs[s]) - 1 for s in slots[going]), dtype=np.int64)
+    step's, unless the row backed up, then the one stored before its new last token (``hist``
+    as `Loop._choose` keeps it)."""
+    dev, w = h.device, len(st.slot_row)
+    last = st.length[slots[going]] - 1
     back = np.flatnonzero(last != pos[going])
+    at = last[back] % len(st.slot_pos) * w + slots[going][back]
+    if _host(h):
+        out = h.numpy()[:, going]
+        out[:, back] = hist.numpy()[at].transpose(1, 0, 2)
+        return torch.from_numpy(out)
+    out = h[:, torch.as_tensor(going, device=dev)]
     if len(back):
-        s, q = slots[going][back], last[back] % len(hist)
-        out[:, torch.as_tensor(back, device=dev)] = hist[
-            torch.as_tensor(q, device=dev), torch.as_tensor(s, device=dev)
-        ].transpose(0, 1)
+        out[:, torch.as_tensor(back, device=dev)] = hist[torch.as_tensor(at, device=dev)].transpose(
+            0, 1
+        )
     return out

@@ -111,7 +111,7 @@ def decode_constrained(
     gen_dev = generator.device if generator is not None else dev
     seed = torch.randint(0, 2**62, (1,), generator=generator, device=gen_dev)
     st = ConstrainedState.new(
-        w, c.vocab_size, ring, strategy=strategy, eos_id=c.eos_id, budget=4 * max_len,
+        w, c.vocab_size, ring, max_len, strategy=strategy, eos_id=c.eos_id, budget=4 * max_len,
         min_mass=min_mass, rng=np.random.default_rng(int(seed)),
         batch=batched(constraint, w, c.vocab_size, c.eos_id), z_rows=b,
     )  # fmt: skip
@@ -127,18 +127,19 @@ def decode_constrained(
 
     lanes = 2 if w >= 2 * MIN_LANE_ROWS else 1
     Loop(st, step, model.init_hidden, z, c.bos_id, max_len, lanes, modes).run()
-    return _pack_rows(st.out_seqs, st.out_ended, c.pad_id, c.eos_id).to(dev)
+    return _pack_rows(st.out_toks, st.out_len, st.out_ended, c.pad_id, c.eos_id).to(dev)
 
 
-def _pack_rows(seqs: list[list[int]], ended: np.ndarray, pad_id: int, eos_id: int) -> Tensor:
-    """The rows' token lists as ``batch x T`` ids: tokens, eos where the row ended, then pad."""
-    width = max([len(s) + int(e) for s, e in zip(seqs, ended, strict=True)] + [1])
-    out = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    for r, s in enumerate(seqs):
-        out[r, : len(s)] = torch.as_tensor(s, dtype=torch.long)
-        if ended[r]:
-            out[r, len(s)] = eos_id
-    return out
+def _pack_rows(
+    toks: np.ndarray, length: np.ndarray, ended: np.ndarray, pad_id: int, eos_id: int
+) -> Tensor:
+    """The rows' tokens (``toks[r, :length[r]]``) as ``batch x T`` ids: tokens, eos where the
+    row ended, then pad."""
+    width = max(int((length + ended).max(initial=0)), 1)
+    cols = np.arange(width)
+    out = np.where(cols < length[:, None], toks[:, :width], pad_id)
+    out[(cols == length[:, None]) & ended[:, None]] = eos_id
+    return torch.as_tensor(out, dtype=torch.long)
 
 
 def decode_beam(model: MolVAE, z: Tensor, k: int, max_len: int) -> Tensor:

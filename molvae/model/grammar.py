@@ -114,7 +114,9 @@ class BatchGrammar:
         self.rows = rows
         self.tables = rows[0].g if rows else None
         self.vid = np.array([r.vid for r in rows], dtype=np.int64)
-        self.queued: list[list[int]] = [[] for _ in rows]
+        # per slot, the tokens taken by `fast` and not yet applied to its graph
+        self.queue = np.zeros((len(rows), 64), dtype=np.int64)
+        self.queued = np.zeros(len(rows), dtype=np.int64)
 
     def masks(self, slots: np.ndarray) -> np.ndarray:
         """``len(slots) x vocab`` booleans: the tokens each slot's state does not refuse."""
@@ -127,19 +129,22 @@ class BatchGrammar:
         vids = self.vid[slots]
         nxt = t.trans[vids, tokens]
         ok = eligible & (t.codes[vids, tokens] == ALLOW) & (nxt >= 0)
-        self.vid[slots[ok]] = nxt[ok]
-        queued = self.queued
-        for s, k in zip(slots[ok].tolist(), tokens[ok].tolist(), strict=True):
-            queued[s].append(k)
+        took = slots[ok]
+        self.vid[took] = nxt[ok]
+        at = self.queued[took]
+        if len(at) and at.max() >= self.queue.shape[1]:
+            self.queue = np.concatenate([self.queue, np.zeros_like(self.queue)], 1)
+        self.queue[took, at] = tokens[ok]
+        self.queued[took] += 1
         return ok
 
     def row(self, slot: int) -> RowState:
         """The slot's state with its queued tokens applied."""
-        st, q = self.rows[slot], self.queued[slot]
-        if q:
-            for tok in q:
+        st, n = self.rows[slot], self.queued[slot]
+        if n:
+            for tok in self.queue[slot, :n].tolist():
                 st.replay(tok)
-            q.clear()
+            self.queued[slot] = 0
         return st
 
     def sync(self, slot: int) -> None:
@@ -149,5 +154,5 @@ class BatchGrammar:
     def reset(self, slot: int) -> None:
         """A fresh state in ``slot`` (for the next string decoded there)."""
         self.rows[slot] = RowState(self.tables, self.rows[slot].ring_cap)
-        self.queued[slot] = []
+        self.queued[slot] = 0
         self.vid[slot] = self.rows[slot].vid

@@ -166,14 +166,18 @@ class RowState:
 
     def add_bond(self, x: int, y: int, bo: int, arom: bool) -> None:
         atoms, elem = self.atoms, self.g.elem
-        for p, q in ((x, y), (y, x)):
-            t, v, d, na, hi, prom, nopen, fn = atoms[p]
-            if not arom and bo >= 2 and not hi:
-                hi = bo
-            if not d and elem[t] == 8:  # an oxygen's first neighbour (a TEMPO-like radical)
-                fn = elem[atoms[q][T]] == 7
-            atoms[p] = (t, v + bo, d + 1, na + arom, hi, prom, nopen, fn)
-            self.nbrs[p].append((q, arom))
+        tx, vx, dx, nx, hx, px, ox, fx = atoms[x]  # written out for both ends: a hot path
+        ty, vy, dy, ny, hy, py, oy, fy = atoms[y]
+        if not arom and bo >= 2:
+            hx, hy = hx or bo, hy or bo
+        if not dx and elem[tx] == 8:  # an oxygen's first neighbour (a TEMPO-like radical)
+            fx = elem[ty] == 7
+        if not dy and elem[ty] == 8:
+            fy = elem[tx] == 7
+        atoms[x] = (tx, vx + bo, dx + 1, nx + arom, hx, px, ox, fx)
+        atoms[y] = (ty, vy + bo, dy + 1, ny + arom, hy, py, oy, fy)
+        self.nbrs[x].append((y, arom))
+        self.nbrs[y].append((x, arom))
 
     def undo(self) -> None:
         rec = self.trail.pop()
