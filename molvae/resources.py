@@ -1,8 +1,9 @@
 """The bundled model and data, and the cache for fetched data, each named once.
 
-``default`` is the bundled model wherever a checkpoint is expected; ``zinc`` and ``zinc-test`` are
-the bundled ZINC subset wherever a SMILES file is expected (the fetched MOSES names live with their
-fetcher in `molvae.data.zinc`). Knows nothing of the rest of molvae.
+``default`` and the other `BUNDLED_MODELS` name bundled models wherever a checkpoint is expected;
+``zinc`` and ``zinc-test`` are the bundled ZINC subset wherever a SMILES file is expected (the
+fetched MOSES names live with their fetcher in `molvae.data.zinc`). Knows nothing of the rest of
+molvae.
 """
 
 from __future__ import annotations
@@ -13,6 +14,14 @@ from pathlib import Path
 
 DEFAULT_MODEL = "default"
 """The name that stands for the bundled model (``data/models/default.pt``)."""
+
+BUNDLED_MODELS = {
+    DEFAULT_MODEL: "models/default.pt",
+    # ZINC-250k's charged atoms + a property head (logP, -SA, QED, penalized logP); see
+    # docs/models/zinc250k-props.md and pipelines/train_charged.py
+    "zinc250k-props": "models/zinc250k-props.pt",
+}
+"""Model names usable wherever a checkpoint is expected, and their files under `data_dir`."""
 
 BUNDLED_DATA = {"zinc": "zinc/train.csv.gz", "zinc-test": "zinc/test.csv.gz"}
 """Data names usable wherever a SMILES file is expected, and their files under `data_dir`."""
@@ -32,7 +41,8 @@ def cache_dir() -> Path:
 
 
 def resolve_model(spec: str | os.PathLike = DEFAULT_MODEL) -> Path:
-    """A checkpoint path, or ``default`` for the bundled model."""
-    if str(spec) == DEFAULT_MODEL:
-        return data_dir() / "models" / "default.pt"
+    """A checkpoint path, or the name of a bundled model (`BUNDLED_MODELS`: ``default``,
+    ``zinc250k-props``)."""
+    if str(spec) in BUNDLED_MODELS:
+        return data_dir() / BUNDLED_MODELS[str(spec)]
     return Path(spec).expanduser()
