@@ -40,11 +40,11 @@ _EXPORTS = {
         "MolVAE", "SmilesGrammar", "VAEConfig", "load_checkpoint", "save_checkpoint",
         "LatentPrior", "PriorConfig", "fit_prior", "TrainingDomain", "compute_domain",
     ),
-    "molvae.train": ("TrainConfig", "TrainResult", "TrainingDiverged"),
+    "molvae.train": ("TrainConfig", "TrainResult", "TrainingDiverged", "FinetuneConfig"),
     "molvae.evaluation": ("EvaluateConfig", "EvaluationResult", "evaluate"),
     "molvae.bo": (
         "BOConfig", "CampaignResult", "load_campaign", "random_search", "run_campaign",
-        "write_report",
+        "write_report", "GradientConfig", "gradient_campaign",
     ),
     "molvae.runs": (
         "OptimizeRunConfig", "TrainRunConfig", "evaluate_model", "optimize", "train_on_smiles",
@@ -64,6 +64,8 @@ __all__ = [
     "EvaluateConfig",
     "EvaluationResult",
     "FilterConfig",
+    "FinetuneConfig",
+    "GradientConfig",
     "GrammarConfig",
     "LatentCodec",
     "LatentPrior",
@@ -93,6 +95,7 @@ __all__ = [
     "fit_prior",
     "fit_prior_run",
     "get_objective",
+    "gradient_campaign",
     "is_valid",
     "load_campaign",
     "load_checkpoint",
@@ -132,6 +135,8 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time the names load
     from molvae.bo import (
         BOConfig,
         CampaignResult,
+        GradientConfig,
+        gradient_campaign,
         load_campaign,
         random_search,
         run_campaign,
@@ -189,4 +194,4 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time the names load
         optimize,
         train_on_smiles,
     )
-    from molvae.train import TrainConfig, TrainingDiverged, TrainResult
+    from molvae.train import FinetuneConfig, TrainConfig, TrainingDiverged, TrainResult

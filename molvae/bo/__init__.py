@@ -4,8 +4,10 @@ Owns: the settings and callable types (``config``), the GP surrogate (``surrogat
 proposals (``acquisition``), the TuRBO-style trust region (``trust_region``), the crash-safe
 campaign directory and reading it back (``store``), the initial design (``design``), decoding and
 scoring a batch with re-drawing of known molecules (``scoring``), where the trust region sits and
-restarts (``regions``), when a campaign stops (``stopping``), one iteration (``iteration``), the
-loop with ``run_campaign`` and ``random_search`` (``loop``), best / top-10 / PMO top-10 AUC
+restarts (``regions``), weighted retraining's schedule (``retrain``) and data
+(``retrain_data``), when a campaign stops (``stopping``), one iteration (``iteration``), the
+loop with ``run_campaign`` and ``random_search`` (``loop``), property-guided latent ascent
+(``gradient``), best / top-10 / PMO top-10 AUC
 (``metrics``), the report (``report``), and the ``molvae.chem``-backed default callables
 (``chemistry``).
 
@@ -27,6 +29,13 @@ from molvae.bo.config import (
     SampleFn,
     iteration_seed,
 )
+from molvae.bo.gradient import (
+    GradientConfig,
+    PredictFn,
+    ascent_path,
+    ascent_step,
+    gradient_campaign,
+)
 from molvae.bo.loop import random_search, run_campaign
 from molvae.bo.metrics import campaign_metrics, top_k_auc, top_k_mean
 from molvae.bo.regions import restart_region
@@ -38,6 +47,7 @@ from molvae.bo.report import (
     summary_markdown,
     write_report,
 )
+from molvae.bo.retrain_data import RetrainedModel, RetrainFn, rank_weights, retraining_set
 from molvae.bo.scoring import choose_decoded, resolve_batch
 from molvae.bo.stopping import iteration_cap, stop_reason
 from molvae.bo.store import (
@@ -83,11 +93,17 @@ __all__ = [
     "CanonicalFn",
     "DecodeFn",
     "EncodeFn",
+    "GradientConfig",
     "ObjectiveFn",
+    "PredictFn",
     "PriorFn",
     "Proposal",
+    "RetrainFn",
+    "RetrainedModel",
     "SampleFn",
     "TrustRegionState",
+    "ascent_path",
+    "ascent_step",
     "best_of",
     "best_so_far",
     "campaign_metrics",
@@ -98,6 +114,7 @@ __all__ = [
     "empty_history",
     "fit_gp",
     "gpytorch_jitter",
+    "gradient_campaign",
     "iteration_cap",
     "iteration_seed",
     "known_scores",
@@ -110,9 +127,11 @@ __all__ = [
     "prior_bounds",
     "propose_batch",
     "random_search",
+    "rank_weights",
     "read_table",
     "resolve_batch",
     "restart_region",
+    "retraining_set",
     "run_campaign",
     "select_gp_points",
     "sobol_in_box",

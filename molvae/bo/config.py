@@ -48,6 +48,9 @@ class BOConfig:
     more than ``tr_max_waste`` of its proposals decoded to known molecules or invalid strings
     (before re-drawing) it is a failure that halves the region at once. Below ``tr_length_min``
     the region restarts around another good point.
+    Weighted retraining (Tripp et al. 2020; ``molvae.bo.retrain``): every ``retrain_every``
+    iterations (0 = never) the model is fine-tuned on the scored pool and the scored proposals,
+    weighted ``1 / (retrain_k * N + rank)``, and the GP continues in its latent space.
     """
 
     budget: int = 250
@@ -84,6 +87,8 @@ class BOConfig:
     seed: int = 0
     n_jobs: int = 1
     top_k: int = 12
+    retrain_every: int = 0
+    retrain_k: float = 1e-3
 
     def __post_init__(self) -> None:
         if self.acquisition not in ACQUISITIONS:
@@ -98,6 +103,8 @@ class BOConfig:
             raise ValueError("bound_quantile must be in (0, 0.5), tr_max_waste in [0, 1]")
         if self.spares_per_proposal < 0 or self.redraw_rounds < 0:
             raise ValueError("spares_per_proposal and redraw_rounds must be >= 0")
+        if self.retrain_every < 0 or not self.retrain_k > 0:
+            raise ValueError("retrain_every must be >= 0 and retrain_k > 0")
 
 
 def iteration_seed(seed: int, iteration: int) -> int:

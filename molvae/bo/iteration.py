@@ -26,6 +26,7 @@ from molvae.bo.config import (
     iteration_seed,
 )
 from molvae.bo.regions import region_best, region_center, restart_region
+from molvae.bo.retrain_data import RetrainFn, in_latent_space
 from molvae.bo.scoring import _score_batch
 from molvae.bo.store import STATUSES, CampaignStore, best_of, observations
 from molvae.bo.trust_region import TrustRegionState, update_trust_region
@@ -40,6 +41,7 @@ class _Oracles:
     canonical_fn: CanonicalFn | None  # None: molvae.chem's, filled in by _start
     encode_fn: EncodeFn | None = None
     prior_fn: SampleFn | None = None
+    retrain_fn: RetrainFn | None = None  # weighted retraining (`molvae.bo.retrain`)
 
 
 @dataclass
@@ -55,6 +57,14 @@ class _Run:
     bounds: torch.Tensor | None = None  # 2 x d latent box, set by the initial design
     dim: int | None = None
     tr: TrustRegionState | None = None
+    # after weighted retraining: every molecule's latents in the current model (canonical, z..),
+    # and the iteration it was retrained after (rows up to it are seen at these latents)
+    latents: pd.DataFrame | None = None
+    since: int = 0
+
+    def gp_history(self) -> pd.DataFrame:
+        """The history with every row's z in the current model's latent space."""
+        return in_latent_space(self.history, self.latents, self.since, self.dim)
 
 
 def as_latents(z: Any) -> torch.Tensor:
@@ -88,8 +98,9 @@ def _propose(run: _Run, t: int, q: int, start: float) -> dict[str, Any]:
     if run.kind == "bo":
         if run.bounds is None:
             raise ValueError("run_campaign needs init_smiles to set the latent bounds")
-        x, y = observations(run.history, run.dim)
-        center = region_center(run.history, run.tr, run.dim)
+        history = run.gp_history()
+        x, y = observations(history, run.dim)
+        center = region_center(history, run.tr, run.dim)
         prop = propose_batch(cfg, x, y, run.bounds, q, seed_t, run.tr.length if run.tr else None,
                              center=center, n_spare=n_spare,
                              spare_rounds=cfg.redraw_rounds)  # fmt: skip
@@ -100,7 +111,9 @@ def _propose(run: _Run, t: int, q: int, start: float) -> dict[str, Any]:
             prop.spare = as_latents(run.fns.prior_fn(n_all, iteration_seed(seed_t, 1)))
     rec = {"source": prop.source, "fallback": prop.fallback, "gp_points": prop.gp_points,
            "fit_s": prop.fit_s, "acq_s": prop.acq_s,
-           "propose_s": time.perf_counter() - start}  # fmt: skip
+           "propose_s": time.perf_counter() - start,
+           **({"model_version": run.state.get("model_version", 0)}
+              if cfg.retrain_every else {})}  # fmt: skip
     pending = {"iteration": t, "seed": seed_t, "source": prop.source, "z": prop.z.tolist(),
                "spare": [] if prop.spare is None else prop.spare.tolist(),
                "record": rec}  # fmt: skip
@@ -132,7 +145,7 @@ def _update_region(run: _Run, t: int, batch_best: float, waste: float) -> dict[s
     new = update_trust_region(tr, batch_best, ref, waste)
     note = None
     if new.restarts > tr.restarts:
-        new, note = restart_region(new, run.history, t, run.dim)
+        new, note = restart_region(new, run.gp_history(), t, run.dim)
     run.tr = new
     return {"tr_length": new.length, "tr_restarted": note is not None, "tr_restart": note,
             "tr_restarts": new.restarts, "tr_center": new.center_smiles}  # fmt: skip

@@ -8,6 +8,7 @@ Layout of ``out_dir``::
     pending.json      the z of the batch being decoded/scored (exists only mid-iteration)
     state.json        iteration, best, counts, per-iteration records (atomic rewrite)
     report/           plots and summary
+    models/           weighted retraining: retrain_<k>.pt (model version k), latents_<k>.csv
 
 JSON and CSV floats are written with ``repr`` so every latent vector round-trips exactly; a
 resumed campaign therefore sees bit-identical history and proposes what the uninterrupted one did.

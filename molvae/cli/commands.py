@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from molvae.bo import BOConfig
+from molvae.bo import BOConfig, GradientConfig
 from molvae.chem import (
     available_objectives,
     get_objective,
@@ -26,7 +26,7 @@ from molvae.evaluation import EvaluateConfig
 from molvae.io import write_csv
 from molvae.model import GrammarConfig, VAEConfig
 from molvae.runs import OptimizeRunConfig, TrainRunConfig, evaluate_model, optimize, train_on_smiles
-from molvae.train import TrainConfig
+from molvae.train import FinetuneConfig, TrainConfig
 
 
 def _grammar(a: argparse.Namespace) -> GrammarConfig | None:
@@ -145,6 +145,8 @@ def _cmd_optimize(a: argparse.Namespace) -> None:
         "seed": a.seed,
         "n_jobs": a.jobs,
         "trust_region": a.trust_region,
+        "retrain_every": a.retrain_every,
+        "retrain_k": a.retrain_k,
     }
     bo = _config(BOConfig, overrides)
     run = OptimizeRunConfig(
@@ -158,7 +160,10 @@ def _cmd_optimize(a: argparse.Namespace) -> None:
         constrained=not a.unconstrained,
         prior=a.prior,
     )
-    result = optimize(run, bo, progress=not a.no_progress)
+    gradient = GradientConfig(steps=a.steps, step_size=a.step_size, n_starts=a.starts)
+    finetune = FinetuneConfig(steps=a.retrain_steps, batch_size=a.retrain_batch_size,
+                              lr=a.retrain_lr)  # fmt: skip
+    result = optimize(run, bo, progress=not a.no_progress, gradient=gradient, finetune=finetune)
     print(f"best {result.best_score:.4g}: {result.best_smiles}")
     print(f"stopped: {result.stop_reason}")
     print(f"report: {Path(a.out) / 'report' / 'summary.md'}")

@@ -12,10 +12,10 @@ import dataclasses
 import inspect
 from typing import Any
 
-from molvae.bo import ACQUISITIONS, BOConfig
+from molvae.bo import ACQUISITIONS, BOConfig, GradientConfig
 from molvae.resources import DEFAULT_MODEL
 from molvae.runs import OptimizeRunConfig, TrainRunConfig
-from molvae.train import TrainConfig
+from molvae.train import FinetuneConfig, TrainConfig
 
 CSV_OUT = "CSV file (default: standard output)"
 
@@ -171,6 +171,33 @@ def _add_bo_settings(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_gradient_settings(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("--method gradient")
+    g.add_argument("--steps", type=int, default=default(GradientConfig, "steps"),
+                   help="ascent steps (default: %(default)s)")  # fmt: skip
+    g.add_argument("--step-size", type=float, default=default(GradientConfig, "step_size"),
+                   help="latent length of a step (default: %(default)s)")  # fmt: skip
+    g.add_argument("--starts", type=int, default=default(GradientConfig, "n_starts"),
+                   help="chains, from the best initial molecules (default: %(default)s)",
+                   )  # fmt: skip
+
+
+def _add_retrain_settings(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("weighted retraining (Tripp et al. 2020; --method bo)")
+    g.add_argument("--retrain-every", type=int, default=default(BOConfig, "retrain_every"),
+                   help="fine-tune the model every r iterations on the scored molecules weighted "
+                   "by rank (0 = never; default: %(default)s)")  # fmt: skip
+    g.add_argument("--retrain-k", type=float, default=default(BOConfig, "retrain_k"),
+                   help="rank weights 1 / (k N + rank) (default: %(default)s)")  # fmt: skip
+    g.add_argument("--retrain-steps", type=int, default=default(FinetuneConfig, "steps"),
+                   help="fine-tuning updates per retraining (default: %(default)s)")  # fmt: skip
+    g.add_argument("--retrain-batch-size", type=int,
+                   default=default(FinetuneConfig, "batch_size"),
+                   help="molecules per update (default: %(default)s)")  # fmt: skip
+    g.add_argument("--retrain-lr", type=float, default=default(FinetuneConfig, "lr"),
+                   help="fine-tuning learning rate (default: %(default)s)")  # fmt: skip
+
+
 def _optimize(sub: Any) -> None:
     p = sub.add_parser("optimize", help="Bayesian optimization (or random search) in latent space")
     _add_model(p)
@@ -195,8 +222,14 @@ def _optimize(sub: Any) -> None:
     p.add_argument("--iterations", type=int, default=None, help="cap on BO iterations")
     _add_bo_settings(p)
     p.add_argument(
-        "--method", choices=["bo", "random"], default=default(OptimizeRunConfig, "method")
+        "--method",
+        choices=["bo", "random", "gradient"],
+        default=default(OptimizeRunConfig, "method"),
+        help="gradient: ascent on the model's property head from the best initial molecules "
+        "(default: %(default)s)",
     )
+    _add_gradient_settings(p)
+    _add_retrain_settings(p)
     p.add_argument(
         "--prior",
         choices=["auto", "learned", "gaussian"],

@@ -6,18 +6,23 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from molvae.bo import BOConfig, CampaignResult, random_search, run_campaign
+from molvae.bo.gradient import GradientConfig, gradient_campaign
 from molvae.chem import get_objective, score_smiles
 from molvae.data import FilterConfig, load_smiles
 from molvae.io import file_sha256
 from molvae.model import GrammarConfig, LatentCodec
 from molvae.resources import DEFAULT_MODEL, resolve_model
 from molvae.runs.common import environment
+from molvae.runs.gradient import head_predictor
+from molvae.runs.retraining import campaign_retraining
+from molvae.train import FinetuneConfig
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +35,7 @@ class OptimizeRunConfig:
     objective: str = "qed"
     data: str = "zinc"  # initial design pool
     out_dir: str = "campaigns/run"
-    method: str = "bo"  # "bo" | "random"
+    method: str = "bo"  # "bo" | "random" | "gradient" (ascent on the property head)
     device: str = "auto"
     threads: int | None = None  # torch CPU threads (1 is fastest on a busy machine)
     constrained: bool = True  # decode through the SMILES grammar (`GrammarConfig` defaults)
@@ -128,34 +133,61 @@ def campaign_callables(
     return CampaignCallables(decode_fn, encode_fn, objective_fn, prior_sampler(codec, prior))
 
 
+def _metadata(
+    run: OptimizeRunConfig,
+    model_path: Path,
+    grammar: GrammarConfig | None,
+    prior: str,
+    objective_description: str,
+    pinned: dict[str, Any],
+) -> dict[str, Any]:
+    """The campaign's ``metadata``: the run, what its directory is pinned to (``pinned`` adds to
+    `pinned_settings`), the model and the environment."""
+    model_sha256 = file_sha256(model_path)
+    return {
+        "run": asdict(run),
+        "pinned": {**pinned_settings(run, model_sha256, grammar, prior), **pinned},
+        "prior": prior,
+        "grammar": asdict(grammar) if grammar else None,
+        "model_path": str(model_path.resolve()),
+        "model_sha256": model_sha256,
+        "objective_description": objective_description,
+        "environment": environment(),
+    }
+
+
 def optimize(
-    run: OptimizeRunConfig, bo_config: BOConfig | None = None, progress: bool = True
+    run: OptimizeRunConfig,
+    bo_config: BOConfig | None = None,
+    progress: bool = True,
+    gradient: GradientConfig | None = None,
+    finetune: FinetuneConfig | None = None,
 ) -> CampaignResult:
-    """Run (or resume) a latent-space campaign; returns its `CampaignResult` (report written)."""
+    """Run (or resume) a latent-space campaign; returns its `CampaignResult` (report written).
+    ``gradient``: the ascent's settings for ``method="gradient"`` (default `GradientConfig`).
+    ``finetune``: the fine-tuning's settings when ``bo_config.retrain_every`` is set (weighted
+    retraining, BO only; default `FinetuneConfig`); they are pinned like the model."""
     bo_config = bo_config or BOConfig()
-    if run.method not in ("bo", "random"):
-        raise ValueError(f"unknown method {run.method!r} (use 'bo' or 'random')")
+    if run.method not in ("bo", "random", "gradient"):
+        raise ValueError(f"unknown method {run.method!r} (use 'bo', 'random' or 'gradient')")
     if run.threads:
         torch.set_num_threads(run.threads)
     objective = get_objective(run.objective)  # fails early, before any model is loaded
     model_path = resolve_model(run.model)
     grammar = GrammarConfig() if run.constrained else None
     codec = LatentCodec.from_checkpoint(model_path, device=run.device, grammar=grammar)
+    # a model without a head, or a head that cannot predict the objective: one sentence, now
+    predict = head_predictor(codec.model, run.objective) if run.method == "gradient" else None
     prior = resolve_prior(codec, run.prior)
     if prior == "learned":  # the latent box from the prior the model was fitted with
         bo_config = replace(bo_config, bounds="prior")
     fns = campaign_callables(codec, run.objective, bo_config, prior)
-    model_sha256 = file_sha256(model_path)
-    metadata = {
-        "run": asdict(run),
-        "pinned": pinned_settings(run, model_sha256, grammar, prior),
-        "prior": prior,
-        "grammar": asdict(grammar) if grammar else None,
-        "model_path": str(model_path.resolve()),
-        "model_sha256": model_sha256,
-        "objective_description": objective.description,
-        "environment": environment(),
-    }
+    # retrained models decode like this one; their prior is N(0, I) (`molvae.runs.retraining`)
+    retrain, retrain_pinned = campaign_retraining(
+        run.method, bo_config, model_path, codec,
+        lambda c: campaign_callables(c, run.objective, bo_config, "gaussian"), finetune,
+    )  # fmt: skip
+    metadata = _metadata(run, model_path, grammar, prior, objective.description, retrain_pinned)
     # Both methods start from the same initial design (data molecules, scored and encoded once),
     # so their traces are comparable; the campaign draws `init_pool` of these at random.
     init, _ = load_smiles(
@@ -169,8 +201,13 @@ def optimize(
     if run.method == "random":
         result = random_search(bo_config, fns.decode, fns.prior, fns.objective, run.out_dir,
                                encode_fn=fns.encode, **common)  # fmt: skip
+    elif run.method == "gradient":
+        result = gradient_campaign(bo_config, gradient or GradientConfig(), fns.decode,
+                                   fns.encode, predict, fns.objective, out_dir=run.out_dir,
+                                   prior_fn=fns.prior, **common)  # fmt: skip
     else:
         result = run_campaign(bo_config, fns.decode, fns.encode, fns.objective,
-                              out_dir=run.out_dir, prior_fn=fns.prior, **common)  # fmt: skip
+                              out_dir=run.out_dir, prior_fn=fns.prior, retrain_fn=retrain,
+                              **common)  # fmt: skip
     log.info("campaign finished in %.1f s (%s)", time.perf_counter() - t0, result.stop_reason)
     return result
