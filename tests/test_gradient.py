@@ -169,3 +169,25 @@ def test_cli_gradient_campaign_round_trip(tmp_path, zinc_small) -> None:
     bad[bad.index("qed")] = "tpsa"
     assert main(bad) == 2
     assert math.isfinite(res.best_score)
+
+
+def test_chains_step_past_molecules_already_recorded(tmp_path) -> None:
+    """Small steps decode to the same molecule; with substeps the chains move on before a
+    proposal is spent, so fewer proposals are duplicates (and none while the box allows)."""
+
+    def run(out, max_substeps):
+        cfg = BOConfig(budget=100, n_init=5, init_pool=7, init_top=5, n_decode_attempts=1, seed=3)
+        gcfg = GradientConfig(steps=4, step_size=0.1, n_starts=3, max_substeps=max_substeps)
+        return gradient_campaign(cfg, gcfg, decode, encode, _linear, Objective(), POOL, out,
+                                 progress=False, canonical_fn=canonical, report=False,
+                                 prior_fn=prior)  # fmt: skip
+
+    def duplicates(res):
+        steps = res.history[res.history["iteration"] > 0]
+        return int((steps["status"] == "duplicate").sum())
+
+    stuck, moving = run(tmp_path / "stuck", 0), run(tmp_path / "moving", 8)
+    assert duplicates(stuck) > 0
+    assert duplicates(moving) < duplicates(stuck)
+    assert moving.iterations["extra_steps"].sum() > 0
+    assert stuck.iterations["extra_steps"].sum() == 0

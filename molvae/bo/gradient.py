@@ -51,7 +51,9 @@ class GradientConfig:
     the edge), where the decoder has seen latents. A campaign starts ``n_starts`` chains at the
     best molecules of its initial design and decodes them every ``decode_every`` steps, for at
     most ``steps`` steps (and at most ``BOConfig.max_iterations`` decoded steps or until the
-    budget is scored).
+    budget is scored). Consecutive small steps often decode to the same molecule: a chain whose
+    greedy decode is already in the campaign takes up to ``max_substeps`` more steps before its
+    proposal is spent (0 = spend it anyway, and record a duplicate).
     """
 
     steps: int = 80
@@ -60,10 +62,13 @@ class GradientConfig:
     clip: bool = True
     n_starts: int = 10
     decode_every: int = 1
+    max_substeps: int = 8
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.n_starts < 1 or self.decode_every < 1:
             raise ValueError("steps, n_starts and decode_every must be >= 1")
+        if self.max_substeps < 0:
+            raise ValueError(f"max_substeps must be >= 0, not {self.max_substeps}")
         if not (self.step_size > 0 and math.isfinite(self.step_size)):
             raise ValueError(f"step_size must be a positive number, not {self.step_size!r}")
 
@@ -108,16 +113,47 @@ def _starts(history, n: int, dim: int) -> Tensor:
     return torch.tensor(init[z_columns(dim)].to_numpy(dtype=float), dtype=torch.float64)
 
 
-def _next_batch(run, t: int, chain: Tensor, predict_fn: PredictFn, gcfg: GradientConfig) -> dict:
-    """Step the chains ``decode_every`` times and persist the batch of iteration ``t``."""
-    start = time.perf_counter()
-    z = chain
+def _step(z: Tensor, predict_fn: PredictFn, gcfg: GradientConfig, bounds: Tensor | None) -> Tensor:
     for _ in range(gcfg.decode_every):
-        z = ascent_step(z, predict_fn, gcfg, run.bounds)
+        z = ascent_step(z, predict_fn, gcfg, bounds)
+    return z
+
+
+def _skip_known(
+    run, z: Tensor, seed: int, predict_fn: PredictFn, gcfg: GradientConfig
+) -> tuple[Tensor, int]:
+    """Step on the chains whose greedy decode is already recorded (or taken by another chain
+    of this batch), at most ``max_substeps`` times; returns the chains and the extra steps."""
+    known = set(run.history["canonical"].dropna()) if len(run.history) else set()
+    extra = 0
+    for _ in range(gcfg.max_substeps):
+        greedy = [rows[0] if rows else "" for rows in run.fns.decode_fn(z, 1, seed)]
+        stuck, taken = [], set(known)
+        for i, smiles in enumerate(greedy):
+            canon = run.fns.canonical_fn(smiles) if smiles else None
+            if canon is not None and canon in taken:
+                stuck.append(i)
+            elif canon is not None:
+                taken.add(canon)
+        if not stuck:
+            break
+        idx = torch.tensor(stuck)
+        z = z.clone()
+        z[idx] = _step(z[idx], predict_fn, gcfg, run.bounds)
+        extra += len(stuck)
+    return z, extra
+
+
+def _next_batch(run, t: int, chain: Tensor, predict_fn: PredictFn, gcfg: GradientConfig) -> dict:
+    """Step the chains ``decode_every`` times (more where they decode to known molecules) and
+    persist the batch of iteration ``t``."""
+    start = time.perf_counter()
+    seed = iteration_seed(run.cfg.seed, t)
+    z, extra = _skip_known(run, _step(chain, predict_fn, gcfg, run.bounds), seed, predict_fn, gcfg)
     rec = {"source": "gradient", "fallback": None, "gp_points": 0, "fit_s": 0.0, "acq_s": 0.0,
-           "step": t * gcfg.decode_every,
+           "step": t * gcfg.decode_every, "extra_steps": extra,
            "propose_s": time.perf_counter() - start}  # fmt: skip
-    pending = {"iteration": t, "seed": iteration_seed(run.cfg.seed, t), "source": "gradient",
+    pending = {"iteration": t, "seed": seed, "source": "gradient",
                "z": z.tolist(), "spare": [], "record": rec}  # fmt: skip
     run.store.write_pending(pending)
     return pending
