@@ -31,10 +31,9 @@ from molvae.bo.config import (
     SampleFn,
     iteration_seed,
 )
-from molvae.bo.iteration import _n_scored_new, _Oracles, _pending_batch, _run_batch, _write_state
-from molvae.bo.loop import _start
-from molvae.bo.report import write_report
-from molvae.bo.store import CampaignResult, load_campaign, z_columns
+from molvae.bo.iteration import _n_scored_new, _Oracles, _pending_batch, _run_batch
+from molvae.bo.loop import _finish, _start
+from molvae.bo.store import CampaignResult, z_columns
 
 PredictFn = Callable[[Tensor], Tensor]
 """z ``n x d`` (float32, requires grad) -> ``n`` predicted objective values, differentiable."""
@@ -210,9 +209,4 @@ def gradient_campaign(
         bar.update(1)
         t += 1
     bar.close()
-    run.state["stop_reason"] = reason
-    _write_state(run.store, run.state, run.history)
-    result = load_campaign(run.store.dir)
-    if report:
-        write_report(result, top_k=config.top_k)
-    return result
+    return _finish(run, reason, report)

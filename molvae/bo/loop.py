@@ -178,11 +178,16 @@ def _campaign(
         _advance_bar(bar, run.history, t, run.state["iterations"][-1]["best"])
         t += 1
     bar.close()
+    return _finish(run, reason, report)
+
+
+def _finish(run: _Run, reason: str, report: bool) -> CampaignResult:
+    """Record why the campaign stopped, reload it from its directory, write its report."""
     run.state["stop_reason"] = reason
     _write_state(run.store, run.state, run.history)
     result = load_campaign(run.store.dir)
     if report:
-        write_report(result, top_k=cfg.top_k)
+        write_report(result, top_k=run.cfg.top_k)
     return result
 
 
