@@ -191,3 +191,11 @@ def test_chains_step_past_molecules_already_recorded(tmp_path) -> None:
     assert duplicates(moving) < duplicates(stuck)
     assert moving.iterations["extra_steps"].sum() > 0
     assert stuck.iterations["extra_steps"].sum() == 0
+
+
+def test_gradient_campaign_ends_within_the_iteration_cap(tmp_path) -> None:
+    # Budget 100 in batches of 50: ceil(100 / 50) + 2 = 4 iterations, though 3 chains of 50 steps
+    # could go on and never fill the budget.
+    res = _campaign(tmp_path, steps=50)
+    assert res.history["iteration"].max() == 4
+    assert res.stop_reason.startswith("stopped early: 4 iterations, the cap")

@@ -33,6 +33,7 @@ from molvae.bo.config import (
 )
 from molvae.bo.iteration import _n_scored_new, _Oracles, _pending_batch, _run_batch
 from molvae.bo.loop import _finish, _start
+from molvae.bo.stopping import stop_reason
 from molvae.bo.store import CampaignResult, z_columns
 
 PredictFn = Callable[[Tensor], Tensor]
@@ -49,10 +50,12 @@ class GradientConfig:
     ``clip`` the chain stays in the campaign's latent box (a coordinate that leaves it is set on
     the edge), where the decoder has seen latents. A campaign starts ``n_starts`` chains at the
     best molecules of its initial design and decodes them every ``decode_every`` steps, for at
-    most ``steps`` steps (and at most ``BOConfig.max_iterations`` decoded steps or until the
-    budget is scored). Consecutive small steps often decode to the same molecule: a chain whose
-    greedy decode is already in the campaign takes up to ``max_substeps`` more steps before its
-    proposal is spent (0 = spend it anyway, and record a duplicate).
+    most ``steps`` steps; like a BO campaign it also stops when the budget is scored, after
+    ``max_iterations`` decoded steps, else after ``ceil(budget / batch_size) + 2`` of them or
+    two without a new molecule (`molvae.bo.stopping`). Consecutive small steps often decode to
+    the same molecule: a chain whose greedy decode is already in the campaign takes up to
+    ``max_substeps`` more steps before its proposal is spent (0 = spend it anyway, and record
+    a duplicate).
     """
 
     steps: int = 80
@@ -195,12 +198,14 @@ def gradient_campaign(
         n_iter = min(n_iter, config.max_iterations)
     t = run.state["iteration"] + 1
     bar = tqdm(total=n_iter, initial=t - 1, disable=not progress, desc="gradient campaign")
-    reason = f"{n_iter} ascent steps done"
-    while t <= n_iter:
+    while True:
         pending = _pending_batch(run.store, t)
         if pending is None:
-            if config.budget - _n_scored_new(run.history) <= 0:
-                reason = f"budget of {config.budget} scored molecules reached"
+            # The budget, the iteration cap and exhaustion end it as they end a BO campaign.
+            remaining = config.budget - _n_scored_new(run.history)
+            reason = (f"{n_iter} ascent steps done" if t > n_iter
+                      else stop_reason(config, run.state["iterations"], t, remaining))  # fmt: skip
+            if reason is not None:
                 break
             pending = _next_batch(run, t, chain, predict_fn, gradient)
         chain = torch.tensor(pending["z"], dtype=torch.float64)
