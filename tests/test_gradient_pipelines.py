@@ -39,8 +39,13 @@ def test_charged_fine_tune_then_jin_and_bo_benchmarks(tiny_model, tmp_path) -> N
     per = pd.read_csv(out / "per_molecule.csv")
     assert len(per) == 4 and (per["improvement_0.4"] >= 0).all()
     cands = pd.read_csv(out / "candidates.csv")
-    assert set(cands["step"]) == {0, 1, 2, 3, 4}
+    assert set(cands["step"]) == {0, 1, 2, 3, 4} and set(cands["draw"]) == {0}
     assert "GCPN" in (out / "results.md").read_text()
+    draws = tmp_path / "jin-draws"
+    jin = [*jin, "--n", "2", "--posterior-starts", "3", "--out", str(draws)]
+    assert load_pipeline("jin_benchmark").main(jin) == 0
+    more = pd.read_csv(draws / "candidates.csv")
+    assert set(more["draw"]) == {0, 1, 2} and len(more) == 3 * (cands["start"] < 2).sum()
 
     bo = ["--smoke", "--methods", "gradient", "--model", str(best), "--out",
           str(tmp_path / "bo"), "--threads", "1"]  # fmt: skip

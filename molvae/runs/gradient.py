@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor
@@ -80,6 +81,26 @@ def latent_box(codec: LatentCodec, n: int = 10_000, seed: int = 0) -> Tensor:
     return prior_bounds(codec.sample_latents(n, generator=gen))
 
 
+def posterior_starts(
+    mu: Tensor, logvar: Tensor, k: int = 1, scale: float = 1.0, seed: int = 0
+) -> Tensor:
+    """``(n * k) x d`` ascent starts, start-major: per row its posterior mean, then ``k - 1``
+    draws ``mu + scale * sigma * eps`` from the encoder's q(z|x), so the ascent also explores the
+    latents the decoder was trained to read as that molecule. The noise has its own seeded
+    stream, so the decoding samples (and ``k = 1``) do not depend on ``k`` and ``scale``."""
+    if k < 1:
+        raise ValueError(f"posterior starts must be >= 1, not {k}")
+    mu = mu.float()
+    if k == 1:
+        return mu
+    noise_seed = int(np.random.SeedSequence([seed, 1]).generate_state(1)[0])
+    eps = torch.randn(
+        mu.shape[0], k - 1, mu.shape[1], generator=torch.Generator().manual_seed(noise_seed)
+    )
+    draws = mu[:, None] + scale * torch.exp(0.5 * logvar.float())[:, None] * eps
+    return torch.cat([mu[:, None], draws], dim=1).reshape(-1, mu.shape[1])
+
+
 def ascent_candidates(
     codec: LatentCodec,
     smiles: Sequence[str],
@@ -89,25 +110,31 @@ def ascent_candidates(
     temperature: float = 1.0,
     seed: int = 0,
     chunk: int = 4096,
+    n_posterior: int = 1,
+    posterior_scale: float = 1.0,
 ) -> pd.DataFrame:
-    """Encode ``smiles``, ascend the head's ``objective`` from each (in the prior's box), and
-    decode every ``config.decode_every``-th point of the path, start included, ``n_attempts``
-    times (greedy, then samples). Rows: ``start`` (index into ``smiles``), ``step``,
+    """Encode ``smiles``, ascend the head's ``objective`` from each of ``n_posterior`` starts per
+    molecule (`posterior_starts`: the mean first), in the prior's box, and decode every
+    ``config.decode_every``-th point of each path, start included, ``n_attempts`` times (greedy,
+    then samples). Rows: ``start`` (index into ``smiles``), ``draw`` (0 = the mean), ``step``,
     ``attempt``, ``smiles`` (as decoded; not checked); starts that cannot be encoded get none."""
     predict = head_predictor(codec.model, objective)
     enc = codec.encode(list(smiles), check_domain=False)
     rows = torch.as_tensor(enc.ok).nonzero().flatten()
-    path = ascent_path(enc.z[rows], predict, config, latent_box(codec, seed=seed))
+    if enc.logvar is None:  # EncodeResult allows it; LatentCodec.encode always fills it
+        raise ValueError("posterior starts need the encoder's log-variances")
+    z0 = posterior_starts(enc.z[rows], enc.logvar[rows], n_posterior, posterior_scale, seed)
+    path = ascent_path(z0, predict, config, latent_box(codec, seed=seed))
     steps = torch.arange(0, config.steps + 1, config.decode_every)
-    z = path[steps].reshape(-1, path.shape[-1]).float()  # step-major: (steps x starts) x d
+    z = path[steps].reshape(-1, path.shape[-1]).float()  # step-major: (steps x chains) x d
     gen = torch.Generator().manual_seed(seed)
     decoded: list[list[str]] = []
     for s in range(0, z.shape[0], chunk):
         decoded += codec.decode_attempts(z[s : s + chunk], n_attempts, temperature, generator=gen)
-    n = len(rows)
+    n = z0.shape[0]  # chain c is draw c % n_posterior of encoded row c // n_posterior
     out = [
-        (int(rows[k % n]), int(steps[k // n]), a, smi)
-        for k, attempts in enumerate(decoded)
+        (int(rows[i % n // n_posterior]), i % n % n_posterior, int(steps[i // n]), a, smi)
+        for i, attempts in enumerate(decoded)
         for a, smi in enumerate(attempts)
     ]
-    return pd.DataFrame(out, columns=["start", "step", "attempt", "smiles"])
+    return pd.DataFrame(out, columns=["start", "draw", "step", "attempt", "smiles"])
