@@ -85,24 +85,29 @@ def test_grammar_decoding_smoke_counts_the_strings_it_decoded(tmp_path, load, mo
     monkeypatch.setattr(MolVAE, "decode", spy_model)
     assert load("grammar_decoding").main(["--smoke", "--out", str(tmp_path)]) == 0
     df = pd.read_csv(tmp_path / "results.csv").set_index(["strategy", "decoding"])
-    assert len(calls) == len(df) == 4
+    assert len(calls) == len(df) == 6
     for call in calls:
-        strings, n = call["strings"], len(call["strings"])
-        row = df.loc[(call["strategy"], "grammar" if call["grammar"] else "raw")]
-        assert n == 200 and len(call["ids"]) == n and row["molecules"] == n
+        strings, n, g = call["strings"], len(call["strings"]), call["grammar"]
+        decoding = "raw" if g is None else "raw-first" if g.raw_first else "grammar"
+        row = df.loc[(call["strategy"], decoding)]
+        assert n == 200 and row["molecules"] == n
         valid = [s for s in strings if is_valid(s)]
         assert row["valid"] == pytest.approx(len(valid) / n)
         assert row["unique_valid"] == pytest.approx(
             len(set(map(canonical, valid))) / max(len(valid), 1)
         )
         assert row["mean_length"] == pytest.approx(sum(map(len, strings)) / n)
-        if call["grammar"] is None:
-            assert pd.isna(row["gave_up"])
+        if g is None:
+            assert pd.isna(row["gave_up"]) and len(call["ids"]) == n
             continue
+        assert row["gave_up"] == n - len(valid)
+        if g.raw_first:  # raw draws and the grammar's rows: several model calls
+            continue
+        assert len(call["ids"]) == n
         ended = [call["eos"] in ids for ids in call["ids"]]
         assert all(is_valid(s) for s, e in zip(strings, ended, strict=True) if e)
         # so every invalid row is one that never ended (given up, or cut at max_len)
-        assert row["gave_up"] == n - len(valid) <= n - sum(ended)
+        assert n - len(valid) <= n - sum(ended)
 
 
 @pytest.mark.slow  # a real `molvae optimize` in a subprocess: imports and the default pool

@@ -1,20 +1,26 @@
 """Grammar-constrained decoding with the incremental grammar: the batched path (masks, the
 vectorized first choice, table transitions, slots) makes the same choices as asking the grammar
-token by token, and the per-string state undoes exactly what it did."""
+token by token, and the per-string state undoes exactly what it did. Raw first
+(`molvae.model.grammar_hybrid`) keeps the raw strings the grammar accepts, which for greedy
+decoding are the constrained decoder's own."""
 
 from __future__ import annotations
 
 import gzip
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+from conftest import ZINC_SMALL
 
 from molvae.chem import is_valid
-from molvae.data.tokens import tokenize
-from molvae.model import LatentCodec, decoding
-from molvae.model.grammar import SmilesGrammar
+from molvae.data.batching import PadCollate
+from molvae.data.tokens import Vocab, tokenize
+from molvae.model import LatentCodec, MolVAE, VAEConfig, decoding
+from molvae.model.grammar import GrammarConfig, SmilesGrammar
+from molvae.model.grammar_hybrid import decode_raw_first
 from molvae.resources import resolve_model
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "zinc" / "test.csv.gz"
@@ -129,3 +135,125 @@ def test_table_transitions_match_the_graph(codec, zinc) -> None:
         st = grammar.state(seq)
         assert batch.row(s).text() == st.text() == "".join(tokenize(st.text()))
         assert batch.vid[s] == batch.rows[s].vid == st.vid
+
+
+class Scripted:
+    """A stand-in model for `decode_raw_first`: z's first column is the row's index; a row's
+    k-th raw draw is ``draws[k][row]``, its constrained decoding ``fallback[row]`` (SMILES)."""
+
+    def __init__(self, vocab, draws: list[list[str]], fallback: list[str]):
+        self.config = SimpleNamespace(pad_id=vocab.pad_id)
+        self.vocab, self.draws, self.fallback = vocab, draws, fallback
+        self.calls: list[tuple[str, list[int]]] = []
+
+    def decode(self, z, strategy, temperature=1.0, generator=None, constraint=None, **kw):
+        rows = z[:, 0].long().tolist()
+        kind = "raw" if constraint is None else "grammar"
+        drawn = [sum(r in c[1] for c in self.calls if c[0] == "raw") for r in rows]
+        self.calls.append((kind, rows))
+        smiles = [self.draws[k][r] if kind == "raw" else self.fallback[r]
+                  for r, k in zip(rows, drawn, strict=True)]  # fmt: skip
+        ids = [[*self.vocab.encode(s, add_bos_eos=False), self.vocab.eos_id] for s in smiles]
+        out = torch.zeros(len(rows), max(map(len, ids)), dtype=torch.long)
+        for i, seq in enumerate(ids):
+            out[i, : len(seq)] = torch.tensor(seq)
+        return out
+
+
+def raw_first(model, n, strategy, tries, batch_size=2) -> list[str]:
+    z = torch.arange(n, dtype=torch.float32)[:, None].repeat(1, 2)
+    grammar = SmilesGrammar(model.vocab, 8)
+    ids = decode_raw_first(model, z, strategy, 1.0, None, grammar, GrammarConfig(raw_tries=tries),
+                           batch_size)  # fmt: skip
+    return [model.vocab.decode(row) for row in ids.tolist()]
+
+
+def test_raw_first_keeps_accepted_draws_and_sends_the_rest_to_the_grammar(codec) -> None:
+    """Rows keep their first draw the grammar accepts (in ``batch_size`` chunks, widths
+    merged); greedy draws once; sampled rows refused ``raw_tries`` times, and only they, are
+    decoded with the grammar; a draw that keeps under a fifth of its rows is the last."""
+    draws = [["CCO", "C1CC", "c1cccc1", "CC(=O)NCCCCCCCc1ccccc1"],
+             ["CC", "C1CC1", "CC(", "C"],
+             ["N", "N", "C1CCCCCCCC1", "O"]]  # fmt: skip
+    model = Scripted(codec.vocab, draws, ["F", "FF", "FFF", "FFFF"])
+    assert raw_first(model, 4, "greedy", 3) == ["CCO", "FF", "FFF", "CC(=O)NCCCCCCCc1ccccc1"]
+    assert model.calls == [("raw", [0, 1]), ("raw", [2, 3]), ("grammar", [1, 2])]
+    model.calls = []
+    assert raw_first(model, 4, "sample", 3) == ["CCO", "C1CC1", "FFF", "CC(=O)NCCCCCCCc1ccccc1"]
+    assert [c for c in model.calls if c[0] == "grammar"] == [("grammar", [2])]
+    model = Scripted(codec.vocab, [["C1", "C1", "C1", "C1", "CC", "C1"], *draws[1:]], ["F"] * 6)
+    assert raw_first(model, 6, "sample", 3, batch_size=8) == ["F"] * 4 + ["CC", "F"]
+    assert model.calls == [("raw", list(range(6))), ("grammar", [0, 1, 2, 3, 5])]
+
+
+@pytest.fixture(scope="module")
+def tiny() -> LatentCodec:
+    """A tiny model overfitted on the 8 fixture molecules: near them it writes them back, further
+    out strings the grammar refuses (so both paths of raw first are taken)."""
+    vocab = Vocab.build(ZINC_SMALL)
+    torch.manual_seed(0)
+    config = VAEConfig(len(vocab), emb_dim=16, enc_hidden=64, latent_dim=8, dec_hidden=64,
+                       dec_layers=2, max_len=50)  # fmt: skip
+    model = MolVAE(config)
+    x, lengths, _ = PadCollate()([(i, np.array(vocab.encode(s))) for i, s in enumerate(ZINC_SMALL)])
+    opt = torch.optim.Adam(model.parameters(), lr=5e-3)
+    for _ in range(150):
+        out = model(x, lengths)
+        opt.zero_grad()
+        (out.recon + 0.01 * out.kl).backward()
+        opt.step()
+    return LatentCodec(model.eval(), vocab)
+
+
+def test_raw_first_greedy_is_the_constrained_greedy_on_a_tiny_model(tiny) -> None:
+    near = tiny.encode(list(ZINC_SMALL)).z.repeat(25, 1)
+    z = near + torch.randn(near.shape, generator=torch.Generator().manual_seed(0))
+    assert_raw_first_greedy_is_exact(tiny, z, 0.2)
+
+
+def test_raw_first_greedy_is_the_constrained_greedy(codec) -> None:
+    """Where the grammar accepts a row's raw greedy string, constrained greedy decoding writes
+    the same string; so raw first changes no greedy string (here 300 latents; the slow test
+    below: 3,000)."""
+    z = torch.randn(300, codec.latent_dim, generator=torch.Generator().manual_seed(5))
+    assert_raw_first_greedy_is_exact(codec, z)
+
+
+@pytest.mark.slow
+def test_raw_first_greedy_is_the_constrained_greedy_on_thousands(codec) -> None:
+    gen = torch.Generator().manual_seed(6)
+    z = torch.cat([torch.randn(1500, codec.latent_dim, generator=gen),
+                   codec.sample_latents(1500, generator=gen)])  # fmt: skip
+    assert_raw_first_greedy_is_exact(codec, z)
+
+
+def assert_raw_first_greedy_is_exact(codec: LatentCodec, z: torch.Tensor, least=0.5) -> None:
+    kept = SmilesGrammar(codec.vocab, 8).accepts(codec.model.decode(z, "greedy").numpy())
+    assert least < kept.mean() < 0.95  # both paths are taken
+    try:
+        codec.grammar = GrammarConfig(raw_first=False)
+        every_row = codec.decode(z, "greedy")
+        codec.grammar = GrammarConfig(raw_first=True)
+        assert codec.decode(z, "greedy") == every_row
+    finally:
+        codec.grammar = GrammarConfig()
+
+
+def test_raw_first_off_is_the_constrained_decoder_and_on_repeats_when_seeded(codec) -> None:
+    """``raw_first=False`` decodes every row through the grammar as `MolVAE.decode` does with a
+    constraint; raw first, a seeded sample repeats and its rows end valid."""
+    z = torch.randn(60, codec.latent_dim, generator=torch.Generator().manual_seed(7))
+    config = GrammarConfig(raw_first=False)
+    try:
+        codec.grammar = config
+        off = codec.decode(z, "sample", generator=torch.Generator().manual_seed(2))
+        direct = codec.model.decode(
+            z, "sample", generator=torch.Generator().manual_seed(2),
+            constraint=SmilesGrammar(codec.vocab, 8), backtrack=32, min_mass=0.1,
+        )  # fmt: skip
+        assert off == [codec.vocab.decode(row) for row in direct.tolist()]
+        codec.grammar = GrammarConfig(raw_first=True)
+        first, again = (codec.sample(60, "sample", seed=4)[1] for _ in range(2))
+        assert first == again and sum(map(is_valid, first)) >= 54
+    finally:
+        codec.grammar = GrammarConfig()

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import gzip
+from functools import partial
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from molvae.data.tokens import Vocab, tokenize
-from molvae.model.grammar import SmilesGrammar
+from molvae.model.grammar import GrammarConfig, SmilesGrammar
 from molvae.model.grammar_reference import PartialSmilesGrammar
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "zinc" / "train.csv.gz"
@@ -124,3 +126,28 @@ def test_max_ring_size_checks_rings_closed_while_others_were_open_at_eos(
     assert all(capped.allows(seq[:t], seq[t]) for t in range(len(seq)))
     assert not capped.allows(seq, capped.eos_id)
     assert kind(Vocab.build(train_smiles)).allows(seq, capped.eos_id)
+
+
+def test_accepts_is_the_token_by_token_verdict(train_smiles) -> None:
+    """`SmilesGrammar.accepts` on a batch (molecules, broken strings, prefixes, rows without
+    eos) says what pushing each row's tokens and then eos one by one says."""
+    grammar = SmilesGrammar(Vocab.build(train_smiles), max_ring_size=8)
+    broken = ["c1ccccc", "CC(C", "CC=", "c1cccc1", "c1ccs1", "CC(C)oC", "C1CCCCCCCC1", "C1CC1"]
+    seqs = [ids(grammar, s) for s in train_smiles[:150] + broken]
+    seqs += [seq[: len(seq) // 2] for seq in map(partial(ids, grammar), train_smiles[150:250])]
+    width = max(map(len, seqs)) + 2
+    rows = np.zeros((len(seqs) + 2, width), dtype=np.int64)  # pad
+    for r, seq in enumerate(seqs):
+        rows[r, : len(seq) + 1] = [*seq, grammar.eos_id]
+    rows[-2, : len(seqs[0])] = seqs[0]  # a molecule without eos: cut at max_len
+    rows[-1, 0] = grammar.eos_id  # the empty string
+    expected = [all(walk(grammar, seq)) for seq in seqs] + [False, False]
+    got = grammar.accepts(rows)
+    assert got.tolist() == expected
+    assert 150 <= sum(expected) < len(expected) - 50  # both verdicts are exercised
+
+
+def test_grammar_config_checks_raw_tries() -> None:
+    assert GrammarConfig(raw_tries=1).raw_tries == 1
+    with pytest.raises(ValueError, match="raw_tries"):
+        GrammarConfig(raw_tries=0)

@@ -22,6 +22,7 @@ from molvae.model.decoding import CONSTRAINED_WINDOW
 from molvae.model.device import resolve_device
 from molvae.model.domain import TrainingDomain
 from molvae.model.grammar import GrammarConfig, SmilesGrammar
+from molvae.model.grammar_hybrid import decode_raw_first
 from molvae.model.prior import LatentPrior
 from molvae.model.vae import MolVAE
 
@@ -157,7 +158,9 @@ class LatentCodec:
         Greedy and sampled strings follow the grammar unless the codec's ``grammar`` is None;
         beam search never does. Constrained decoding keeps at most `CONSTRAINED_WINDOW` rows in
         flight within one call and refills finished slots, so it gets larger calls (the slow tail
-        of backtracking rows is then paid once per call, not once per ``batch_size`` rows).
+        of backtracking rows is then paid once per call, not once per ``batch_size`` rows). With
+        ``grammar.raw_first`` the rows are decoded raw first, ``batch_size`` at a time, and only
+        those the grammar refuses are decoded through it (`molvae.model.grammar_hybrid`).
         """
         out: list[str] = []
         g = self.grammar
@@ -169,14 +172,14 @@ class LatentCodec:
             "min_mass": g.min_mass,
         }  # fmt: skip
         for s in range(0, z.shape[0], step):
-            ids = self.model.decode(
-                z[s : s + step].to(self.device),
-                strategy=strategy,
-                temperature=temperature,
-                beam_width=beam_width,
-                generator=generator,
-                **extra,
-            )
+            zs = z[s : s + step].to(self.device)
+            if constrained and g.raw_first:
+                ids = decode_raw_first(self.model, zs, strategy, temperature, generator,
+                                       extra["constraint"], g, batch_size)  # fmt: skip
+            else:
+                ids = self.model.decode(
+                    zs, strategy, temperature, beam_width, generator=generator, **extra
+                )
             out.extend(self.vocab.decode(row) for row in ids.cpu().tolist())
         return out
 
