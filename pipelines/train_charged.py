@@ -1,8 +1,8 @@
 """Fine-tune a property-head model onto ZINC-250k's charged atoms; install it as a bundled model.
 
-    python pipelines/train_charged.py --init-from data/training/moses-cpu/last.pt --threads 1
-    python pipelines/train_charged.py --init-from ~/.cache/molvae/runs/moses-cpu/phase1/best.pt \
-        --threads 1 --out runs/zinc250k-props          # again, from a later checkpoint
+    python pipelines/train_charged.py --threads 1     # from the finished full-MOSES training
+    git show 9b068aa:data/training/moses-cpu/last.pt > step925.pt
+    python pipelines/train_charged.py --init-from step925.pt --threads 1  # as the shipped model
     python pipelines/train_charged.py --smoke           # seconds; what CI runs
 
 The MOSES-trained vocabulary has no charged atoms, yet ZINC-250k (and the 800 molecules of the
@@ -68,7 +68,7 @@ NAME = "zinc250k-props"
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--init-from", default="data/training/moses-cpu/last.pt", metavar="MODEL")
+    p.add_argument("--init-from", default="data/training/moses-cpu/best.pt", metavar="MODEL")
     p.add_argument("--zinc250k", default=str(ZINC250K_VALID), help="ZINC-250k molecules")
     p.add_argument("--opt-test", default=str(OPT_TEST), help="the 800 (reconstruction only)")
     p.add_argument("--moses", default="zinc", help="MOSES molecules mixed in (data name/file)")
