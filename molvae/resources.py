@@ -20,6 +20,9 @@ BUNDLED_MODELS = {
     # ZINC-250k's charged atoms + a property head (logP, -SA, QED, penalized logP); see
     # docs/models/zinc250k-props.md and pipelines/train_charged.py
     "zinc250k-props": "models/zinc250k-props.pt",
+    # the default fine-tuned 3 epochs on the full MOSES train split, with a property head and a
+    # learned prior; docs/models/moses-full.md (the candidate next default)
+    "moses-full": "models/moses-full.pt",
 }
 """Model names usable wherever a checkpoint is expected, and their files under `data_dir`."""
 
@@ -42,7 +45,7 @@ def cache_dir() -> Path:
 
 def resolve_model(spec: str | os.PathLike = DEFAULT_MODEL) -> Path:
     """A checkpoint path, or the name of a bundled model (`BUNDLED_MODELS`: ``default``,
-    ``zinc250k-props``)."""
+    ``zinc250k-props``, ``moses-full``)."""
     if str(spec) in BUNDLED_MODELS:
         return data_dir() / BUNDLED_MODELS[str(spec)]
     return Path(spec).expanduser()
