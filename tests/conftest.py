@@ -37,6 +37,31 @@ def zinc_small() -> list[str]:
     return list(ZINC_SMALL)
 
 
+def overfit_tiny_codec():
+    """A tiny model overfitted on `ZINC_SMALL` (150 Adam steps, seed 0): near their codes it
+    writes the 8 molecules back, further out strings the grammar refuses. A fresh one per call,
+    so a module that changes its codec keeps that to itself."""
+    import numpy as np
+
+    from molvae.data.batching import PadCollate
+    from molvae.data.tokens import Vocab
+    from molvae.model import LatentCodec, MolVAE, VAEConfig
+
+    vocab = Vocab.build(ZINC_SMALL)
+    torch.manual_seed(0)
+    config = VAEConfig(len(vocab), emb_dim=16, enc_hidden=64, latent_dim=8, dec_hidden=64,
+                       dec_layers=2, max_len=50)  # fmt: skip
+    model = MolVAE(config)
+    x, lengths, _ = PadCollate()([(i, np.array(vocab.encode(s))) for i, s in enumerate(ZINC_SMALL)])
+    opt = torch.optim.Adam(model.parameters(), lr=5e-3)
+    for _ in range(150):
+        out = model(x, lengths)
+        opt.zero_grad()
+        (out.recon + 0.01 * out.kl).backward()
+        opt.step()
+    return LatentCodec(model.eval(), vocab)
+
+
 def load_pipeline(name: str, folder: Path = ROOT / "pipelines") -> ModuleType:
     """Import ``folder/name.py`` as a module (the pipelines are scripts, not a package)."""
     spec = importlib.util.spec_from_file_location(f"pipeline_{name}", folder / f"{name}.py")

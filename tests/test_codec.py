@@ -5,40 +5,16 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from conftest import ZINC_SMALL, overfit_tiny_codec
 
-from molvae.data.batching import PadCollate
-from molvae.data.tokens import Vocab
-from molvae.model import LatentCodec, MolVAE, VAEConfig
+from molvae.model import LatentCodec
 from molvae.model.checkpoint import save_checkpoint
 
 
 @pytest.fixture(scope="module")
-def trained(request):
+def trained():
     """A tiny model overfitted on the 8 fixture molecules (shared by the module's tests)."""
-    from conftest import ZINC_SMALL
-
-    smiles = list(ZINC_SMALL)
-    vocab = Vocab.build(smiles)
-    torch.manual_seed(0)
-    model = MolVAE(
-        VAEConfig(
-            len(vocab),
-            emb_dim=16,
-            enc_hidden=64,
-            latent_dim=8,
-            dec_hidden=64,
-            dec_layers=2,
-            max_len=50,
-        )
-    )
-    x, lengths, _ = PadCollate()([(i, np.array(vocab.encode(s))) for i, s in enumerate(smiles)])
-    opt = torch.optim.Adam(model.parameters(), lr=5e-3)
-    for _ in range(150):
-        out = model(x, lengths)
-        opt.zero_grad()
-        (out.recon + 0.01 * out.kl).backward()
-        opt.step()
-    return LatentCodec(model.eval(), vocab), smiles
+    return overfit_tiny_codec(), list(ZINC_SMALL)
 
 
 def test_properties(trained) -> None:

@@ -13,12 +13,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from conftest import ZINC_SMALL
+from conftest import ZINC_SMALL, overfit_tiny_codec
 
 from molvae.chem import is_valid
-from molvae.data.batching import PadCollate
-from molvae.data.tokens import Vocab, tokenize
-from molvae.model import LatentCodec, MolVAE, VAEConfig, decoding
+from molvae.data.tokens import tokenize
+from molvae.model import LatentCodec, decoding
 from molvae.model.grammar import GrammarConfig, SmilesGrammar
 from molvae.model.grammar_hybrid import decode_raw_first
 from molvae.resources import resolve_model
@@ -188,21 +187,9 @@ def test_raw_first_keeps_accepted_draws_and_sends_the_rest_to_the_grammar(codec)
 
 @pytest.fixture(scope="module")
 def tiny() -> LatentCodec:
-    """A tiny model overfitted on the 8 fixture molecules: near them it writes them back, further
-    out strings the grammar refuses (so both paths of raw first are taken)."""
-    vocab = Vocab.build(ZINC_SMALL)
-    torch.manual_seed(0)
-    config = VAEConfig(len(vocab), emb_dim=16, enc_hidden=64, latent_dim=8, dec_hidden=64,
-                       dec_layers=2, max_len=50)  # fmt: skip
-    model = MolVAE(config)
-    x, lengths, _ = PadCollate()([(i, np.array(vocab.encode(s))) for i, s in enumerate(ZINC_SMALL)])
-    opt = torch.optim.Adam(model.parameters(), lr=5e-3)
-    for _ in range(150):
-        out = model(x, lengths)
-        opt.zero_grad()
-        (out.recon + 0.01 * out.kl).backward()
-        opt.step()
-    return LatentCodec(model.eval(), vocab)
+    """A tiny overfitted model: near the fixture molecules it writes them back, further out
+    strings the grammar refuses (so both paths of raw first are taken)."""
+    return overfit_tiny_codec()
 
 
 def test_raw_first_greedy_is_the_constrained_greedy_on_a_tiny_model(tiny) -> None:
