@@ -140,8 +140,20 @@ def test_budget_stops_the_ascent(tmp_path) -> None:
                             encode, _linear, Objective(), POOL, tmp_path, progress=False,
                             canonical_fn=canonical, report=False)  # fmt: skip
     assert "budget" in res.stop_reason
-    assert int(((res.history["iteration"] > 0) & (res.history["status"] == "ok")).sum()) >= 2
     assert res.history["iteration"].max() < 50
+    # a batch is trimmed to what the budget still needs (3 chains, budget 2: the best 2 go on)
+    steps = res.history[res.history["iteration"] > 0]
+    assert (steps["iteration"] == 1).sum() == 2
+    needed = 2
+    for _, batch in steps.groupby("iteration"):
+        assert 1 <= len(batch) <= needed
+        needed -= int((batch["status"] == "ok").sum())
+
+
+def test_max_iterations_stops_a_gradient_campaign_in_its_own_words(tmp_path) -> None:
+    res = _campaign(tmp_path, max_iterations=2, steps=50)
+    assert res.history["iteration"].max() == 2
+    assert res.stop_reason.startswith("max_iterations reached: 2 iterations")
 
 
 def test_cli_gradient_campaign_round_trip(tmp_path, zinc_small) -> None:

@@ -33,7 +33,7 @@ from molvae.bo.config import (
 )
 from molvae.bo.iteration import _n_scored_new, _Oracles, _pending_batch, _run_batch
 from molvae.bo.loop import _finish, _start
-from molvae.bo.stopping import stop_reason
+from molvae.bo.stopping import iteration_cap, stop_reason
 from molvae.bo.store import CampaignResult, z_columns
 
 PredictFn = Callable[[Tensor], Tensor]
@@ -146,12 +146,19 @@ def _skip_known(
     return z, extra
 
 
-def _next_batch(run, t: int, chain: Tensor, predict_fn: PredictFn, gcfg: GradientConfig) -> dict:
+def _next_batch(
+    run, t: int, chain: Tensor, predict_fn: PredictFn, gcfg: GradientConfig, limit: int
+) -> dict:
     """Step the chains ``decode_every`` times (more where they decode to known molecules) and
-    persist the batch of iteration ``t``."""
+    persist the batch of iteration ``t``: at most ``limit`` chains (what the budget still
+    needs), those the head predicts best, go on."""
     start = time.perf_counter()
     seed = iteration_seed(run.cfg.seed, t)
     z, extra = _skip_known(run, _step(chain, predict_fn, gcfg, run.bounds), seed, predict_fn, gcfg)
+    if len(z) > limit:
+        with torch.no_grad():
+            keep = predict_fn(z.float()).argsort(descending=True)[:limit].sort().values
+        z = z[keep]
     rec = {"source": "gradient", "fallback": None, "gp_points": 0, "fit_s": 0.0, "acq_s": 0.0,
            "step": t * gcfg.decode_every, "extra_steps": extra,
            "propose_s": time.perf_counter() - start}  # fmt: skip
@@ -194,20 +201,19 @@ def gradient_campaign(
     chain = (_starts(run.history, gradient.n_starts, run.dim) if chain is None
              else torch.tensor(chain, dtype=torch.float64))  # fmt: skip
     n_iter = gradient.steps // gradient.decode_every
-    if config.max_iterations is not None:
-        n_iter = min(n_iter, config.max_iterations)
     t = run.state["iteration"] + 1
-    bar = tqdm(total=n_iter, initial=t - 1, disable=not progress, desc="gradient campaign")
+    total = min(n_iter, iteration_cap(config))
+    bar = tqdm(total=total, initial=t - 1, disable=not progress, desc="gradient campaign")
     while True:
         pending = _pending_batch(run.store, t)
         if pending is None:
             # The budget, the iteration cap and exhaustion end it as they end a BO campaign.
             remaining = config.budget - _n_scored_new(run.history)
-            reason = (f"{n_iter} ascent steps done" if t > n_iter
+            reason = (f"{n_iter} ascent steps done" if remaining > 0 and t > n_iter
                       else stop_reason(config, run.state["iterations"], t, remaining))  # fmt: skip
             if reason is not None:
                 break
-            pending = _next_batch(run, t, chain, predict_fn, gradient)
+            pending = _next_batch(run, t, chain, predict_fn, gradient, remaining)
         chain = torch.tensor(pending["z"], dtype=torch.float64)
         run.state["chain"] = pending["z"]  # written with the iteration's record, atomically
         _run_batch(run, t, pending)
