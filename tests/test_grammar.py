@@ -147,6 +147,26 @@ def test_accepts_is_the_token_by_token_verdict(train_smiles) -> None:
     assert 150 <= sum(expected) < len(expected) - 50  # both verdicts are exercised
 
 
+def test_ends_valid_is_the_eos_check_alone(train_smiles) -> None:
+    """`SmilesGrammar.ends_valid` takes what RDKit and the ring cap take at eos, including forms
+    only partialsmiles refuses (a string ending in a branch), and nothing without an eos or
+    with a token the grammar never allows (pad) before it."""
+    grammar = SmilesGrammar(Vocab.build(train_smiles), max_ring_size=8)
+    cases = {"CCO": True, "CC(C)": True, "c1ccccc1": True, "C1CC": False, "CC(C": False,
+             "c1cccc1": False, "C1CCCCCCCC1": False}  # fmt: skip
+    seqs = [ids(grammar, s) for s in cases]
+    rows = np.zeros((len(seqs) + 3, 12), dtype=np.int64)
+    for r, seq in enumerate(seqs):
+        rows[r, : len(seq) + 1] = [*seq, grammar.eos_id]
+    rows[-3, :3] = seqs[0]  # no eos
+    rows[-2, 0] = grammar.eos_id  # the empty string
+    rows[-1, :5] = [*seqs[0][:2], 0, seqs[0][2], grammar.eos_id]  # pad inside: "CC" pad "O"
+    assert grammar.ends_valid(rows).tolist() == [*cases.values(), False, False, False]
+    assert grammar.accepts(rows).tolist() == [True, False, True] + [False] * 7
+    uncapped = SmilesGrammar(Vocab.build(train_smiles))
+    assert uncapped.ends_valid(rows[6:7]).tolist() == [True]
+
+
 def test_grammar_config_checks_raw_tries() -> None:
     assert GrammarConfig(raw_tries=1).raw_tries == 1
     with pytest.raises(ValueError, match="raw_tries"):

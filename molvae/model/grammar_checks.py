@@ -8,6 +8,8 @@ whole graph and run when such a token is chosen.
 
 from __future__ import annotations
 
+from collections import Counter
+
 from rdkit import Chem
 
 from molvae.chem import parse
@@ -151,13 +153,19 @@ def final_ok(st: RowState) -> bool:
             return False
     finally:
         st.prev.append(cur)
+    return molecule_ok(st.text(), st.ring_cap, stats)
+
+
+def molecule_ok(smiles: str, ring_cap: int, stats: Counter) -> bool:
+    """RDKit's word on a finished string and, with ``ring_cap`` (0: none), its largest ring;
+    counted in ``stats``."""
     stats["rdkit_checked"] += 1
-    mol = rdkit_mol(st.text())
+    mol = rdkit_mol(smiles)
     if mol is None:
         stats["rdkit_refused"] += 1
         return False
     rings = mol.GetRingInfo().AtomRings()
-    if st.ring_cap and max(map(len, rings), default=0) > st.ring_cap:
+    if ring_cap and max(map(len, rings), default=0) > ring_cap:
         stats["ring_refused"] += 1
         return False
     stats["ended"] += 1
