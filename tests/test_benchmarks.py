@@ -59,6 +59,10 @@ def test_sample_throughput_smoke(tmp_path, load) -> None:
     n = 2 if fast_bf16(torch.device("cpu")) else 1
     assert df["strategy"].tolist() == ["greedy"] * n + ["sample"] * n
     assert (df["molecules"] == 16).all() and (df["mean_steps"] <= 100).all()
+    grammar = pd.read_csv(tmp_path / "grammar.csv")
+    rows = ["raw", "grammar", "grammar-every-row"]
+    assert grammar["decoding"].tolist() == rows * 2
+    assert (grammar["molecules"] == 16).all() and grammar["mol_per_s"].gt(0).all()
 
 
 def test_grammar_decoding_smoke_counts_the_strings_it_decoded(tmp_path, load, monkeypatch) -> None:

@@ -18,11 +18,12 @@ the bf16 autocast it uses by default there. ``sample`` against MOSES's sampler i
 like-for-like row (same strategy); ``greedy`` is what reconstruction and BO decoding use.
 
 A second table (``grammar.csv``) decodes the first ``--grammar-batches`` batches with the same
-molvae model raw and through the SMILES grammar (`GrammarConfig` defaults, the default
-precision), alternating batch by batch so a busy machine slows both alike: molecules/s, their
-ratio, RDKit validity, and ``rdkit_refused``, the share of the grammar's final RDKit checks that
-rejected the string. A model trained this briefly writes few valid strings, so the grammar
-backtracks more than with the bundled model (`grammar_decoding.py`).
+molvae model raw, through the SMILES grammar as `LatentCodec.decode` does by default (``grammar``:
+raw first, the grammar for the rows it refuses) and with every row through the grammar
+(``grammar-every-row``, ``raw_first=False``), alternating batch by batch so a busy machine slows
+all alike: molecules/s, ratio to raw, RDKit validity, and ``rdkit_refused``, the share of the
+grammar's RDKit checks that rejected the string. A model trained this briefly writes few valid
+strings, so the grammar backtracks more than with the bundled model (`grammar_decoding.py`).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from molvae.data import cache_dir, encode_all, read_smiles
 from molvae.data.tokens import Vocab
 from molvae.io import markdown_table
 from molvae.model import GrammarConfig, MolVAE, SmilesGrammar, fast_bf16
+from molvae.model.grammar_hybrid import decode_raw_first
 from molvae.model.grammar_tables import tables_for
 from molvae.train import TrainConfig, train
 
@@ -93,38 +95,52 @@ def run_molvae(model: MolVAE, vocab: Vocab, zs: list[torch.Tensor], strategy: st
     return _row("molvae", label, strategy, n, mol_steps, time.perf_counter() - t0)
 
 
+GRAMMAR_ROWS = {"grammar": GrammarConfig(), "grammar-every-row": GrammarConfig(raw_first=False)}
+"""The decoders timed against raw: the default (raw first, `molvae.model.grammar_hybrid`) and
+every row through the grammar (the decoder before raw first)."""
+
+
+def _decode_ids(model: MolVAE, vocab: Vocab, z: torch.Tensor, strategy: str, name: str):
+    """Ids of one batch, decoded raw or as `LatentCodec.decode` would with ``GRAMMAR_ROWS``."""
+    gen = torch.Generator().manual_seed(0)
+    z = z[:, : model.config.latent_dim]
+    if name == "raw":
+        return model.decode(z, strategy, max_len=100, generator=gen)
+    cfg = GRAMMAR_ROWS[name]
+    grammar = SmilesGrammar(vocab, cfg.max_ring_size)
+    if cfg.raw_first:
+        return decode_raw_first(model, z, strategy, 1.0, gen, grammar, cfg, batch_size=len(z))
+    return model.decode(z, strategy, max_len=100, generator=gen, constraint=grammar,
+                        backtrack=cfg.backtrack, min_mass=cfg.min_mass)  # fmt: skip
+
+
 def run_grammar(model: MolVAE, vocab: Vocab, zs: list[torch.Tensor], strategy: str) -> list:
-    """Raw and grammar-constrained decoding of ``zs``, alternating per batch: two rows."""
-    cfg, amp = GrammarConfig(), fast_bf16(torch.device("cpu"))
+    """Raw and grammar-constrained decoding of ``zs`` (`GRAMMAR_ROWS`), alternating per batch:
+    three rows."""
+    amp = fast_bf16(torch.device("cpu"))
+    names = ["raw", *GRAMMAR_ROWS]
     stats = tables_for(vocab.tokens).stats
-    before = dict(stats)
-    seconds, valid, n = {"raw": 0.0, "grammar": 0.0}, {"raw": 0, "grammar": 0}, 0
+    seconds, valid, n = dict.fromkeys(names, 0.0), dict.fromkeys(names, 0), 0
+    checked, refused = dict.fromkeys(names, 0), dict.fromkeys(names, 0)
     for z in zs:
-        for name in ("raw", "grammar"):
-            kw = (
-                {}
-                if name == "raw"
-                else {
-                    "constraint": SmilesGrammar(vocab, cfg.max_ring_size),
-                    "backtrack": cfg.backtrack,
-                    "min_mass": cfg.min_mass,
-                }
-            )
+        for name in names:
+            before = dict(stats)
             t0 = time.perf_counter()
-            ids = model.decode(z[:, : model.config.latent_dim], strategy, max_len=100, amp=amp,
-                               generator=torch.Generator().manual_seed(0), **kw)  # fmt: skip
+            ids = _decode_ids(model, vocab, z, strategy, name)
             strings = [vocab.decode(row) for row in ids.tolist()]
             seconds[name] += time.perf_counter() - t0
             valid[name] += sum(map(is_valid, strings))
+            checked[name] += stats["rdkit_checked"] - before.get("rdkit_checked", 0)
+            refused[name] += stats["rdkit_refused"] - before.get("rdkit_refused", 0)
         n += len(z)
-    checked = stats["rdkit_checked"] - before.get("rdkit_checked", 0)
-    refused = stats["rdkit_refused"] - before.get("rdkit_refused", 0)
     rows = [{"model": "molvae", "precision": precision(amp, torch.device("cpu")),
              "strategy": strategy, "decoding": name, "molecules": n, "valid": valid[name] / n,
              "seconds": seconds[name], "mol_per_s": n / seconds[name]}
-            for name in ("raw", "grammar")]  # fmt: skip
-    rows[1]["ratio"] = rows[1]["mol_per_s"] / rows[0]["mol_per_s"]
-    rows[1]["rdkit_refused"] = refused / checked if checked else float("nan")
+            for name in names]  # fmt: skip
+    for row in rows[1:]:
+        name = row["decoding"]
+        row["ratio"] = row["mol_per_s"] / rows[0]["mol_per_s"]
+        row["rdkit_refused"] = refused[name] / checked[name] if checked[name] else float("nan")
     return rows
 
 
