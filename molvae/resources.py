@@ -16,13 +16,16 @@ DEFAULT_MODEL = "default"
 """The name that stands for the bundled model (``data/models/default.pt``)."""
 
 BUNDLED_MODELS = {
+    # the MOSES-250k model fine-tuned 3 epochs on the full MOSES train split, with a property
+    # head and a learned prior; docs/models/default.md
     DEFAULT_MODEL: "models/default.pt",
+    "moses-full": "models/default.pt",  # its name before it became the default
+    # the default before it (13 epochs on the bundled 237k MOSES molecules); the start of
+    # both moses-full and zinc250k-props
+    "moses-250k": "models/moses-250k.pt",
     # ZINC-250k's charged atoms + a property head (logP, -SA, QED, penalized logP); see
     # docs/models/zinc250k-props.md and pipelines/train_charged.py
     "zinc250k-props": "models/zinc250k-props.pt",
-    # the default fine-tuned 3 epochs on the full MOSES train split, with a property head and a
-    # learned prior; docs/models/moses-full.md (the candidate next default)
-    "moses-full": "models/moses-full.pt",
 }
 """Model names usable wherever a checkpoint is expected, and their files under `data_dir`."""
 
@@ -44,8 +47,8 @@ def cache_dir() -> Path:
 
 
 def resolve_model(spec: str | os.PathLike = DEFAULT_MODEL) -> Path:
-    """A checkpoint path, or the name of a bundled model (`BUNDLED_MODELS`: ``default``,
-    ``zinc250k-props``, ``moses-full``)."""
+    """A checkpoint path, or the name of a bundled model (`BUNDLED_MODELS`: ``default``
+    (also ``moses-full``), ``moses-250k``, ``zinc250k-props``)."""
     if str(spec) in BUNDLED_MODELS:
         return data_dir() / BUNDLED_MODELS[str(spec)]
     return Path(spec).expanduser()

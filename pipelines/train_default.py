@@ -1,11 +1,11 @@
-"""Train the bundled default model and install it as ``data/models/default.pt``.
+"""Train the bundled models and install them under ``data/models/``.
 
-    python pipelines/train_default.py                      # the shipped CPU model (bundled ZINC)
+    python pipelines/train_default.py                      # moses-250k (bundled ZINC, CPU)
     python pipelines/train_default.py --preset gpu --data zinc-full --device cuda
     python pipelines/train_default.py --init-from default --epochs 3 --beta 0.1  # fine-tune
     python pipelines/train_default.py --smoke              # seconds; what CI runs
     python pipelines/train_default.py --preset moses-cpu --threads 1 --no-install \
-        --out runs/moses-cpu                               # fine-tune on full MOSES (hours)
+        --out runs/moses-cpu                               # the default: full MOSES (hours)
     python pipelines/train_default.py --preset moses-cpu --threads 1 --no-install \
         --out runs/moses-cpu --resume                      # go on after a kill, exactly
 
@@ -14,19 +14,23 @@ from the previous phase's best checkpoint (``--init-from`` replaces the earlier 
 given model). The ``cpu`` preset first learns the data at KL weight 0.5, then fine-tunes at 0.1
 so the latent code carries more of each molecule (measured: greedy reconstruction of validation
 molecules rose from 29% to 83%, while prior validity fell from 82% to 69%; see
-``data/models/default.json`` and docs/BENCHMARKS.md).
+``data/models/moses-250k.json`` and docs/BENCHMARKS.md). It installs as ``moses-250k``, the
+default until the full-MOSES model replaced it.
 
-The ``moses-cpu`` preset fine-tunes the bundled model (same size) on the full MOSES train split
+The ``moses-cpu`` preset, the default model's recipe (docs/models/default.md), fine-tunes
+``moses-250k`` (same size) on the full MOSES train split
 (``zinc-full``, fetched by ``molvae fetch-zinc``) with a property head on logP, -SA, QED and
 penalized logP, at a constant KL weight of 0.1. It writes ``last.pt`` every 5 minutes, inside
 epochs too, so it can run as many shorter sessions: rerun it with ``--resume`` and it goes on
 exactly where it stopped (the properties of the 1.58M molecules are computed once, in 2
-processes, and kept beside the token cache).
+processes, and kept beside the token cache). The bundled default then had its prior fitted with
+``molvae fit-prior`` (the command is in its card).
 
 Writes ``OUT/phase<k>/`` run directories (checkpoints, metrics.csv, config.json, run.json) and,
-unless ``--no-install``, copies the last phase's best checkpoint to ``data/models/default.pt``
-with a training record ``data/models/default.json`` (data, configs, seed, hardware, wall time,
-every epoch's validation metrics).
+unless ``--no-install``, copies the last phase's best checkpoint over the bundled model
+``--install-as`` names (the ``cpu`` preset: ``moses-250k``; the others: ``default``) with a
+training record beside it (``.json``: data, configs, seed, hardware, wall time, every epoch's
+validation metrics).
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from pathlib import Path
 import pandas as pd
 
 from molvae.io import write_bytes, write_text
-from molvae.resources import data_dir
+from molvae.resources import BUNDLED_MODELS, DEFAULT_MODEL, resolve_model
 from molvae.runs import TrainRunConfig, environment, train_on_smiles
 from molvae.train import TrainConfig
 
@@ -57,9 +61,12 @@ PRESETS = {
 }
 # Run settings a preset fixes (the command line's --data / --init-from override them).
 RUNS = {
-    "moses-cpu": dict(data="zinc-full", init_from="default",
+    "moses-cpu": dict(data="zinc-full", init_from="moses-250k",
                       properties=["logp", "sa", "qed", "plogp"]),
 }  # fmt: skip
+# The bundled model a preset's result replaces (the others: the default).
+INSTALL_AS = {"cpu": "moses-250k"}
+INSTALLABLE = sorted({DEFAULT_MODEL, "moses-250k", "zinc250k-props"})
 # Training phases. At KL weight 0.5 the KL settled near 18 nats and greedy reconstruction near
 # 40%; at 0.1 (MOSES uses 0.05) the code carries about 35 nats and reconstruction passes 80%.
 TRAIN = {
@@ -112,6 +119,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                       help="last.pt this often inside epochs (0 = at epoch ends)")  # fmt: skip
     p.add_argument("--smoke", action="store_true", help="tiny model, 300 molecules, a few steps")
     p.add_argument("--no-install", action="store_true", help="do not copy into data/models/")
+    p.add_argument("--install-as", choices=INSTALLABLE, default=None,
+                   help="the bundled model to replace (default: the preset's)")  # fmt: skip
     return p.parse_args(argv)
 
 
@@ -132,8 +141,8 @@ def plan(a: argparse.Namespace) -> tuple[str, list[dict], dict, str | None, dict
     if init_from is not None:
         phases = phases[-1:]
         phases[0]["kl_schedule"] = "constant"  # the KL term is already on: no second warm-up
-        if init_from == "default":  # keep the history of the model being fine-tuned
-            record_path = data_dir() / "models" / "default.json"
+        if init_from in BUNDLED_MODELS:  # keep the history of the model being fine-tuned
+            record_path = resolve_model(init_from).with_suffix(".json")
             started_from = json.loads(record_path.read_text()) if record_path.exists() else None
     return preset, phases, run_kw, init_from, started_from
 
@@ -177,11 +186,11 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(record["final_epoch"], indent=2))
     if a.smoke or a.no_install:
         return 0
-    target = data_dir() / "models"
-    target.mkdir(parents=True, exist_ok=True)
-    write_bytes(target / "default.pt", result.best_path.read_bytes())
-    write_text(target / "default.json", text)
-    print(f"installed {target / 'default.pt'} ({wall / 60:.1f} min)")
+    target = resolve_model(a.install_as or INSTALL_AS.get(preset, DEFAULT_MODEL))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes(target, result.best_path.read_bytes())
+    write_text(target.with_suffix(".json"), text)
+    print(f"installed {target} ({wall / 60:.1f} min)")
     return 0
 
 

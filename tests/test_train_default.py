@@ -13,26 +13,27 @@ from molvae.model import load_checkpoint
 from molvae.resources import resolve_model
 
 
-def test_moses_cpu_preset_fine_tunes_the_default_with_properties(tmp_path) -> None:
+def test_moses_cpu_preset_fine_tunes_moses_250k_with_properties(tmp_path) -> None:
+    """The default model's recipe: moses-250k, fine-tuned with a property head."""
     data = tmp_path / "mols.smi"
     data.write_text("\n".join(read_smiles("zinc-test")[:40]) + "\n")
-    installed = resolve_model("default").read_bytes()
+    installed = {m: resolve_model(m).read_bytes() for m in ("default", "moses-250k")}
     out = tmp_path / "run"
     args = ["--preset", "moses-cpu", "--data", str(data), "--batch-size", "16", "--epochs", "1",
             "--threads", "1", "--no-install", "--out", str(out)]  # fmt: skip
     assert load_pipeline("train_default").main(args) == 0
     run = json.loads((out / "phase1" / "run.json").read_text())
-    assert run["run"]["init_from"] == "default" and run["run"]["data"] == str(data)
+    assert run["run"]["init_from"] == "moses-250k" and run["run"]["data"] == str(data)
     assert run["properties"]["names"] == ["logp", "sa", "qed", "plogp"]
     train = json.loads((out / "phase1" / "config.json").read_text())["train"]
     assert train["checkpoint_minutes"] == 5.0 and train["beta_max"] == 0.1
     assert train["kl_schedule"] == "constant" and train["num_threads"] == 1
     best = load_checkpoint(out / "phase1" / "best.pt")
-    default = load_checkpoint(resolve_model("default"))
+    start = load_checkpoint(resolve_model("moses-250k"))
     assert best.config.property_dim == 4
-    assert {**best.config.to_dict(), "property_dim": 0} == default.config.to_dict()
+    assert {**best.config.to_dict(), "property_dim": 0} == start.config.to_dict()
     assert len(pd.read_csv(out / "phase1" / "metrics.csv")) == 1
-    assert resolve_model("default").read_bytes() == installed  # --no-install
+    assert {m: resolve_model(m).read_bytes() for m in installed} == installed  # --no-install
     # --resume on a finished run adds nothing
     assert load_pipeline("train_default").main([*args, "--resume"]) == 0
     assert len(pd.read_csv(out / "phase1" / "metrics.csv")) == 1
