@@ -205,6 +205,28 @@ def test_chains_step_past_molecules_already_recorded(tmp_path) -> None:
     assert stuck.iterations["extra_steps"].sum() == 0
 
 
+def test_growing_substeps_leave_a_wide_basin_equal_steps_do_not(tmp_path) -> None:
+    """Tiny steps with 6 equal substeps stay on the molecules already recorded; the same substeps,
+    each twice the last, reach new ones (the fakes' molecules change every ~0.4 of z0)."""
+
+    def run(out, growth):
+        cfg = BOConfig(budget=100, n_init=5, init_pool=7, init_top=5, n_decode_attempts=1, seed=3)
+        gcfg = GradientConfig(steps=3, step_size=0.01, n_starts=3, max_substeps=6,
+                              substep_growth=growth)  # fmt: skip
+        return gradient_campaign(cfg, gcfg, decode, encode, _linear, Objective(), POOL, out,
+                                 progress=False, canonical_fn=canonical, report=False,
+                                 prior_fn=prior)  # fmt: skip
+
+    def new_molecules(res):
+        steps = res.history[res.history["iteration"] > 0]
+        return int((steps["status"] != "duplicate").sum())
+
+    equal, growing = run(tmp_path / "equal", 1.0), run(tmp_path / "growing", 2.0)
+    assert new_molecules(growing) > new_molecules(equal)
+    with pytest.raises(ValueError, match="substep_growth"):
+        GradientConfig(substep_growth=0.5)
+
+
 def test_gradient_campaign_ends_within_the_iteration_cap(tmp_path) -> None:
     # Budget 100 in batches of 50: ceil(100 / 50) + 2 = 4 iterations, though 3 chains of 50 steps
     # could go on and never fill the budget.

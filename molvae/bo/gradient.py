@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +55,10 @@ class GradientConfig:
     two without a new molecule (`molvae.bo.stopping`). Consecutive small steps often decode to
     the same molecule: a chain whose greedy decode is already in the campaign takes up to
     ``max_substeps`` more steps before its proposal is spent (0 = spend it anyway, and record
-    a duplicate).
+    a duplicate), each ``substep_growth`` times the length of the one before (1 = equal steps):
+    a well-trained decoder maps a wide region around a molecule's code back to it, and with
+    equal steps of 0.1 the default model's first batch on penalized logP was 46 of 50
+    duplicates.
     """
 
     steps: int = 80
@@ -65,12 +68,15 @@ class GradientConfig:
     n_starts: int = 10
     decode_every: int = 1
     max_substeps: int = 8
+    substep_growth: float = 2.0
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.n_starts < 1 or self.decode_every < 1:
             raise ValueError("steps, n_starts and decode_every must be >= 1")
         if self.max_substeps < 0:
             raise ValueError(f"max_substeps must be >= 0, not {self.max_substeps}")
+        if not (self.substep_growth >= 1 and math.isfinite(self.substep_growth)):
+            raise ValueError(f"substep_growth must be >= 1, not {self.substep_growth!r}")
         if not (self.step_size > 0 and math.isfinite(self.step_size)):
             raise ValueError(f"step_size must be a positive number, not {self.step_size!r}")
 
@@ -125,9 +131,11 @@ def _skip_known(
     run, z: Tensor, seed: int, predict_fn: PredictFn, gcfg: GradientConfig
 ) -> tuple[Tensor, int]:
     """Step on the chains whose greedy decode is already recorded (or taken by another chain
-    of this batch), at most ``max_substeps`` times; returns the chains and the extra steps."""
+    of this batch), at most ``max_substeps`` times, each step of a chain ``substep_growth``
+    times longer than its last; returns the chains and the extra steps."""
     known = set(run.history["canonical"].dropna()) if len(run.history) else set()
     extra = 0
+    scale = torch.ones(len(z), dtype=torch.float64)
     for _ in range(gcfg.max_substeps):
         greedy = [rows[0] if rows else "" for rows in run.fns.decode_fn(z, 1, seed)]
         stuck, taken = [], set(known)
@@ -139,9 +147,12 @@ def _skip_known(
                 taken.add(canon)
         if not stuck:
             break
-        idx = torch.tensor(stuck)
         z = z.clone()
-        z[idx] = _step(z[idx], predict_fn, gcfg, run.bounds)
+        for s in scale[stuck].unique().tolist():
+            idx = torch.tensor([i for i in stuck if scale[i] == s])
+            z[idx] = _step(z[idx], predict_fn, replace(gcfg, step_size=gcfg.step_size * s),
+                           run.bounds)  # fmt: skip
+        scale[stuck] *= gcfg.substep_growth
         extra += len(stuck)
     return z, extra
 
@@ -194,7 +205,10 @@ def gradient_campaign(
     is refused.
     """
     metadata = dict(metadata or {})
-    metadata["pinned"] = {**metadata.get("pinned", {}), "gradient": asdict(gradient)}
+    pinned = asdict(gradient)
+    if gradient.substep_growth == 1.0:  # as campaigns before the setting existed pinned it
+        pinned.pop("substep_growth")
+    metadata["pinned"] = {**metadata.get("pinned", {}), "gradient": pinned}
     fns = _Oracles(decode_fn, objective_fn, canonical_fn, encode_fn=encode_fn, prior_fn=prior_fn)
     run = _start("gradient", config, out_dir, fns, list(init_smiles), metadata)
     chain = run.state.get("chain")

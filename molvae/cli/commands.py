@@ -160,7 +160,8 @@ def _cmd_optimize(a: argparse.Namespace) -> None:
         constrained=not a.unconstrained,
         prior=a.prior,
     )
-    gradient = GradientConfig(steps=a.steps, step_size=a.step_size, n_starts=a.starts)
+    gradient = GradientConfig(steps=a.steps, step_size=a.step_size, n_starts=a.starts,
+                              substep_growth=a.substep_growth)  # fmt: skip
     finetune = FinetuneConfig(steps=a.retrain_steps, batch_size=a.retrain_batch_size,
                               lr=a.retrain_lr)  # fmt: skip
     result = optimize(run, bo, progress=not a.no_progress, gradient=gradient, finetune=finetune)

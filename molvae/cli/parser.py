@@ -180,6 +180,10 @@ def _add_gradient_settings(p: argparse.ArgumentParser) -> None:
     g.add_argument("--starts", type=int, default=default(GradientConfig, "n_starts"),
                    help="chains, from the best initial molecules (default: %(default)s)",
                    )  # fmt: skip
+    g.add_argument("--substep-growth", type=float,
+                   default=default(GradientConfig, "substep_growth"),
+                   help="a chain stuck on a known molecule steps on, each step this many times "
+                   "longer (1: as campaigns before it; default: %(default)s)")  # fmt: skip
 
 
 def _add_retrain_settings(p: argparse.ArgumentParser) -> None:
