@@ -56,9 +56,10 @@ class GradientConfig:
     the same molecule: a chain whose greedy decode is already in the campaign takes up to
     ``max_substeps`` more steps before its proposal is spent (0 = spend it anyway, and record
     a duplicate), each ``substep_growth`` times the length of the one before (1 = equal steps):
-    a well-trained decoder maps a wide region around a molecule's code back to it, and with
-    equal steps of 0.1 the default model's first batch on penalized logP was 46 of 50
-    duplicates.
+    a well-trained decoder maps a wide region around a molecule's code back to it. Default
+    model, penalized logP, 500 scored, seed 0: equal steps recorded 211 duplicates of 600
+    proposals (46 of the first 50); growth 1.25 / 1.5 / 2: 89 / 36 / 34 duplicates and 6 / 20 / 76
+    invalid (longer steps reach latents that decode to no valid molecule).
     """
 
     steps: int = 80
@@ -68,7 +69,7 @@ class GradientConfig:
     n_starts: int = 10
     decode_every: int = 1
     max_substeps: int = 8
-    substep_growth: float = 2.0
+    substep_growth: float = 1.5
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.n_starts < 1 or self.decode_every < 1:
