@@ -45,8 +45,7 @@ from molvae.chem import is_valid
 from molvae.data import cache_dir, encode_all, read_smiles
 from molvae.data.tokens import Vocab
 from molvae.io import markdown_table
-from molvae.model import GrammarConfig, MolVAE, SmilesGrammar, fast_bf16
-from molvae.model.grammar_hybrid import decode_raw_first
+from molvae.model import GrammarConfig, LatentCodec, MolVAE, fast_bf16
 from molvae.model.grammar_tables import tables_for
 from molvae.train import TrainConfig, train
 
@@ -95,30 +94,21 @@ def run_molvae(model: MolVAE, vocab: Vocab, zs: list[torch.Tensor], strategy: st
     return _row("molvae", label, strategy, n, mol_steps, time.perf_counter() - t0)
 
 
-GRAMMAR_ROWS = {"grammar": GrammarConfig(), "grammar-every-row": GrammarConfig(raw_first=False)}
-"""The decoders timed against raw: the default (raw first, `molvae.model.grammar_hybrid`) and
-every row through the grammar (the decoder before raw first)."""
-
-
-def _decode_ids(model: MolVAE, vocab: Vocab, z: torch.Tensor, strategy: str, name: str):
-    """Ids of one batch, decoded raw or as `LatentCodec.decode` would with ``GRAMMAR_ROWS``."""
-    gen = torch.Generator().manual_seed(0)
-    z = z[:, : model.config.latent_dim]
-    if name == "raw":
-        return model.decode(z, strategy, max_len=100, generator=gen)
-    cfg = GRAMMAR_ROWS[name]
-    grammar = SmilesGrammar(vocab, cfg.max_ring_size)
-    if cfg.raw_first:
-        return decode_raw_first(model, z, strategy, 1.0, gen, grammar, cfg, batch_size=len(z))
-    return model.decode(z, strategy, max_len=100, generator=gen, constraint=grammar,
-                        backtrack=cfg.backtrack, min_mass=cfg.min_mass)  # fmt: skip
+DECODINGS = {
+    "raw": None,
+    "grammar": GrammarConfig(),
+    "grammar-every-row": GrammarConfig(raw_first=False),
+}
+"""Each row's `LatentCodec` grammar: none, the default (raw first, `molvae.model.grammar_hybrid`)
+and every row through the grammar (the decoder before raw first)."""
 
 
 def run_grammar(model: MolVAE, vocab: Vocab, zs: list[torch.Tensor], strategy: str) -> list:
-    """Raw and grammar-constrained decoding of ``zs`` (`GRAMMAR_ROWS`), alternating per batch:
-    three rows."""
+    """Raw and grammar-constrained decoding of ``zs`` as `LatentCodec.decode` does it
+    (`DECODINGS`), alternating per batch: three rows."""
     amp = fast_bf16(torch.device("cpu"))
-    names = ["raw", *GRAMMAR_ROWS]
+    names = list(DECODINGS)
+    codecs = {name: LatentCodec(model, vocab, grammar=cfg) for name, cfg in DECODINGS.items()}
     stats = tables_for(vocab.tokens).stats
     seconds, valid, n = dict.fromkeys(names, 0.0), dict.fromkeys(names, 0), 0
     checked, refused = dict.fromkeys(names, 0), dict.fromkeys(names, 0)
@@ -126,8 +116,9 @@ def run_grammar(model: MolVAE, vocab: Vocab, zs: list[torch.Tensor], strategy: s
         for name in names:
             before = dict(stats)
             t0 = time.perf_counter()
-            ids = _decode_ids(model, vocab, z, strategy, name)
-            strings = [vocab.decode(row) for row in ids.tolist()]
+            strings = codecs[name].decode(z[:, : model.config.latent_dim], strategy,
+                                          batch_size=len(z),
+                                          generator=torch.Generator().manual_seed(0))  # fmt: skip
             seconds[name] += time.perf_counter() - t0
             valid[name] += sum(map(is_valid, strings))
             checked[name] += stats["rdkit_checked"] - before.get("rdkit_checked", 0)
