@@ -114,6 +114,11 @@ class SmilesGrammar:
             st.pop()
         return True
 
+    def _eos_at(self, ids: np.ndarray) -> np.ndarray:
+        """Per row of ``ids`` (``batch x T``), the position of its first eos (-1: none)."""
+        ends = ids == self.eos_id
+        return np.where(ends.any(1), ends.argmax(1), -1)
+
     def ends_valid(self, ids: np.ndarray) -> np.ndarray:
         """Per row of ``ids`` (``batch x T``: tokens, eos, then pad), whether it writes a
         molecule the grammar's eos check takes: an eos, no token the grammar never allows
@@ -123,8 +128,7 @@ class SmilesGrammar:
         token on the way (no string ending in a branch, no 'n(=O)', ...; 0.1-0.2% of the strings
         RDKit takes from the bundled model), and about a quarter of its cost.
         """
-        ends = ids == self.eos_id
-        length = np.where(ends.any(1), ends.argmax(1), -1)
+        length = self._eos_at(ids)
         before = np.arange(ids.shape[1])[None, :] < length[:, None]
         ok = (length > 0) & ~(self._never[ids] & before).any(1)
         cap, stats = self.max_ring_size or 0, self.tables.stats
@@ -148,8 +152,7 @@ class SmilesGrammar:
         records set off, took about 30% of the time).
         """
         n = len(ids)
-        ends = ids == self.eos_id
-        length = np.where(ends.any(1), ends.argmax(1), -1)
+        length = self._eos_at(ids)
         ok = length > 0
         with _no_gc():
             batch = self.start(n)
