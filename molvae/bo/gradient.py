@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -83,10 +83,15 @@ class GradientConfig:
 
 
 def ascent_step(
-    z: Tensor, predict_fn: PredictFn, config: GradientConfig, bounds: Tensor | None = None
+    z: Tensor,
+    predict_fn: PredictFn,
+    config: GradientConfig,
+    bounds: Tensor | None = None,
+    scale: Tensor | None = None,
 ) -> Tensor:
-    """One ascent step of every row of ``z`` (``n x d``); returns the new ``n x d`` (float64,
-    detached). A row whose gradient is zero or not finite stays where it is."""
+    """One ascent step of every row of ``z`` (``n x d``), ``scale`` (``n``) times
+    ``config.step_size`` long where given; returns the new ``n x d`` (float64, detached). A row
+    whose gradient is zero or not finite stays where it is."""
     x = z.detach().to(torch.float32).clone().requires_grad_(True)
     pred = predict_fn(x)
     (grad,) = torch.autograd.grad(pred.sum(), x)  # rows are independent: d sum / d x_i = d y_i
@@ -95,7 +100,8 @@ def ascent_step(
     if config.normalize:
         norm = grad.norm(dim=1, keepdim=True)
         grad = torch.where(norm > 0, grad / norm.clamp(min=1e-12), torch.zeros_like(grad))
-    out = z.detach().to(torch.float64) + config.step_size * grad
+    step = config.step_size if scale is None else config.step_size * scale.to(grad)[:, None]
+    out = z.detach().to(torch.float64) + step * grad
     if config.clip and bounds is not None:
         b = bounds.to(torch.float64)
         out = torch.maximum(torch.minimum(out, b[1]), b[0])
@@ -122,9 +128,15 @@ def _starts(history, n: int, dim: int) -> Tensor:
     return torch.tensor(init[z_columns(dim)].to_numpy(dtype=float), dtype=torch.float64)
 
 
-def _step(z: Tensor, predict_fn: PredictFn, gcfg: GradientConfig, bounds: Tensor | None) -> Tensor:
+def _step(
+    z: Tensor,
+    predict_fn: PredictFn,
+    gcfg: GradientConfig,
+    bounds: Tensor | None,
+    scale: Tensor | None = None,
+) -> Tensor:
     for _ in range(gcfg.decode_every):
-        z = ascent_step(z, predict_fn, gcfg, bounds)
+        z = ascent_step(z, predict_fn, gcfg, bounds, scale)
     return z
 
 
@@ -148,12 +160,10 @@ def _skip_known(
                 taken.add(canon)
         if not stuck:
             break
+        idx = torch.tensor(stuck)
         z = z.clone()
-        for s in scale[stuck].unique().tolist():
-            idx = torch.tensor([i for i in stuck if scale[i] == s])
-            z[idx] = _step(z[idx], predict_fn, replace(gcfg, step_size=gcfg.step_size * s),
-                           run.bounds)  # fmt: skip
-        scale[stuck] *= gcfg.substep_growth
+        z[idx] = _step(z[idx], predict_fn, gcfg, run.bounds, scale[idx])
+        scale[idx] *= gcfg.substep_growth
         extra += len(stuck)
     return z, extra
 
