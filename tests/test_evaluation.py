@@ -87,6 +87,35 @@ def test_moses_metrics_by_hand() -> None:
     assert set(row.timing) >= {"sample_s", "rdkit_descriptors_s", "intdiv_s", "fcd_s"}
 
 
+def test_rows_share_per_molecule_work(monkeypatch) -> None:
+    # the grammar row draws the raw row's strings: nothing is described, fingerprinted,
+    # matched or run through ChemNet twice, and its metrics are the raw row's
+    from molvae.evaluation import chemnet, moses, similarity
+
+    calls: dict[str, list[list[str]]] = {"describe": [], "tanimoto": [], "chemnet": []}
+
+    def counting(name, fn, at):
+        def wrapped(*args, **kwargs):
+            calls[name].append(list(args[at]))
+            return fn(*args, **kwargs)
+
+        return wrapped
+
+    for name, owner, attr, at in (
+        ("describe", moses, "describe_all", 0),
+        ("tanimoto", similarity, "max_tanimoto", 0),
+        ("chemnet", chemnet.ChemNet, "activations", 1),
+    ):
+        monkeypatch.setattr(owner, attr, counting(name, getattr(owner, attr), at))
+    r = run(scaffolds=["CCO", "CCC"])
+    samples = ["CCO", "c1ccccc1", "CCN"]  # distinct canonical samples, in order of drawing
+    # the references' calls (test, scaffold-test, train molecules) hold no benzene
+    assert [c for c in calls["describe"] if "c1ccccc1" in c] == [samples]
+    assert [c for c in calls["chemnet"] if "c1ccccc1" in c] == [samples]
+    assert [len(c) for c in calls["tanimoto"]] == [3, 3]  # Test and TestSF, raw row only
+    assert r.rows[1].metrics == pytest.approx(r.rows[0].metrics, nan_ok=True)
+
+
 def test_reconstruction_rows() -> None:
     r = run(n_recon_attempts=3)
     test, other = r.reconstruction

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from molvae import chem
 from molvae.evaluation import moses, reference, similarity
 from molvae.evaluation.chemnet import chemnet, fcd_statistics, frechet_distance
+from molvae.evaluation.memo import MoleculeMemo
 from molvae.evaluation.published import MOSES_METRICS
 from molvae.evaluation.reconstruction import ReconstructionRow, Reconstructor, reconstruction_row
 from molvae.evaluation.reference import Log, ReferenceStats, TrainStats
@@ -148,10 +148,11 @@ def evaluate(
     test, scaf, train = _references(data, config, log)
     t_ref = time.perf_counter() - t0
     rows = []
+    memo = MoleculeMemo(config.compute_filters, config.n_jobs, config.device)
     for sampler in samplers:
         if log:
             log(f"sampling {config.n_samples:,} ({sampler.prior}, {sampler.decoding})")
-        rows.append(_generation_row(sampler, test, scaf, train, config))
+        rows.append(_generation_row(sampler, test, scaf, train, config, memo))
     t = time.perf_counter()
     recon = [
         reconstruction_row(name, smiles, r, config.n_reconstruct, config.n_recon_attempts,
@@ -209,6 +210,7 @@ def _generation_row(
     scaf: ReferenceStats | None,
     train: TrainStats,
     config: EvaluateConfig,
+    memo: MoleculeMemo,
 ) -> GenerationRow:
     clock = _Clock()
     samples = list(sampler.sample(config.n_samples, config.seed))
@@ -222,7 +224,8 @@ def _generation_row(
         m[key] = len(set(valid[:k])) / len(valid[:k]) if valid else math.nan
     m["Novelty"] = reference.novelty(valid, train)
     clock.lap("canonical_novelty")
-    described = _set_metrics(valid, [r for r in (test, scaf) if r is not None], config, m, clock)
+    refs = [r for r in (test, scaf) if r is not None]
+    described = _set_metrics(valid, refs, config, memo, m, clock)
     values = {
         name: np.array([r[name] for r in described], dtype=np.float64)
         for name in moses.PROPERTY_NAMES
@@ -237,20 +240,22 @@ def _set_metrics(
     valid: list[str],
     refs: list[ReferenceStats],
     config: EvaluateConfig,
+    memo: MoleculeMemo,
     m: dict[str, float],
     clock: _Clock,
 ) -> list[dict[str, Any]]:
     """IntDiv, Filters, SNN/Frag/Scaf and FCD of the valid samples into ``m``; returns the
-    per-sample descriptors (`moses.describe`). Each distinct molecule is described once."""
+    per-sample descriptors (`moses.describe`). Each distinct molecule is described once per
+    evaluation (``memo``), whichever row drew it first."""
     unique = list(dict.fromkeys(valid))
     index = {s: i for i, s in enumerate(unique)}
     back = np.array([index[s] for s in valid], dtype=np.int64)
-    rows = moses.describe_all(unique, filters=config.compute_filters, n_jobs=config.n_jobs)
+    rows = memo.described(unique)
     described = [rows[i] for i in back]
     if config.compute_filters and valid:
         m["Filters"] = float(np.mean([r["filters"] for r in described]))
     clock.lap("rdkit_descriptors")
-    fps = similarity.packed_fingerprints(chem.parse(s) for s in unique)[back]
+    fps = memo.fingerprints(unique)[back]
     div = similarity.internal_diversities(fps, (1, 2), config.device)
     m["IntDiv"], m["IntDiv2"] = div[1], div[2]
     clock.lap("intdiv")
@@ -258,12 +263,16 @@ def _set_metrics(
         return described
     frags, scafs = moses.count(described, "fragments"), moses.count(described, "scaffold")
     for ref in refs:
-        m[f"SNN/{ref.label}"] = similarity.snn(fps, ref.fingerprints, config.device)
+        if len(ref.fingerprints):
+            m[f"SNN/{ref.label}"] = float(
+                memo.max_tanimoto(unique, ref.label, ref.fingerprints)[back].mean()
+            )
         m[f"Frag/{ref.label}"] = moses.cos_similarity(ref.fragments, frags)
         m[f"Scaf/{ref.label}"] = moses.cos_similarity(ref.scaffolds, scafs)
     clock.lap("snn_frag_scaf")
     if config.compute_fcd and len(valid) >= 2:
-        mu, sigma = fcd_statistics(chemnet(config.device).activations(unique)[back])
+        acts = memo.activations(unique, lambda: chemnet(config.device))[back]
+        mu, sigma = fcd_statistics(acts)
         for ref in refs:
             if ref.fcd_mu is not None:
                 m[f"FCD/{ref.label}"] = frechet_distance(mu, sigma, ref.fcd_mu, ref.fcd_sigma)
