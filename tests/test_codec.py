@@ -138,3 +138,39 @@ def test_grammar_constrained_strings_that_end_are_valid(trained) -> None:
     finally:
         codec.grammar = g
     assert through_codec == [vocab.decode(row) for row in ids.tolist()]
+
+
+def test_raw_first_keeps_each_accepted_raw_draw_in_place(trained, monkeypatch) -> None:
+    """Raw and grammar decodings of one seed differ only where the grammar refused the raw
+    draw, however many rows (here: many more than one constrained window)."""
+    from molvae.model import codec as codec_module
+    from molvae.model.grammar import GrammarConfig, SmilesGrammar
+
+    monkeypatch.setattr(codec_module, "CONSTRAINED_WINDOW", 1)  # windows of 16 rows
+    codec, smiles = trained
+    near = codec.encode(smiles).z.repeat(12, 1)  # 96 rows
+    z = near + 1.5 * torch.randn(near.shape, generator=torch.Generator().manual_seed(0))
+
+    def draw(grammar: GrammarConfig | None) -> list[str]:
+        codec.grammar = grammar
+        return codec.decode(z, "sample", batch_size=8, generator=torch.Generator().manual_seed(3))
+
+    g = codec.grammar
+    try:
+        raw, through = draw(None), draw(GrammarConfig())
+    finally:
+        codec.grammar = g
+    gen, pad = torch.Generator().manual_seed(3), codec.vocab.pad_id
+    parts = [
+        codec.model.decode(z[s : s + 8], "sample", generator=gen).numpy() for s in range(0, 96, 8)
+    ]
+    width = max(p.shape[1] for p in parts)
+    ids = np.concatenate(
+        [np.pad(p, ((0, 0), (0, width - p.shape[1])), constant_values=pad) for p in parts]
+    )
+    assert [codec.vocab.decode(row) for row in ids.tolist()] == raw  # the raw draws, replayed
+    ok = SmilesGrammar(codec.vocab, GrammarConfig().max_ring_size).ends_valid(ids)
+    assert ok.any() and (~ok).any()  # both kinds of row are there
+    assert [t for t, r, k in zip(through, raw, ok, strict=True) if k] == [
+        r for r, k in zip(raw, ok, strict=True) if k
+    ]

@@ -160,12 +160,18 @@ class LatentCodec:
         flight within one call and refills finished slots, so it gets larger calls (the slow tail
         of backtracking rows is then paid once per call, not once per ``batch_size`` rows). With
         ``grammar.raw_first`` the rows are decoded raw first, ``batch_size`` at a time, and only
-        those the grammar refuses are decoded through it (`molvae.model.grammar_hybrid`).
+        those the grammar refuses are decoded through it (`molvae.model.grammar_hybrid`), all
+        rows in one call: the first raw pass then draws, with the same ``generator``, exactly
+        the strings this codec without a grammar draws, and every one the grammar accepts is
+        kept where it is (raw and grammar rows of one seed differ only where the grammar
+        refused).
         """
         out: list[str] = []
         g = self.grammar
         constrained = g is not None and strategy != "beam"
         step = max(batch_size, 16 * CONSTRAINED_WINDOW) if constrained else batch_size
+        if constrained and g.raw_first:
+            step = max(z.shape[0], 1)
         extra = {} if g is None else {
             "constraint": SmilesGrammar(self.vocab, g.max_ring_size),
             "backtrack": g.backtrack,
