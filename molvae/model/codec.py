@@ -26,6 +26,10 @@ from molvae.model.grammar_hybrid import decode_raw_first
 from molvae.model.prior import LatentPrior
 from molvae.model.vae import MolVAE
 
+# rows per raw-first call: the raw pass's ids stay on the host until the grammar has seen them
+# (about 100 MB of int64 at this many); above it raw and grammar draws stop pairing up
+RAW_FIRST_ROWS = 1 << 17
+
 PRIORS = ("auto", "learned", "gaussian")
 
 
@@ -164,14 +168,14 @@ class LatentCodec:
         rows in one call: the first raw pass then draws, with the same ``generator``, exactly
         the strings this codec without a grammar draws, and every one the grammar accepts is
         kept where it is (raw and grammar rows of one seed differ only where the grammar
-        refused).
+        refused), for up to `RAW_FIRST_ROWS` rows.
         """
         out: list[str] = []
         g = self.grammar
         constrained = g is not None and strategy != "beam"
         step = max(batch_size, 16 * CONSTRAINED_WINDOW) if constrained else batch_size
         if constrained and g.raw_first:
-            step = max(z.shape[0], 1)
+            step = RAW_FIRST_ROWS
         extra = {} if g is None else {
             "constraint": SmilesGrammar(self.vocab, g.max_ring_size),
             "backtrack": g.backtrack,
