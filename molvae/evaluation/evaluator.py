@@ -263,10 +263,8 @@ def _set_metrics(
         return described
     frags, scafs = moses.count(described, "fragments"), moses.count(described, "scaffold")
     for ref in refs:
-        if len(ref.fingerprints):
-            m[f"SNN/{ref.label}"] = float(
-                memo.max_tanimoto(unique, ref.label, ref.fingerprints)[back].mean()
-            )
+        best = memo.max_tanimoto(unique, ref.label, ref.fingerprints)  # NaN for an empty ref
+        m[f"SNN/{ref.label}"] = float(best[back].mean())
         m[f"Frag/{ref.label}"] = moses.cos_similarity(ref.fragments, frags)
         m[f"Scaf/{ref.label}"] = moses.cos_similarity(ref.scaffolds, scafs)
     clock.lap("snn_frag_scaf")

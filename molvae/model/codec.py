@@ -173,9 +173,12 @@ class LatentCodec:
         out: list[str] = []
         g = self.grammar
         constrained = g is not None and strategy != "beam"
-        step = max(batch_size, 16 * CONSTRAINED_WINDOW) if constrained else batch_size
-        if constrained and g.raw_first:
+        if not constrained:
+            step = batch_size
+        elif g.raw_first:
             step = RAW_FIRST_ROWS
+        else:
+            step = max(batch_size, 16 * CONSTRAINED_WINDOW)
         extra = {} if g is None else {
             "constraint": SmilesGrammar(self.vocab, g.max_ring_size),
             "backtrack": g.backtrack,
