@@ -135,7 +135,8 @@ def plan(a: argparse.Namespace) -> tuple[str, list[dict], dict, str | None, dict
         if value is not None:
             phases[-1][key] = value
     run_kw = dict(RUNS.get(preset, {}))
-    init_from = a.init_from or run_kw.pop("init_from", None)
+    preset_init = run_kw.pop("init_from", None)  # popped either way: TrainRunConfig gets one
+    init_from = a.init_from or preset_init
     run_kw["data"] = a.data or run_kw.get("data", "zinc")
     started_from = None
     if init_from is not None:

@@ -37,3 +37,16 @@ def test_moses_cpu_preset_fine_tunes_moses_250k_with_properties(tmp_path) -> Non
     # --resume on a finished run adds nothing
     assert load_pipeline("train_default").main([*args, "--resume"]) == 0
     assert len(pd.read_csv(out / "phase1" / "metrics.csv")) == 1
+
+
+def test_init_from_overrides_the_presets_starting_model() -> None:
+    """``--preset moses-cpu --init-from X`` (the README's "train on from it") starts from X, not
+    from the preset's model, and only X reaches the run's settings."""
+    pipeline = load_pipeline("train_default")
+    a = pipeline.parse_args(["--preset", "moses-cpu", "--init-from", "some/best.pt",
+                             "--epochs", "1", "--beta", "0.05"])  # fmt: skip
+    _, phases, run_kw, init_from, _ = pipeline.plan(a)
+    assert init_from == "some/best.pt" and "init_from" not in run_kw
+    assert phases == [{**phases[0], "epochs": 1, "beta_max": 0.05, "kl_schedule": "constant"}]
+    _, _, run_kw, init_from, _ = pipeline.plan(pipeline.parse_args(["--preset", "moses-cpu"]))
+    assert init_from == "moses-250k" and "init_from" not in run_kw
