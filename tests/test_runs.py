@@ -72,6 +72,16 @@ def test_other_model_bytes_or_decoding_are_refused(setup, zinc_small) -> None:
     assert (Path(run.out_dir) / "evaluations.csv").read_bytes() == before
 
 
+def test_constraints_are_pinned_and_validated_before_the_model_loads(setup) -> None:
+    run, _, _ = setup
+    with pytest.raises(ValueError, match=r"constraints: \[\] -> \['filters'\]"):
+        optimize(OptimizeRunConfig(**{**run.__dict__, "constraints": ["filters"]}), TINY_BO,
+                 progress=False)  # fmt: skip
+    with pytest.raises(ValueError, match="must read"):
+        optimize(OptimizeRunConfig(**{**run.__dict__, "model": "missing.pt",
+                                      "constraints": ["mw=3"]}), TINY_BO)  # fmt: skip
+
+
 # -- the latent prior: random search, the latent box, pinned ---------------------------------
 class _LearnedPrior:
     """A codec with a learned prior (as `molvae fit-prior` gives one): N(1, 0.25^2 I)."""

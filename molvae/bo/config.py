@@ -17,7 +17,8 @@ DecodeFn = Callable[[torch.Tensor, int, int], list[list[str]]]
 EncodeFn = Callable[[list[str]], torch.Tensor]
 """SMILES -> n x d latent means (NaN rows where a SMILES cannot be encoded)."""
 ObjectiveFn = Callable[[list[str]], tuple[np.ndarray, list[str]]]
-"""canonical SMILES -> (scores, status in {"ok", "invalid", "failed"})."""
+"""canonical SMILES -> (scores, status in {"ok", "infeasible", "invalid", "failed"}); an
+infeasible molecule keeps its score but misses a constraint (never the best, see `store`)."""
 CanonicalFn = Callable[[str], "str | None"]
 """SMILES -> canonical SMILES or None when invalid."""
 SampleFn = Callable[[int, int], "np.ndarray | torch.Tensor"]
@@ -32,8 +33,9 @@ BOUNDS = ("data", "prior")
 class BOConfig:
     """Settings of a latent-space BO campaign (also used, in part, by random search).
 
-    ``budget`` counts molecules scored ``ok`` that the optimizer proposed (not the initial
-    design); the Kusner protocol is ``budget=250, batch_size=50, max_iterations=5``.
+    ``budget`` counts molecules the optimizer proposed (not the initial design) that the
+    objective scored, ``ok`` or ``infeasible`` (a constraint missed); the Kusner protocol is
+    ``budget=250, batch_size=50, max_iterations=5``.
     ``decode_temperature`` is for the caller's decoder (the loop only records it).
 
     Latent box: ``bounds="data"`` is mean -/+ ``bound_std`` std of the encoded pool;

@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 
 from molvae.bo.config import BOConfig, CanonicalFn, EncodeFn, ObjectiveFn, iteration_seed
-from molvae.bo.store import CampaignStore, z_columns
+from molvae.bo.store import SCORED, CampaignStore, z_columns
 
 
 def _build_pool(
@@ -38,7 +38,7 @@ def _build_pool(
     if not cans:
         raise ValueError("none of the init_smiles is a valid molecule: no initial design")
     scores, status = objective_fn(cans)
-    scores = np.where(np.array(status) == "ok", np.asarray(scores, dtype=float), np.nan)
+    scores = np.where(np.isin(status, SCORED), np.asarray(scores, dtype=float), np.nan)
     z = encode_fn(cans).detach().to("cpu", torch.float64).numpy()
     pool = pd.DataFrame({"smiles": decoded, "canonical": cans, "score": scores, "status": status})
     pool = pd.concat([pool, pd.DataFrame(z, columns=z_columns(z.shape[1]))], axis=1)
@@ -47,17 +47,22 @@ def _build_pool(
 
 
 def _init_rows(pool: pd.DataFrame, cfg: BOConfig, dim: int) -> list[dict[str, Any]]:
-    """The initial design: the ``init_top`` best of the pool plus random others, ``n_init``."""
+    """The initial design: the ``init_top`` best of the pool plus random others, ``n_init``,
+    all feasible; only when too few pool molecules satisfy the campaign's constraints, random
+    infeasible ones fill the design (the GP learns where the constraints fail from them)."""
     zc = z_columns(dim)
-    usable = (
-        (pool["status"] == "ok") & np.isfinite(pool["score"]) & np.isfinite(pool[zc]).all(axis=1)
-    )
-    elig = pool[usable].sort_values("score", ascending=False, kind="stable")
+    usable = np.isfinite(pool["score"]) & np.isfinite(pool[zc]).all(axis=1)
+    elig = pool[usable & (pool["status"] == "ok")].sort_values("score", ascending=False,
+                                                                 kind="stable")  # fmt: skip
     n_top = min(cfg.init_top, cfg.n_init, len(elig))
     rest = elig.iloc[n_top:]
     rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 0, 1]))
     pick = rng.permutation(len(rest))[: max(cfg.n_init - n_top, 0)]
     chosen = pd.concat([elig.iloc[:n_top], rest.iloc[np.sort(pick)]])
+    missing = cfg.n_init - len(chosen)
+    if missing > 0:
+        bad = pool[usable & (pool["status"] == "infeasible")]
+        chosen = pd.concat([chosen, bad.iloc[np.sort(rng.permutation(len(bad))[:missing])]])
     return [
         {
             "iteration": 0,
@@ -66,7 +71,7 @@ def _init_rows(pool: pd.DataFrame, cfg: BOConfig, dim: int) -> list[dict[str, An
             "smiles": r["smiles"],
             "canonical": r["canonical"],
             "score": float(r["score"]),
-            "status": "ok",
+            "status": r["status"],
             "valid_fraction": 1.0,
             "z": r[zc].to_numpy(dtype=float),
         }

@@ -28,7 +28,7 @@ from molvae.bo.config import (
 from molvae.bo.regions import region_best, region_center, restart_region
 from molvae.bo.retrain_data import RetrainFn, in_latent_space
 from molvae.bo.scoring import _score_batch
-from molvae.bo.store import STATUSES, CampaignStore, best_of, observations
+from molvae.bo.store import SCORED, STATUSES, CampaignStore, best_of, observations
 from molvae.bo.trust_region import TrustRegionState, update_trust_region
 
 
@@ -84,10 +84,10 @@ def _pending_batch(store: CampaignStore, t: int) -> dict[str, Any] | None:
 
 
 def _n_scored_new(history: pd.DataFrame) -> int:
-    """Proposals (after the initial design) scored ok: what the budget counts."""
+    """Proposals (after the initial design) scored, ok or infeasible: what the budget counts."""
     if not len(history):
         return 0
-    return int(((history["iteration"] > 0) & (history["status"] == "ok")).sum())
+    return int(((history["iteration"] > 0) & history["status"].isin(SCORED)).sum())
 
 
 def _propose(run: _Run, t: int, q: int, start: float) -> dict[str, Any]:
@@ -195,7 +195,7 @@ def _write_state(store: CampaignStore, state: dict[str, Any], history: pd.DataFr
         "best_score": best,
         "best_smiles": best_smiles,
         "counts": {s: int(counts.get(s, 0)) for s in STATUSES},
-        "n_scored_new": int((new["status"] == "ok").sum()) if len(new) else 0,
+        "n_scored_new": int(new["status"].isin(SCORED).sum()) if len(new) else 0,
         "gp_fallbacks": [
             {"iteration": r["iteration"], "fallback": r["fallback"]}
             for r in state["iterations"]

@@ -42,7 +42,13 @@ from molvae.bo.report import write_report
 from molvae.bo.retrain import fresh_region, restore_model, retrain, retrain_due
 from molvae.bo.retrain_data import RetrainFn
 from molvae.bo.stopping import stop_reason
-from molvae.bo.store import CampaignResult, CampaignStore, load_campaign, z_columns
+from molvae.bo.store import (
+    SCORED,
+    CampaignResult,
+    CampaignStore,
+    load_campaign,
+    z_columns,
+)
 from molvae.bo.trust_region import TrustRegionState, latent_bounds, prior_bounds
 
 # Config fields that may change on resume: they alter neither proposals nor records.
@@ -142,7 +148,7 @@ def _advance_bar(bar: tqdm, history: pd.DataFrame, t: int, best: float) -> None:
         bar.total = t
     bar.update(1)
     bar.set_postfix(best=f"{best:.3f}", valid=f"{(new['canonical'] != '').mean():.2f}",
-                    scored=int((new["status"] == "ok").sum()))  # fmt: skip
+                    scored=int(new["status"].isin(SCORED).sum()))  # fmt: skip
 
 
 def _campaign(

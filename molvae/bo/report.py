@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from molvae.bo.metrics import PMO_FREQ_LOG, campaign_metrics
-from molvae.bo.store import CampaignResult, load_campaign, top_molecules
+from molvae.bo.store import STATUSES, CampaignResult, load_campaign, top_molecules
 from molvae.io import markdown_table, write_bytes, write_text, write_with
 
 
@@ -156,18 +156,18 @@ def summary_markdown(result: CampaignResult, images: dict[str, Path], top_k: int
     settings = pd.DataFrame({"setting": list(asdict(result.config)), "value": [
         str(v) for v in asdict(result.config).values()]})  # fmt: skip
     status = pd.DataFrame({
-        "status": ["ok", "invalid", "duplicate", "failed"],
-        "all rows": [int(counts.get(s, 0)) for s in ("ok", "invalid", "duplicate", "failed")],
+        "status": list(STATUSES),
+        "all rows": [int(counts.get(s, 0)) for s in STATUSES],
         "proposed (iteration > 0)": [
-            int((new["status"] == s).sum()) if len(new) else 0
-            for s in ("ok", "invalid", "duplicate", "failed")
+            int((new["status"] == s).sum()) if len(new) else 0 for s in STATUSES
         ],
     })  # fmt: skip
     parts = [
         f"# {result.kind} campaign: {result.out_dir.name}",
         f"Best: **{result.best_score:.4f}** `{result.best_smiles}`",
         f"Proposals after the initial design: {len(new)}; valid: {validity:.3f}; "
-        f"scored ok: {int((new['status'] == 'ok').sum()) if len(new) else 0} "
+        f"scored: {int((new['status'] == 'ok').sum()) if len(new) else 0} ok, "
+        f"{int((new['status'] == 'infeasible').sum()) if len(new) else 0} infeasible "
         f"(budget {result.config.budget}).",
         f"Stopped: {result.stop_reason or 'not yet (the campaign is running or was cut off)'}.",
         _scores_line(result),

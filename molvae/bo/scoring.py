@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 
 from molvae.bo.config import BOConfig, CanonicalFn, DecodeFn, ObjectiveFn, iteration_seed
-from molvae.bo.store import known_scores
+from molvae.bo.store import SCORED, known_scores
 
 REDRAW_STATS = ("primary_duplicate", "primary_invalid", "redrawn_attempt", "redrawn_spare",
                 "spares_decoded")  # fmt: skip
@@ -174,9 +174,9 @@ def _score_batch(
     if to_score:
         values, status = objective_fn(to_score)
         for can, s, st in zip(to_score, np.asarray(values, dtype=float), status, strict=True):
-            ok = st == "ok" and math.isfinite(s)
+            ok = st in SCORED and math.isfinite(s)  # infeasible: scored, a constraint missed
             scores[can] = float(s) if ok else math.nan
-            new_status = "ok" if ok else "invalid" if st == "invalid" else "failed"
+            new_status = st if ok else "invalid" if st == "invalid" else "failed"
             for r in rows:
                 if r["canonical"] == can and r["status"] == "new":
                     r["score"], r["status"] = scores[can], new_status

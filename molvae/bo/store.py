@@ -45,7 +45,10 @@ EVAL_COLUMNS = (
     "status",
     "valid_fraction",
 )
-STATUSES = ("ok", "invalid", "duplicate", "failed")
+STATUSES = ("ok", "invalid", "duplicate", "failed", "infeasible")
+# What the objective scored: "infeasible" molecules have a score but miss a constraint
+# (`molvae.chem.constraints`); they count against the budget, never as the best.
+SCORED = ("ok", "infeasible")
 FORMAT = 1
 # pandas 3 parses floats exactly by default (and deprecates the option); pandas 2 needs it.
 _ROUND_TRIP = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
@@ -197,14 +200,27 @@ def empty_history(dim: int) -> pd.DataFrame:
 
 
 def observations(history: pd.DataFrame, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(z ``n x d``, score ``n``) of rows with a known score: ok, and duplicates of ok."""
+    """(z ``n x d``, score ``n``) of rows with a known score: ok, infeasible, and duplicates of
+    either. An infeasible molecule enters at the worst feasible score (worst-value imputation:
+    the GP learns to leave the regions that miss a constraint, and EI never aims at them);
+    with no feasible molecule yet, at the worst infeasible score."""
     if history.empty:
         return torch.zeros(0, dim, dtype=torch.float64), torch.zeros(0, dtype=torch.float64)
     zc = z_columns(dim)
-    ok = history["status"].isin(["ok", "duplicate"]) & np.isfinite(history["score"])
-    ok &= np.isfinite(history[zc]).all(axis=1)
-    x = torch.tensor(history.loc[ok, zc].to_numpy(dtype=float), dtype=torch.float64)
-    return x, torch.tensor(history.loc[ok, "score"].to_numpy(dtype=float), dtype=torch.float64)
+    status, score = history["status"], history["score"].to_numpy(dtype=float)
+    bad = set(history.loc[status == "infeasible", "canonical"])
+    infeasible = (status == "infeasible") | (
+        (status == "duplicate") & history["canonical"].isin(bad)
+    )
+    use = status.isin([*SCORED, "duplicate"]) & np.isfinite(score)
+    use &= np.isfinite(history[zc]).all(axis=1)
+    feasible = (use & ~infeasible).to_numpy()
+    y = score.copy()
+    if infeasible.any():
+        pool = score[feasible] if feasible.any() else score[(use & infeasible).to_numpy()]
+        y[infeasible.to_numpy()] = pool.min() if len(pool) else math.nan
+    x = torch.tensor(history.loc[use, zc].to_numpy(dtype=float), dtype=torch.float64)
+    return x, torch.tensor(y[use.to_numpy()], dtype=torch.float64)
 
 
 def best_of(history: pd.DataFrame) -> tuple[float, str | None]:

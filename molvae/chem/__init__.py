@@ -2,13 +2,16 @@
 
 Owns everything molvae knows about molecules: `molecules` (parse, canonical SMILES),
 `properties` (logP, QED, SA score, penalized logP, fingerprints, property tables) and
-`objectives` (the registry, ``similarity:<SMILES>``, user ``module:function``, scoring).
+`objectives` (the registry, ``similarity:<SMILES>``, user ``module:function``, scoring),
+`filters` (MOSES's sanity filters) and `constraints` (``sa<=4.5``, ``filters``, ...).
 Everything is a pure function of a SMILES string or an RDKit ``Mol``; nothing heavy runs at
 import time (the SA-score contrib module and pandas load on first use).
 
 Must not import torch, nor any other molvae package except `molvae.io` and `molvae.resources`.
 """
 
+from molvae.chem.constraints import Constraint, parse_constraint, parse_constraints
+from molvae.chem.filters import passes_filters
 from molvae.chem.molecules import canonical, is_valid, largest_fragment, parse, silence_rdkit
 from molvae.chem.objectives import (
     OBJECTIVES,
@@ -51,6 +54,7 @@ __all__ = [
     "NEG_SA_STD",
     "OBJECTIVES",
     "PROPERTIES",
+    "Constraint",
     "Objective",
     "ScoreResult",
     "TanimotoTo",
@@ -64,6 +68,9 @@ __all__ = [
     "morgan_fingerprint",
     "neg_sa_score",
     "parse",
+    "parse_constraint",
+    "parse_constraints",
+    "passes_filters",
     "penalized_logp",
     "penalized_logp_raw",
     "property_table",

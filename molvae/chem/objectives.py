@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from rdkit import DataStructs
 
+from molvae.chem.constraints import Constraint, parse_constraints, violated
 from molvae.chem.molecules import parse
 from molvae.chem.properties import (
     logp,
@@ -151,8 +152,9 @@ def _cached_objective(spec: str) -> Objective:
 class ScoreResult:
     """Scores of a list of SMILES, aligned with the input.
 
-    ``scores``: float array (NaN where not ok); ``status``: "ok" | "invalid" | "failed";
-    ``error``: "" or a short message.
+    ``scores``: float array (NaN where neither ok nor infeasible); ``status``: "ok" |
+    "infeasible" (scored, but a constraint does not hold) | "invalid" | "failed"; ``error``: ""
+    or a short message (for "infeasible": the constraints missed).
     """
 
     scores: np.ndarray
@@ -168,7 +170,9 @@ class ScoreResult:
         return np.array([s == "ok" for s in self.status], dtype=bool)
 
 
-def _score_one(smiles: Any, fn: Callable[[Mol], float]) -> tuple[float, str, str]:
+def _score_one(
+    smiles: Any, fn: Callable[[Mol], float], constraints: Sequence[Constraint] = ()
+) -> tuple[float, str, str]:
     mol = parse(smiles)
     if mol is None:
         return math.nan, "invalid", "invalid SMILES"
@@ -183,22 +187,43 @@ def _score_one(smiles: Any, fn: Callable[[Mol], float]) -> tuple[float, str, str
     value = float(value)
     if not math.isfinite(value):
         return math.nan, "failed", f"objective returned {value}"
+    missed = violated(mol, constraints)
+    if missed:
+        return value, "infeasible", "; ".join(missed)[:200]
     return value, "ok", ""
 
 
-def _score_chunk(smiles: list[str], objective: str | Objective) -> list[tuple[float, str, str]]:
+@lru_cache(maxsize=16)
+def _cached_constraints(specs: tuple[str, ...]) -> tuple[Constraint, ...]:
+    return parse_constraints(specs)
+
+
+def _score_chunk(
+    smiles: list[str], objective: str | Objective, constraints: tuple[str, ...] = ()
+) -> list[tuple[float, str, str]]:
     obj = _cached_objective(objective) if isinstance(objective, str) else objective
-    return [_score_one(s, obj.fn) for s in smiles]
+    cons = _cached_constraints(constraints)
+    return [_score_one(s, obj.fn, cons) for s in smiles]
 
 
-def score_smiles(smiles: Sequence[str], objective: str | Objective, n_jobs: int = 1) -> ScoreResult:
+def score_smiles(
+    smiles: Sequence[str],
+    objective: str | Objective,
+    n_jobs: int = 1,
+    constraints: Sequence[str | Constraint] = (),
+) -> ScoreResult:
     """Score each SMILES with ``objective``; never raises for a bad molecule or objective value.
 
     Invalid SMILES get status "invalid"; an objective that raises or returns NaN/inf/non-number
-    gets "failed" with the message. ``n_jobs > 1`` scores chunks in a process pool (workers
-    rebuild string objectives from their spec). A bad objective spec raises ``ValueError``.
+    gets "failed" with the message; a molecule that misses one of ``constraints`` (specs or
+    `molvae.chem.constraints.Constraint`) keeps its score with status "infeasible". ``n_jobs >
+    1`` scores chunks in a process pool (workers rebuild string objectives and constraints from
+    their specs). A bad objective or constraint spec raises ``ValueError``.
     """
     smiles = list(smiles)
+    specs = tuple(c.spec if isinstance(c, Constraint) else c for c in constraints)
+    cons = parse_constraints(specs)
+    specs = tuple(c.spec for c in cons)
     obj = get_objective(objective) if isinstance(objective, str) else objective
     payload: str | Objective = objective.strip() if isinstance(objective, str) else obj
     rows: list[tuple[float, str, str]]
@@ -211,9 +236,9 @@ def score_smiles(smiles: Sequence[str], objective: str | Objective, n_jobs: int 
             )
             n_jobs = 1
     if n_jobs > 1 and len(smiles) > 1:
-        rows = _score_parallel(smiles, payload, n_jobs)
+        rows = _score_parallel(smiles, payload, n_jobs, specs)
     else:
-        rows = [_score_one(s, obj.fn) for s in smiles]
+        rows = [_score_one(s, obj.fn, cons) for s in smiles]
     return ScoreResult(
         scores=np.array([r[0] for r in rows], dtype=float),
         status=[r[1] for r in rows],
@@ -222,7 +247,7 @@ def score_smiles(smiles: Sequence[str], objective: str | Objective, n_jobs: int 
 
 
 def _score_parallel(
-    smiles: list[str], payload: str | Objective, n_jobs: int
+    smiles: list[str], payload: str | Objective, n_jobs: int, constraints: tuple[str, ...] = ()
 ) -> list[tuple[float, str, str]]:
     # A few chunks per worker balance slow molecules without paying pickling per molecule.
     n_chunks = min(len(smiles), n_jobs * 4)
@@ -230,7 +255,7 @@ def _score_parallel(
     chunks = [smiles[a:b] for a, b in itertools.pairwise(bounds)]
     rows: list[tuple[float, str, str]] = []
     with ProcessPoolExecutor(max_workers=n_jobs) as pool:
-        futures = [pool.submit(_score_chunk, c, payload) for c in chunks]
+        futures = [pool.submit(_score_chunk, c, payload, constraints) for c in chunks]
         for chunk, future in zip(chunks, futures, strict=True):
             try:
                 rows.extend(future.result())

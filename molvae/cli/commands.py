@@ -18,6 +18,7 @@ from molvae.bo import BOConfig, GradientConfig
 from molvae.chem import (
     available_objectives,
     get_objective,
+    parse_constraints,
     score_smiles,
 )
 from molvae.cli.latents import LATENT_COMMANDS
@@ -92,13 +93,18 @@ def _cmd_score(a: argparse.Namespace) -> None:
         return
     specs = a.objective or ["qed"]
     objectives = [get_objective(s) for s in specs]  # unknown names fail before any work
+    parse_constraints(a.constraint)
     df, col = read_table(a.input, a.column)
     smiles = [str(s).strip() for s in df[col]]
     for spec, obj in zip(specs, objectives, strict=True):
-        res = score_smiles(smiles, spec, n_jobs=a.jobs)
+        res = score_smiles(smiles, spec, n_jobs=a.jobs, constraints=a.constraint)
         name = obj.name if len(specs) > 1 else "score"
         df[name] = res.scores
         df["status" if len(specs) == 1 else f"{name}_status"] = res.status
+        if a.constraint:  # the same for every objective: the constraints missed
+            df["missed"] = [
+                e if st == "infeasible" else "" for e, st in zip(res.error, res.status, strict=True)
+            ]
         print(f"{spec}: {_status_line(res.status)}", file=sys.stderr)
     _write_df(df, a.out)
 
@@ -159,6 +165,7 @@ def _cmd_optimize(a: argparse.Namespace) -> None:
         threads=a.threads,
         constrained=not a.unconstrained,
         prior=a.prior,
+        constraints=list(a.constraint),
     )
     gradient = GradientConfig(steps=a.steps, step_size=a.step_size, n_starts=a.starts,
                               substep_growth=a.substep_growth)  # fmt: skip

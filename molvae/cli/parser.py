@@ -127,6 +127,13 @@ def _add_model_size(p: argparse.ArgumentParser) -> None:
         )
 
 
+def _add_constraint(p: Any, effect: str) -> None:
+    p.add_argument("--constraint", "-C", action="append", default=[], metavar="SPEC",
+                   help="'<property> <= <value>', '<property> >= <value>' (sa, mw, hbd, hba, "
+                   f"rotb, rings, heavy_atoms, logp, qed, tpsa, ...) or 'filters'; {effect}; "
+                   "repeatable")  # fmt: skip
+
+
 def _score(sub: Any) -> None:
     p = sub.add_parser("score", help="add objective scores (and a status column) to a SMILES file")
     p.add_argument("input")
@@ -139,6 +146,7 @@ def _score(sub: Any) -> None:
         "(default: qed); see --list",
     )
     p.add_argument("--column", default=None)
+    _add_constraint(p, "status 'infeasible' (scored) for a molecule that misses it")
     p.add_argument("--jobs", type=int, default=1, help="worker processes")
     p.add_argument("--list", action="store_true", help="list the objectives and exit")
     _add_out(p, None, CSV_OUT)
@@ -210,6 +218,7 @@ def _optimize(sub: Any) -> None:
         default=default(OptimizeRunConfig, "objective"),
         help="objective (default: %(default)s)",
     )
+    _add_constraint(p, "the best and top molecules satisfy it; misses count as scored")
     p.add_argument(
         "--budget",
         type=int,
@@ -248,15 +257,10 @@ def _optimize(sub: Any) -> None:
         help="initial design pool (default: %(default)s)",
     )
     p.add_argument("--seed", type=int, default=default(BOConfig, "seed"))
-    p.add_argument(
-        "--jobs", type=int, default=default(BOConfig, "n_jobs"), help="scoring processes"
-    )
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=None,
-        help="torch CPU threads (1 is fastest when other jobs share the CPU)",
-    )
+    p.add_argument("--jobs", type=int, default=default(BOConfig, "n_jobs"),
+                   help="scoring processes")  # fmt: skip
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (1 is fastest on a shared CPU)")  # fmt: skip
     p.add_argument("--no-progress", action="store_true")
     _add_grammar(p)
     _add_out(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ import torch
 from molvae.bo import BOConfig, CampaignResult, random_search, run_campaign
 from molvae.bo.gradient import GradientConfig, gradient_campaign
 from molvae.chem import get_objective, score_smiles
+from molvae.chem.constraints import parse_constraints
 from molvae.data import FilterConfig, load_smiles
 from molvae.io import file_sha256
 from molvae.model import GrammarConfig, LatentCodec
@@ -42,13 +43,16 @@ class OptimizeRunConfig:
     # latent prior for random search and the latent box: "auto" = the checkpoint's learned prior
     # when it has one (the box then comes from its samples), else N(0, I) (the box from data)
     prior: str = "auto"
+    # what a reported molecule must also satisfy (`molvae.chem.constraints`: "sa<=4.5",
+    # "mw>=250", "filters", ...); a molecule that misses one is scored but "infeasible"
+    constraints: list[str] = field(default_factory=list)
 
 
 # What a campaign directory is bound to besides its BOConfig: a resume with another model,
 # objective, pool, method or decoding would mix two experiments in one history. The model is
 # pinned by its bytes (sha256), not its name: "default" after the bundled model changed is
 # another model, and the same file under another path is the same one.
-_RUN_PINNED = ("objective", "data", "method", "constrained")
+_RUN_PINNED = ("objective", "data", "method", "constrained", "constraints")
 
 
 PRIORS = ("auto", "learned", "gaussian")
@@ -112,10 +116,15 @@ class CampaignCallables:
 
 
 def campaign_callables(
-    codec: LatentCodec, objective: str, bo_config: BOConfig, prior: str = "gaussian"
+    codec: LatentCodec,
+    objective: str,
+    bo_config: BOConfig,
+    prior: str = "gaussian",
+    constraints: Sequence[str] = (),
 ) -> CampaignCallables:
     """Decode (greedy + sampled attempts, seeded per batch), encode, score and prior callables
-    (``prior``: "learned" or "gaussian", see ``resolve_prior``)."""
+    (``prior``: "learned" or "gaussian", see ``resolve_prior``; ``constraints``: specs a
+    molecule must satisfy to be "ok" rather than "infeasible")."""
 
     def decode_fn(z: torch.Tensor, n_attempts: int, seed: int) -> list[list[str]]:
         gen = torch.Generator(device="cpu").manual_seed(int(seed))
@@ -127,7 +136,7 @@ def campaign_callables(
         return codec.encode(smiles, check_domain=False).z  # the status is not used here
 
     def objective_fn(smiles: list[str]) -> tuple[np.ndarray, list[str]]:
-        res = score_smiles(smiles, objective, n_jobs=bo_config.n_jobs)
+        res = score_smiles(smiles, objective, n_jobs=bo_config.n_jobs, constraints=constraints)
         return res.scores, res.status
 
     return CampaignCallables(decode_fn, encode_fn, objective_fn, prior_sampler(codec, prior))
@@ -173,6 +182,7 @@ def optimize(
     if run.threads:
         torch.set_num_threads(run.threads)
     objective = get_objective(run.objective)  # fails early, before any model is loaded
+    run = replace(run, constraints=[c.spec for c in parse_constraints(run.constraints)])
     model_path = resolve_model(run.model)
     grammar = GrammarConfig() if run.constrained else None
     codec = LatentCodec.from_checkpoint(model_path, device=run.device, grammar=grammar)
@@ -181,11 +191,12 @@ def optimize(
     prior = resolve_prior(codec, run.prior)
     if prior == "learned":  # the latent box from the prior the model was fitted with
         bo_config = replace(bo_config, bounds="prior")
-    fns = campaign_callables(codec, run.objective, bo_config, prior)
+    fns = campaign_callables(codec, run.objective, bo_config, prior, run.constraints)
     # retrained models decode like this one; their prior is N(0, I) (`molvae.runs.retraining`)
     retrain, retrain_pinned = campaign_retraining(
         run.method, bo_config, model_path, codec,
-        lambda c: campaign_callables(c, run.objective, bo_config, "gaussian"), finetune,
+        lambda c: campaign_callables(c, run.objective, bo_config, "gaussian", run.constraints),
+        finetune,
     )  # fmt: skip
     metadata = _metadata(run, model_path, grammar, prior, objective.description, retrain_pinned)
     # Both methods start from the same initial design (data molecules, scored and encoded once),

@@ -1,0 +1,131 @@
+"""Constraints on the molecules a campaign may report: ``<property> <= <value>``,
+``<property> >= <value>`` and ``filters``.
+
+An objective alone is easy to game: maximizing TPSA finds strings of hypervalent sulfur and
+nitrogen that RDKit accepts and no chemist would make. A constraint says what a usable molecule
+must also satisfy. ``<property>`` is one of ``CONSTRAINT_PROPERTIES`` (in the property's own
+units: ``sa`` is the SA score, 1 easy to 10 hard, not the ``sa`` objective's -SA), a
+`molvae.chem.properties.PROPERTIES` name, or any objective spec (``qed``,
+``similarity:<SMILES>``, ``module:function``). ``filters`` is MOSES's filter set
+(`molvae.chem.filters`: no PAINS or medicinal-chemistry alerts, no charges, common atoms only,
+no ring of 8 or more atoms).
+
+A constraint is a picklable value rebuilt from its spec, so scoring workers get it by name.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from rdkit.Chem import Descriptors, Lipinski, rdMolDescriptors
+
+from molvae.chem.filters import passes_filters
+from molvae.chem.properties import PROPERTIES, mol_weight, sa_score
+
+if TYPE_CHECKING:
+    from rdkit.Chem import Mol
+
+CONSTRAINT_PROPERTIES: dict[str, tuple[Callable[[Mol], float], str]] = {
+    "sa": (sa_score, "SA score, 1 (easy to make) to 10 (hard)"),
+    "mw": (mol_weight, "molecular weight in Da"),
+    "hbd": (Lipinski.NumHDonors, "hydrogen-bond donors"),
+    "hba": (Lipinski.NumHAcceptors, "hydrogen-bond acceptors"),
+    "rotb": (rdMolDescriptors.CalcNumRotatableBonds, "rotatable bonds"),
+    "rings": (rdMolDescriptors.CalcNumRings, "rings (SSSR)"),
+    "heavy_atoms": (Descriptors.HeavyAtomCount, "heavy atoms"),
+}
+OPERATORS = ("<=", ">=")
+
+
+def _filters_value(mol: Mol) -> float:
+    return 1.0 if passes_filters(mol) else 0.0
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """``value(mol) op bound``; ``spec`` rebuilds it through `parse_constraint`."""
+
+    spec: str
+    name: str
+    op: str  # "<=" or ">="
+    bound: float
+    fn: Callable[[Mol], float] = field(compare=False, repr=False)
+
+    def violation(self, mol: Mol) -> float:
+        """0 when ``mol`` satisfies the constraint, else by how much it misses the bound (the
+        property's units; ``filters``: 1). A property that cannot be computed misses: inf."""
+        try:
+            value = float(self.fn(mol))
+        except Exception:  # a user function may raise anything: not shown to hold
+            return math.inf
+        if not math.isfinite(value):
+            return math.inf
+        return max(0.0, value - self.bound if self.op == "<=" else self.bound - value)
+
+    def __reduce__(self) -> tuple:
+        return (parse_constraint, (self.spec,))
+
+
+def _property(name: str) -> Callable[[Mol], float]:
+    from molvae.chem.objectives import get_objective  # objectives import this module's users
+
+    if name in CONSTRAINT_PROPERTIES:
+        return CONSTRAINT_PROPERTIES[name][0]
+    if name in PROPERTIES:
+        return PROPERTIES[name]
+    try:
+        return get_objective(name).fn
+    except ValueError as err:
+        known = ", ".join([*CONSTRAINT_PROPERTIES, *PROPERTIES])
+        raise ValueError(
+            f"constraint property {name!r} is neither one of {known} nor an objective ({err})"
+        ) from None
+
+
+def parse_constraint(spec: str) -> Constraint:
+    """``"sa<=4.5"``, ``"mw >= 250"``, ``"similarity:<SMILES> >= 0.4"`` or ``"filters"``;
+    ``ValueError`` with one sentence for anything else."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError(f"a constraint must be a non-empty string, got {spec!r}")
+    text = spec.strip()
+    if text == "filters":
+        return Constraint("filters", "filters", ">=", 1.0, _filters_value)
+    # the last operator: a SMILES never holds "<=" or ">=", a user's module name might not either
+    at, op = max((text.rfind(o), o) for o in OPERATORS)
+    if at < 0:
+        raise ValueError(
+            f"constraint {spec!r} must read '<property> <= <value>', '<property> >= <value>' "
+            "or 'filters'"
+        )
+    name, raw = text[:at].strip(), text[at + 2 :].strip()
+    try:
+        bound = float(raw)
+    except ValueError:
+        raise ValueError(f"constraint {spec!r}: the bound {raw!r} is not a number") from None
+    if not name or not math.isfinite(bound):
+        raise ValueError(f"constraint {spec!r} needs a property name and a finite bound")
+    return Constraint(f"{name}{op}{raw}", name, op, bound, _property(name))
+
+
+def parse_constraints(specs: Sequence[str] | None) -> tuple[Constraint, ...]:
+    """Each spec parsed (see `parse_constraint`), duplicates dropped, order kept."""
+    out: dict[str, Constraint] = {}
+    for s in specs or ():
+        c = parse_constraint(s)
+        out.setdefault(c.spec, c)
+    return tuple(out.values())
+
+
+def violated(mol: Mol, constraints: Sequence[Constraint]) -> list[str]:
+    """The specs ``mol`` misses, each with by how much (``"sa<=4.5 (+0.62)"``); [] if none."""
+    out = []
+    for c in constraints:
+        v = c.violation(mol)
+        if v > 0 and c.name == "filters":
+            out.append(c.spec)
+        elif v > 0:
+            out.append(f"{c.spec} ({'+' if c.op == '<=' else '-'}{v:.3g})")
+    return out
