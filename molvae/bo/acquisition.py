@@ -1,5 +1,13 @@
 """Proposing a batch: optimize the acquisition on the fitted GP, inside the trust region.
 
+With constraints (some scored molecules ``infeasible``) a second GP models feasibility (+0.5
+infeasible, -0.5 feasible; a point is feasible where it is below 0) and the acquisition weighs
+the objective by it: qLogEI with BoTorch's outcome constraints over the best *feasible* score
+(constrained EI, Gardner et al. 2014), qUCB through ``ConstrainedMCObjective``, Thompson
+sampling through ``ConstrainedMaxPosteriorSampling`` (SCBO, Eriksson & Poloczek 2021). The
+objective GP sees every scored molecule at its true score: the objective is defined for
+infeasible molecules too, only their reporting is not.
+
 A numerical GP or acquisition failure (``ACQ_ERRORS``) falls back to scrambled Sobol points in the
 same box, so a campaign always gets a batch; the fallback is logged and recorded in the
 ``Proposal``. Any other error is a bug and propagates.
@@ -14,9 +22,11 @@ from dataclasses import dataclass, field
 
 import torch
 from botorch.acquisition import qLogExpectedImprovement, qUpperConfidenceBound
+from botorch.acquisition.objective import ConstrainedMCObjective, GenericMCObjective
 from botorch.exceptions.errors import OptimizationGradientError
 from botorch.generation import MaxPosteriorSampling
-from botorch.models import SingleTaskGP
+from botorch.generation.sampling import ConstrainedMaxPosteriorSampling
+from botorch.models import ModelListGP, SingleTaskGP
 from botorch.optim import optimize_acqf
 from botorch.sampling import SobolQMCNormalSampler
 from linear_operator.utils.errors import NanError
@@ -59,27 +69,63 @@ def sobol_in_box(box: torch.Tensor, n: int, seed: int) -> torch.Tensor:
 
 
 def _acq_candidates(
-    model: SingleTaskGP, y: torch.Tensor, box: torch.Tensor, q: int, cfg: BOConfig, seed: int
+    model: SingleTaskGP,
+    best_f: torch.Tensor,
+    box: torch.Tensor,
+    q: int,
+    cfg: BOConfig,
+    seed: int,
+    feasibility: SingleTaskGP | None = None,
 ) -> torch.Tensor:
-    """Optimize the configured acquisition over ``box`` (raw latent coordinates), seeded."""
+    """Optimize the configured acquisition over ``box`` (raw latent coordinates), seeded;
+    weighted by ``feasibility`` (a GP below 0 where molecules satisfy the constraints)."""
     with warnings.catch_warnings(), torch.random.fork_rng():
         warnings.simplefilter("ignore")
         torch.manual_seed(seed)
-        return _optimize_acq(model, y, box, q, cfg, seed)
+        z = _optimize_acq(model, best_f, box, q, cfg, seed, feasibility)
+    if not torch.isfinite(z).all():
+        raise NanError("acquisition returned non-finite candidates")
+    return z
+
+
+def _first(samples: torch.Tensor, X: torch.Tensor | None = None) -> torch.Tensor:
+    return samples[..., 0]
+
+
+def _infeasible_if_positive(samples: torch.Tensor) -> torch.Tensor:
+    return samples[..., 1]
 
 
 def _optimize_acq(
-    model: SingleTaskGP, y: torch.Tensor, box: torch.Tensor, q: int, cfg: BOConfig, seed: int
+    model: SingleTaskGP,
+    best_f: torch.Tensor,
+    box: torch.Tensor,
+    q: int,
+    cfg: BOConfig,
+    seed: int,
+    feasibility: SingleTaskGP | None,
 ) -> torch.Tensor:
     if cfg.acquisition == "ts":
         cand = sobol_in_box(box, max(cfg.ts_candidates, q), seed)
         with torch.no_grad():
+            if feasibility is not None:
+                ts = ConstrainedMaxPosteriorSampling(model, feasibility, replacement=False)
+                return ts(cand, num_samples=q)
             return MaxPosteriorSampling(model, replacement=False)(cand, num_samples=q)
     sampler = SobolQMCNormalSampler(torch.Size([cfg.mc_samples]), seed=seed)
+    acq_model, kw = model, {}
+    if feasibility is not None:
+        acq_model = ModelListGP(model, feasibility)
+        if cfg.acquisition == "qlogei":
+            kw = {"objective": GenericMCObjective(_first),
+                  "constraints": [_infeasible_if_positive]}  # fmt: skip
+        else:  # an infeasible sample counts as the objective's floor
+            cost = float(best_f.abs()) + 1.0
+            kw = {"objective": ConstrainedMCObjective(_first, [_infeasible_if_positive], cost)}
     if cfg.acquisition == "qlogei":
-        acq = qLogExpectedImprovement(model, best_f=y.max(), sampler=sampler)
+        acq = qLogExpectedImprovement(acq_model, best_f=best_f, sampler=sampler, **kw)
     else:
-        acq = qUpperConfidenceBound(model, beta=cfg.beta, sampler=sampler)
+        acq = qUpperConfidenceBound(acq_model, beta=cfg.beta, sampler=sampler, **kw)
     cand, _ = optimize_acqf(
         acq,
         bounds=box,
@@ -89,6 +135,21 @@ def _optimize_acq(
         options={"batch_limit": 2, "maxiter": cfg.acq_maxiter, "seed": seed},
     )
     return cand.detach()
+
+
+def _feasibility_gp(
+    x: torch.Tensor, y: torch.Tensor, feasible: torch.Tensor | None, bounds: torch.Tensor,
+    seed: int, cfg: BOConfig, notes: list[str],
+) -> tuple[SingleTaskGP | None, torch.Tensor]:  # fmt: skip
+    """The GP of +0.5 (infeasible) / -0.5 (feasible) at ``x``, and the score EI improves on:
+    the best feasible one (with nothing feasible yet the lowest: any feasible point improves).
+    The GP is None when every point is feasible (no constraint, or none missed yet) or its fit
+    fails (noted: the objective alone then proposes)."""
+    if feasible is None or bool(feasible.all()):
+        return None, y.max()
+    model, _, failed = fit_gp(x, 0.5 - feasible.to(torch.float64), bounds, seed, cfg.fit_maxiter)
+    notes += [f"feasibility {m}" for m in failed]
+    return model, y[feasible].max() if feasible.any() else y.min()
 
 
 def _spares(
@@ -122,28 +183,25 @@ def _fallback(
 
 
 def propose_batch(
-    cfg: BOConfig,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    bounds: torch.Tensor,
-    q: int,
-    seed: int,
-    tr_length: float | None = None,
-    center: torch.Tensor | None = None,
-    n_spare: int = 0,
-    spare_rounds: int = 1,
-) -> Proposal:
-    """``q`` latent points (and spares) from observations ``x: n x d``, ``y: n``.
+    cfg: BOConfig, x: torch.Tensor, y: torch.Tensor, bounds: torch.Tensor, q: int, seed: int,
+    tr_length: float | None = None, center: torch.Tensor | None = None, n_spare: int = 0,
+    spare_rounds: int = 1, feasible: torch.Tensor | None = None,
+) -> Proposal:  # fmt: skip
+    """``q`` latent points (and spares) from observations ``x: n x d``, ``y: n`` (``feasible``:
+    ``n`` bool, False where a molecule missed a constraint; None = all feasible).
 
     Fits the GP on at most ``cfg.max_gp_points`` points and optimizes the acquisition within
     ``bounds``, inside the trust region around ``center`` (raw ``d``; default the incumbent)
-    when ``tr_length`` is given. Spares, for re-drawing, are ``n_spare`` Thompson samples per
-    round in boxes ``SPARE_GROWTH`` times larger each round (the region's own first). A
-    numerical failure falls back to Sobol points in the box; any other error propagates.
+    when ``tr_length`` is given; the incumbent and the "best" third of the GP's points are the
+    best feasible ones, and a feasibility GP weighs the acquisition. Spares, for re-drawing,
+    are ``n_spare`` Thompson samples per round in boxes ``SPARE_GROWTH`` times larger each
+    round (the region's own first). A numerical failure falls back to Sobol points in the box;
+    any other error propagates.
     """
     x, y, bounds = x.to(torch.float64), y.to(torch.float64), bounds.to(torch.float64)
     span = bounds[1] - bounds[0]
-    anchor = x[torch.argmax(y)] if center is None and len(y) else center
+    rank = y if feasible is None else torch.where(feasible, y, y.min() - 1.0)  # feasible first
+    anchor = x[torch.argmax(rank)] if center is None and len(y) else center
     unit_center = None if anchor is None else ((anchor.double() - bounds[0]) / span).clamp(0, 1)
 
     def boxes(ls: torch.Tensor | None = None) -> list[torch.Tensor]:  # raw coordinates
@@ -156,22 +214,25 @@ def propose_batch(
     if len(y) == 0:
         return _fallback(prop, "no scored points to fit a GP on", boxes(), q, n_spare, seed)
     t0 = time.perf_counter()
-    idx = select_gp_points(x, y, cfg.max_gp_points, anchor.double(), seed)
+    idx = select_gp_points(x, rank, cfg.max_gp_points, anchor.double(), seed)
     model, prop.gp_points, prop.notes = fit_gp(x[idx], y[idx], bounds, seed, cfg.fit_maxiter)
-    prop.fit_s = time.perf_counter() - t0
     if model is None:
         reason = "GP fit failed: " + (prop.notes[-1] if prop.notes else "?")
         return _fallback(prop, reason, boxes(), q, n_spare, seed)
+    used = idx[: prop.gp_points]
+    feas = None if feasible is None else feasible[used]
+    con, best_f = _feasibility_gp(x[used], y[used], feas, bounds, seed, cfg, prop.notes)
+    prop.fit_s = time.perf_counter() - t0
     region = boxes(lengthscales(model))
     t0 = time.perf_counter()
     try:  # the spares too: Thompson sampling factorizes the GP posterior over 2,000 points
-        z = _acq_candidates(model, y[idx], region[0], q, cfg, seed)
-        if not torch.isfinite(z).all():
-            raise NanError("acquisition returned non-finite candidates")
+        z = _acq_candidates(model, best_f, region[0], q, cfg, seed, con)
         prop.spare = _spares(model, region, n_spare, cfg.ts_candidates, seed)
     except ACQ_ERRORS as err:
-        prop.acq_s = time.perf_counter() - t0
-        msg = f"acquisition failed: {type(err).__name__}: {err}"
+        prop.acq_s, msg = (
+            time.perf_counter() - t0,
+            f"acquisition failed: {type(err).__name__}: {err}",
+        )
         prop.notes.append(msg[:300])
         return _fallback(prop, msg[:300], boxes(), q, n_spare, seed)
     prop.acq_s = time.perf_counter() - t0

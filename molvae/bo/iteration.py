@@ -99,11 +99,11 @@ def _propose(run: _Run, t: int, q: int, start: float) -> dict[str, Any]:
         if run.bounds is None:
             raise ValueError("run_campaign needs init_smiles to set the latent bounds")
         history = run.gp_history()
-        x, y = observations(history, run.dim)
+        x, y, feasible = observations(history, run.dim)
         center = region_center(history, run.tr, run.dim)
         prop = propose_batch(cfg, x, y, run.bounds, q, seed_t, run.tr.length if run.tr else None,
-                             center=center, n_spare=n_spare,
-                             spare_rounds=cfg.redraw_rounds)  # fmt: skip
+                             center=center, n_spare=n_spare, spare_rounds=cfg.redraw_rounds,
+                             feasible=feasible)  # fmt: skip
     else:
         prop = Proposal(z=as_latents(run.fns.prior_fn(q, seed_t)), source="random")
         if n_spare:

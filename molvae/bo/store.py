@@ -199,28 +199,25 @@ def empty_history(dim: int) -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
 
 
-def observations(history: pd.DataFrame, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(z ``n x d``, score ``n``) of rows with a known score: ok, infeasible, and duplicates of
-    either. An infeasible molecule enters at the worst feasible score (worst-value imputation:
-    the GP learns to leave the regions that miss a constraint, and EI never aims at them);
-    with no feasible molecule yet, at the worst infeasible score."""
+def observations(
+    history: pd.DataFrame, dim: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(z ``n x d``, score ``n``, feasible ``n`` bool) of rows with a known score: ok,
+    infeasible (scored, a constraint missed), and duplicates of either."""
     if history.empty:
-        return torch.zeros(0, dim, dtype=torch.float64), torch.zeros(0, dtype=torch.float64)
+        empty = torch.zeros(0, dtype=torch.float64)
+        return torch.zeros(0, dim, dtype=torch.float64), empty, empty.bool()
     zc = z_columns(dim)
-    status, score = history["status"], history["score"].to_numpy(dtype=float)
-    bad = set(history.loc[status == "infeasible", "canonical"])
+    status = history["status"]
+    missed = set(history.loc[status == "infeasible", "canonical"])
     infeasible = (status == "infeasible") | (
-        (status == "duplicate") & history["canonical"].isin(bad)
+        (status == "duplicate") & history["canonical"].isin(missed)
     )
-    use = status.isin([*SCORED, "duplicate"]) & np.isfinite(score)
+    use = status.isin([*SCORED, "duplicate"]) & np.isfinite(history["score"])
     use &= np.isfinite(history[zc]).all(axis=1)
-    feasible = (use & ~infeasible).to_numpy()
-    y = score.copy()
-    if infeasible.any():
-        pool = score[feasible] if feasible.any() else score[(use & infeasible).to_numpy()]
-        y[infeasible.to_numpy()] = pool.min() if len(pool) else math.nan
     x = torch.tensor(history.loc[use, zc].to_numpy(dtype=float), dtype=torch.float64)
-    return x, torch.tensor(y[use.to_numpy()], dtype=torch.float64)
+    y = torch.tensor(history.loc[use, "score"].to_numpy(dtype=float), dtype=torch.float64)
+    return x, y, torch.tensor(~infeasible[use].to_numpy(dtype=bool))
 
 
 def best_of(history: pd.DataFrame) -> tuple[float, str | None]:
