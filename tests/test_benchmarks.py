@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -148,3 +149,15 @@ def test_moses_peer_loads_patched_when_the_wheel_is_cached(load) -> None:
     model = moses.VAE(peer.CharVocab(["CCO", "CCN"]), cfg).eval()
     out = model.sample(3, max_len=10)  # the patched bool mask: no uint8 indexing error
     assert len(out) == 3 and all(isinstance(s, str) for s in out)
+
+
+@pytest.mark.slow  # two small campaigns with the tiny model
+def test_constrained_bo_smoke_judges_both_campaigns_alike(tmp_path, load, tiny_model) -> None:
+    args = ["--smoke", "--model", str(tiny_model), "--out", str(tmp_path), "-C", "mw<=250"]
+    assert load("constrained_bo").main(args) == 0
+    df = pd.read_csv(tmp_path / "results.csv")
+    assert df["method"].tolist() == ["free", "constrained"]
+    assert (df["feasible"] <= df["scored"]).all() and (df["scored"] > 0).all()
+    config = json.loads((tmp_path / "constrained-seed0" / "config.json").read_text())
+    assert config["metadata"]["run"]["constraints"] == ["mw<=250"]
+    assert "mw<=250" in (tmp_path / "results.md").read_text()
