@@ -172,3 +172,24 @@ def test_initial_design_is_feasible_and_filled_with_misses_only_when_short() -> 
     assert [r["status"] for r in rows] == ["ok"] * 3 + ["infeasible"] * 2
     rows = _init_rows(pool, BOConfig(n_init=2, init_top=1), 1)
     assert [r["status"] for r in rows] == ["ok", "ok"] and rows[0]["canonical"] == "A"
+
+
+def test_nothing_feasible_is_said_plainly(tiny_campaign, tmp_path, capsys) -> None:
+    """With a constraint no molecule meets, the campaign runs and the CLI says that nothing
+    scored ok instead of 'best nan: None'."""
+    out = tmp_path / "none"
+    assert main([*tiny_campaign.args(out), "-C", "mw<=1"]) == 0
+    text = capsys.readouterr().out
+    assert "best: none (no molecule scored ok; statuses {'infeasible'" in text, text
+    assert (load_campaign(out).history["status"] != "ok").all()
+
+
+def test_an_ascent_starts_from_feasible_molecules_first() -> None:
+    from molvae.bo.gradient import _starts
+
+    h = pd.DataFrame({"iteration": [0, 0, 0, 0, 1], "canonical": list("ABCDE"),
+                      "status": ["infeasible", "ok", "infeasible", "invalid", "ok"],
+                      "score": [9.0, 1.0, 5.0, np.nan, 20.0],
+                      "z0": [0.0, 1.0, 2.0, 3.0, 4.0]})  # fmt: skip
+    assert _starts(h, 2, 1)[:, 0].tolist() == [1.0, 0.0]  # B (ok), then the best infeasible A
+    assert _starts(h.assign(status="infeasible"), 1, 1)[:, 0].tolist() == [0.0]

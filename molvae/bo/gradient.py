@@ -119,9 +119,11 @@ def ascent_path(
 
 
 def _starts(history, n: int, dim: int) -> Tensor:
-    """The latents of the ``n`` best scored molecules of the initial design, ``n x d``."""
-    init = history[(history["iteration"] == 0) & (history["status"] == "ok")]
-    init = init[np.isfinite(init["score"])].sort_values("score", ascending=False, kind="stable")
+    """The latents of the ``n`` best scored molecules of the initial design, ``n x d``: the
+    feasible ones first (infeasible ones, that miss a campaign constraint, only to fill up)."""
+    init = history[(history["iteration"] == 0) & history["status"].isin(["ok", "infeasible"])]
+    init = init[np.isfinite(init["score"])].assign(_ok=init["status"] == "ok")
+    init = init.sort_values(["_ok", "score"], ascending=False, kind="stable")
     init = init.drop_duplicates("canonical").head(n)
     if not len(init):
         raise ValueError("the initial design has no scored molecule to start an ascent from")

@@ -172,7 +172,11 @@ def _cmd_optimize(a: argparse.Namespace) -> None:
     finetune = FinetuneConfig(steps=a.retrain_steps, batch_size=a.retrain_batch_size,
                               lr=a.retrain_lr)  # fmt: skip
     result = optimize(run, bo, progress=not a.no_progress, gradient=gradient, finetune=finetune)
-    print(f"best {result.best_score:.4g}: {result.best_smiles}")
+    if result.best_smiles is None:  # nothing scored ok: say why instead of "best nan: None"
+        counts = result.history["status"].value_counts().to_dict()
+        print(f"best: none (no molecule scored ok; statuses {counts})")
+    else:
+        print(f"best {result.best_score:.4g}: {result.best_smiles}")
     print(f"stopped: {result.stop_reason}")
     print(f"report: {Path(a.out) / 'report' / 'summary.md'}")
 
