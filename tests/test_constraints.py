@@ -193,3 +193,16 @@ def test_an_ascent_starts_from_feasible_molecules_first() -> None:
                       "z0": [0.0, 1.0, 2.0, 3.0, 4.0]})  # fmt: skip
     assert _starts(h, 2, 1)[:, 0].tolist() == [1.0, 0.0]  # B (ok), then the best infeasible A
     assert _starts(h.assign(status="infeasible"), 1, 1)[:, 0].tolist() == [0.0]
+
+
+def test_infeasible_calls_spend_the_pmo_budget_without_adding_candidates() -> None:
+    from molvae.bo.metrics import campaign_metrics, top_k_auc
+
+    h = pd.DataFrame({"iteration": [0, 1, 1, 1, 1], "status": ["ok", "infeasible", "ok",
+                      "infeasible", "ok"], "score": [50.0, 99.0, 2.0, 98.0, 4.0]})  # fmt: skip
+    m = campaign_metrics(h, budget=4, k=2)
+    assert m["best"] == 4.0 and m["top2_mean"] == 3.0 and m["scored"] == 4
+    assert m["top2_auc"] == pytest.approx(top_k_auc([np.nan, 2.0, np.nan, 4.0], 2, 4))
+    # logged every call, the running top-2 means are 0 (nothing feasible yet), 2, 2, 3
+    by_call = top_k_auc([np.nan, 2.0, np.nan, 4.0], 2, 4, freq_log=1)
+    assert by_call == pytest.approx((0 / 2 + (0 + 2) / 2 + (2 + 2) / 2 + (2 + 3) / 2) / 4)

@@ -6,8 +6,10 @@ a method that finds good molecules early scores higher than one that finds them 
 computed as PMO's ``top_auc`` does: the curve is sampled every ``freq_log`` calls (PMO: 100) and
 at the last call, integrated by trapezoids from 0 (the first segment starts at a top-k mean of 0),
 and a run that stopped before the budget is padded with its last top-k mean up to the budget.
-Oracle calls are the molecules scored ok, in the order they were scored; here only the
-molecules a method proposed count (the initial design, shared by all methods, does not).
+Oracle calls are the molecules scored (ok, or infeasible: scored but missing a campaign
+constraint), in the order they were scored; an infeasible call spends the budget without adding
+a candidate, and until a first feasible molecule the curve stays at the 0 it starts from. Only
+the molecules a method proposed count (the initial design, shared by all methods, does not).
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ PMO_FREQ_LOG = 100
 
 
 def top_k_mean(scores: Sequence[float], k: int = 10) -> float:
-    """Mean of the ``k`` best scores (of all of them when fewer); NaN when there are none."""
-    s = np.sort(np.asarray(scores, dtype=float))[::-1][:k]
+    """Mean of the ``k`` best finite scores (of all of them when fewer); NaN when there are
+    none (NaN marks a call that gave no candidate, e.g. an infeasible molecule)."""
+    s = np.asarray(scores, dtype=float)
+    s = np.sort(s[np.isfinite(s)])[::-1][:k]
     return float(s.mean()) if len(s) else math.nan
 
 
@@ -48,23 +52,30 @@ def top_k_auc(
         return math.nan
     total, prev, called = 0.0, 0.0, 0
     for idx in range(freq_log, min(n, budget), freq_log):
-        now = top_k_mean(s[:idx], k)
+        now = _or_zero(top_k_mean(s[:idx], k))
         total += freq_log * (now + prev) / 2
         prev, called = now, idx
-    now = top_k_mean(s, k)
+    now = _or_zero(top_k_mean(s, k))
     total += (n - called) * (now + prev) / 2
     if finish and n < budget:
         total += (budget - n) * now
     return total / budget
 
 
+def _or_zero(value: float) -> float:
+    return 0.0 if math.isnan(value) else value
+
+
 def proposed_scores(history: pd.DataFrame) -> np.ndarray:
-    """Scores of the molecules a method proposed and scored ok (iteration > 0), in order."""
+    """One entry per oracle call on a molecule a method proposed (iteration > 0), in order: its
+    score when ok, NaN when infeasible (the call was spent, no candidate came of it)."""
     if history.empty:
         return np.array([], dtype=float)
-    own = history[(history["iteration"] > 0) & (history["status"] == "ok")]
+    own = history[(history["iteration"] > 0) & history["status"].isin(["ok", "infeasible"])]
     scores = own["score"].to_numpy(dtype=float)
-    return scores[np.isfinite(scores)]
+    ok = (own["status"] == "ok").to_numpy()
+    scores = np.where(ok, scores, np.nan)
+    return scores[np.isfinite(scores) | ~ok]
 
 
 def campaign_metrics(history: pd.DataFrame, budget: int, k: int = 10) -> dict[str, float]:
@@ -72,7 +83,7 @@ def campaign_metrics(history: pd.DataFrame, budget: int, k: int = 10) -> dict[st
     normalized by ``budget``."""
     scores = proposed_scores(history)
     return {
-        "best": float(scores.max()) if len(scores) else math.nan,
+        "best": float(np.nanmax(scores)) if np.isfinite(scores).any() else math.nan,
         f"top{k}_mean": top_k_mean(scores, k),
         f"top{k}_auc": top_k_auc(scores, k, budget),
         "scored": len(scores),
