@@ -206,3 +206,16 @@ def test_infeasible_calls_spend_the_pmo_budget_without_adding_candidates() -> No
     # logged every call, the running top-2 means are 0 (nothing feasible yet), 2, 2, 3
     by_call = top_k_auc([np.nan, 2.0, np.nan, 4.0], 2, 4, freq_log=1)
     assert by_call == pytest.approx((0 / 2 + (0 + 2) / 2 + (2 + 2) / 2 + (2 + 3) / 2) / 4)
+
+
+def test_a_constraint_that_cannot_be_computed_is_missed() -> None:
+    from molvae.chem.constraints import Constraint, violated
+
+    mol = Chem.MolFromSmiles("CCO")
+    broken = Constraint("x<=1", "x", "<=", 1.0, lambda m: 1 / 0)
+    nan = Constraint("y>=0", "y", ">=", 0.0, lambda m: float("nan"))
+    assert broken.violation(mol) == math.inf and nan.violation(mol) == math.inf
+    assert violated(mol, [broken, nan, parse_constraint("mw<=100")]) == [
+        "x<=1 (+inf)",
+        "y>=0 (-inf)",
+    ]
