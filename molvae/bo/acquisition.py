@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import torch
 from botorch.acquisition import qLogExpectedImprovement, qUpperConfidenceBound
 from botorch.acquisition.objective import ConstrainedMCObjective, GenericMCObjective
+from botorch.acquisition.utils import get_infeasible_cost
 from botorch.exceptions.errors import OptimizationGradientError
 from botorch.generation import MaxPosteriorSampling
 from botorch.generation.sampling import ConstrainedMaxPosteriorSampling
@@ -119,8 +120,9 @@ def _optimize_acq(
         if cfg.acquisition == "qlogei":
             kw = {"objective": GenericMCObjective(_first),
                   "constraints": [_infeasible_if_positive]}  # fmt: skip
-        else:  # an infeasible sample counts as the objective's floor
-            cost = float(best_f.abs()) + 1.0
+        else:  # an infeasible sample scores below anything the objective GP finds plausible
+            x_train = model.input_transform.untransform(model.train_inputs[0])  # stored scaled
+            cost = float(get_infeasible_cost(x_train, model).max())
             kw = {"objective": ConstrainedMCObjective(_first, [_infeasible_if_positive], cost)}
     if cfg.acquisition == "qlogei":
         acq = qLogExpectedImprovement(acq_model, best_f=best_f, sampler=sampler, **kw)
