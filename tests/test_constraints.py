@@ -219,3 +219,11 @@ def test_a_constraint_that_cannot_be_computed_is_missed() -> None:
         "x<=1 (+inf)",
         "y>=0 (-inf)",
     ]
+
+
+def test_score_smiles_takes_constraint_objects_as_given() -> None:
+    from molvae.chem.constraints import Constraint
+
+    few_atoms = Constraint("atoms<=3", "atoms", "<=", 3.0, lambda m: m.GetNumAtoms())
+    res = score_smiles(["CCO", "CCCCO"], "qed", constraints=[few_atoms])
+    assert res.status == ["ok", "infeasible"] and res.error[1] == "atoms<=3 (+2)"

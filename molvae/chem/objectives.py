@@ -221,9 +221,9 @@ def score_smiles(
     their specs). A bad objective or constraint spec raises ``ValueError``.
     """
     smiles = list(smiles)
-    specs = tuple(c.spec if isinstance(c, Constraint) else c for c in constraints)
-    cons = parse_constraints(specs)
-    specs = tuple(c.spec for c in cons)
+    given = [c if isinstance(c, Constraint) else parse_constraints([c])[0] for c in constraints]
+    cons = tuple({c.spec: c for c in given}.values())  # once per spec, in order
+    specs = tuple(c.spec for c in cons)  # what workers rebuild them from
     obj = get_objective(objective) if isinstance(objective, str) else objective
     payload: str | Objective = objective.strip() if isinstance(objective, str) else obj
     rows: list[tuple[float, str, str]]
