@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from rdkit import DataStructs
 
-from molvae.chem.constraints import Constraint, parse_constraints, violated
+from molvae.chem.constraints import Constraint, parse_constraint, parse_constraints, violated
 from molvae.chem.molecules import parse
 from molvae.chem.properties import (
     logp,
@@ -221,7 +221,7 @@ def score_smiles(
     their specs). A bad objective or constraint spec raises ``ValueError``.
     """
     smiles = list(smiles)
-    given = [c if isinstance(c, Constraint) else parse_constraints([c])[0] for c in constraints]
+    given = [c if isinstance(c, Constraint) else parse_constraint(c) for c in constraints]
     cons = tuple({c.spec: c for c in given}.values())  # once per spec, in order
     specs = tuple(c.spec for c in cons)  # what workers rebuild them from
     obj = get_objective(objective) if isinstance(objective, str) else objective
