@@ -4,6 +4,7 @@
     git show 9b068aa:data/training/moses-cpu/last.pt > step925.pt
     python pipelines/train_charged.py --init-from step925.pt --threads 1  # as the shipped model
     python pipelines/train_charged.py --smoke           # seconds; what CI runs
+    python pipelines/train_charged.py --keep-vocab ...  # neutral ZINC-250k only, same vocabulary
 
 The MOSES-trained vocabulary has no charged atoms, yet ZINC-250k (and the 800 molecules of the
 similarity-constrained benchmark, `pipelines/jin_benchmark.py`) keep its protonation states
@@ -32,6 +33,11 @@ that are not the benchmark's: JT-VAE's ZINC-250k validation split
    benchmark molecules (``--opt-test``, seeded) and 500 MOSES test molecules, and the property
    head's R^2 on the held-out molecules; they go into the record.
 5. Install ``data/models/<name>.pt`` (no optimizer state) and ``<name>.json`` (the record).
+
+With ``--keep-vocab`` only the ZINC-250k molecules the start model can already write are kept
+(neutral, MOSES's atoms): the same recipe then widens a model beyond MOSES's clean leads
+(larger molecules, the groups MOSES's filters removed) without new tokens, so the result can
+replace its start model (the default) wherever that is used.
 """
 
 from __future__ import annotations
@@ -54,8 +60,8 @@ from molvae.data import read_smiles
 from molvae.data.property_cache import compute_properties
 from molvae.evaluation.reconstruction import pick
 from molvae.io import write_text, write_with
-from molvae.model import LatentCodec
-from molvae.resources import data_dir
+from molvae.model import LatentCodec, load_checkpoint
+from molvae.resources import data_dir, resolve_model
 from molvae.runs import TrainRunConfig, environment, train_on_smiles
 from molvae.train import TrainConfig
 
@@ -84,6 +90,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--beta", type=float, default=0.02, help="KL weight (constant)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--keep-vocab", action="store_true",
+                   help="only ZINC-250k molecules the --init-from vocabulary writes (no new tokens:"
+                        " a drop-in replacement for the start model)")  # fmt: skip
     p.add_argument("--resume", action="store_true", help="continue where a kill stopped it")
     p.add_argument("--smoke", action="store_true", help="a few hundred molecules, a few steps")
     p.add_argument("--no-install", action="store_true", help="do not copy into data/models/")
@@ -107,6 +116,11 @@ def prepare_data(a: argparse.Namespace, out: Path) -> tuple[Path, Path, dict]:
     zinc = list(dict.fromkeys(s for s in map(without_stereo, raw) if s))
     excluded = set(read_smiles(a.exclude)) if a.exclude else set()
     zinc = [s for s in zinc if s not in excluded]
+    n_new_tokens = 0
+    if a.keep_vocab:
+        vocab = load_checkpoint(resolve_model(a.init_from)).vocab()
+        kept = [s for s in zinc if not vocab.unknown_tokens(s)]
+        n_new_tokens, zinc = len(zinc) - len(kept), kept
     rng = np.random.default_rng(a.seed)
     zinc = [zinc[i] for i in rng.permutation(len(zinc))]
     n_held = min(a.heldout, max(1, len(zinc) // 10)) if a.smoke else a.heldout
@@ -122,7 +136,7 @@ def prepare_data(a: argparse.Namespace, out: Path) -> tuple[Path, Path, dict]:
     write_text(mix_path, "\n".join(mix) + "\n")
     write_text(held_path, "\n".join(heldout) + "\n")
     counts = {"zinc250k_read": len(raw), "excluded": len(excluded),
-              "zinc250k_unique_kept": len(zinc),
+              "zinc250k_new_tokens_dropped": n_new_tokens, "zinc250k_unique_kept": len(zinc),
               "zinc250k_train": len(zinc_train), "zinc250k_heldout": len(heldout),
               "moses": n_moses}  # fmt: skip
     return mix_path, held_path, counts

@@ -148,3 +148,23 @@ def test_reconstruct_cli_status_column(domain_model, tmp_path, capsys) -> None:
     df = pd.read_csv(out, keep_default_na=False)
     assert "domain" in df.columns and df["domain"][1] == "charge_outside_training:+1"
     assert "3 of 5 molecules lie outside the training domain" in capsys.readouterr().err
+
+
+def test_fit_prior_records_the_domain_of_other_data(tiny_model, tmp_path) -> None:
+    """A model trained on a mix: the prior follows one part, the domain covers the whole mix."""
+    from conftest import ZINC_SMALL
+
+    from molvae.model import load_checkpoint
+    from molvae.model.prior import PriorConfig
+    from molvae.runs.priors import fit_prior_run
+
+    part, extra = tmp_path / "part.smi", tmp_path / "extra.smi"
+    part.write_text("\n".join(ZINC_SMALL) + "\n")
+    extra.write_text(IODINE + "\n")
+    out = tmp_path / "mix.pt"
+    res = fit_prior_run(tiny_model, out, data=str(part), config=PriorConfig("gmm", components=2),
+                        n_molecules=None, domain_data=[str(part), str(extra)])  # fmt: skip
+    dom = load_checkpoint(out).training_domain()
+    assert res.n_molecules == len(ZINC_SMALL)  # the prior saw only the part
+    assert dom.n_molecules == len(ZINC_SMALL) + 1 and "I" in dom.elements
+    assert dom.check(IODINE) == "" and dom.extra["data"] == f"{part} + {extra}"

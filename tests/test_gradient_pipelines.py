@@ -3,6 +3,8 @@ benchmark, chained on one tiny model (seconds)."""
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import torch
 from conftest import load_pipeline
@@ -53,3 +55,24 @@ def test_charged_fine_tune_then_jin_and_bo_benchmarks(tiny_model, tmp_path) -> N
     res = pd.read_csv(tmp_path / "bo" / "results.csv")
     assert list(res["method"]) == ["gradient"] and res["proposals"].iloc[0] > 0
     torch.set_num_threads(1)  # the pipelines may set it; keep the session's setting
+
+
+def test_keep_vocab_fine_tune_adds_no_tokens(tiny_model, tmp_path) -> None:
+    from conftest import ZINC_SMALL
+
+    zinc = tmp_path / "zinc250k.smi"
+    zinc.write_text("\n".join([*CHARGED[:6], *ZINC_SMALL] * 20) + "\n")
+    run = tmp_path / "neutral"
+    args = ["--smoke", "--keep-vocab", "--init-from", str(tiny_model), "--zinc250k", str(zinc),
+            "--exclude", "", "--out", str(run), "--threads", "1"]  # fmt: skip
+    assert load_pipeline("train_charged").main(args) == 0
+    start, tuned = load_checkpoint(tiny_model), load_checkpoint(run / "train" / "best.pt")
+    assert tuned.vocab_tokens == start.vocab_tokens
+    zinc_part = set((run / "data" / "train_mix.smi").read_text().split()) - set(
+        (run / "data" / "heldout_zinc250k.smi").read_text().split()
+    )
+    assert not zinc_part & {s for s in CHARGED}  # charged molecules cannot be written: dropped
+    counts = json.loads((run / "record.json").read_text())["data"]
+    assert counts["zinc250k_new_tokens_dropped"] == 6
+    assert counts["zinc250k_unique_kept"] == len(set(ZINC_SMALL))
+    torch.set_num_threads(1)

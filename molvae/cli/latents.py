@@ -107,6 +107,9 @@ def _fit_prior_parser(sub: Any) -> None:
     )
     p.add_argument("--flow", choices=["maf", "nsf"], default=default(PriorConfig, "flow"))
     p.add_argument("--no-domain", action="store_true", help="do not record the training domain")
+    p.add_argument("--domain-data", action="append", metavar="DATA",
+                   help="compute the domain from these molecules instead of --data (repeatable: "
+                        "a model trained on a mix)")  # fmt: skip
     p.add_argument("--device", default="cpu", help="where molecules are encoded (default: cpu)")
     p.add_argument("--jobs", type=int, default=1, help="processes computing the domain")
 
@@ -250,7 +253,15 @@ def _cmd_fit_prior(a: argparse.Namespace) -> None:
         seed=a.seed,
     )
     res = fit_prior_run(
-        a.model, a.out, a.data, config, a.n_molecules, not a.no_domain, a.device, a.jobs
+        a.model,
+        a.out,
+        a.data,
+        config,
+        a.n_molecules,
+        not a.no_domain,
+        a.device,
+        a.jobs,
+        a.domain_data,
     )
     print(f"fitted a {config.kind} prior to {res.n_molecules} molecules in {res.seconds:.0f} s")
     if res.domain is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,12 +63,15 @@ def fit_prior_run(
     domain: bool = True,
     device: str = "cpu",
     n_jobs: int = 1,
+    domain_data: Sequence[str | os.PathLike] | None = None,
 ) -> FitPriorResult:
     """Fit a prior to ``n_molecules`` random molecules of ``data`` and write ``model`` with it
     (and, with ``domain``, the domain of all of ``data``) to ``out``.
 
     ``model`` is a checkpoint path or "default"; ``out`` must name another file. The domain
     costs about 1 ms per molecule (`compute_domain`), shared by ``n_jobs`` processes.
+    ``domain_data`` (data names or files) replaces ``data`` as what the domain is computed
+    from: a model trained on a mix has the mix's domain while its prior may follow one part.
     """
     t0 = time.perf_counter()
     config = config or PriorConfig()
@@ -79,6 +83,10 @@ def fit_prior_run(
     chosen = [smiles[i] for i in sample_rows(len(smiles), n_molecules, config.seed)]
     mu, logvar = encode_posteriors(codec, chosen)
     prior = fit_prior(mu, logvar, config)
-    dom = compute_domain(smiles, {"data": str(data)}, n_jobs) if domain else None
+    dom = None
+    if domain:
+        sources = [str(d) for d in domain_data] if domain_data else [str(data)]
+        every = smiles if not domain_data else [s for d in sources for s in read_smiles(d)]
+        dom = compute_domain(every, {"data": " + ".join(sources)}, n_jobs)
     add_to_checkpoint(src, dst, prior=prior, domain=dom)
     return FitPriorResult(dst, prior, dom, len(mu), time.perf_counter() - t0)
