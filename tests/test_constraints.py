@@ -19,6 +19,7 @@ from molvae.bo.loop import run_campaign
 from molvae.bo.report import write_report
 from molvae.bo.store import load_campaign, observations
 from molvae.chem import parse_constraint, parse_constraints, score_smiles
+from molvae.chem.constraints import violated
 from molvae.cli import main
 
 ASPIRIN = "CC(=O)Oc1ccccc1C(=O)O"
@@ -50,12 +51,31 @@ def test_specs_parse_to_golden_rdkit_values() -> None:
 @pytest.mark.parametrize(
     ("spec", "message"),
     [("mw < 300", "must read"), ("nope<=3", "neither"), ("mw<=heavy", "not a number"),
-     ("<=3", "property name"), ("mw<=inf", "finite"), ("", "non-empty")],
+     ("<=3", "property name"), ("mw<=inf", "finite"), ("", "non-empty"),
+     ("alerts:brenk,foo", "alert catalogs are"), ("alerts:", "alert catalogs are")],
 )  # fmt: skip
 def test_bad_specs_are_one_clear_sentence(spec: str, message: str) -> None:
     with pytest.raises(ValueError, match=message) as err:
         parse_constraint(spec)
     assert "\n" not in str(err.value)
+
+
+def test_alert_catalogs_name_what_they_flag() -> None:
+    """RDKit's structural-alert catalogs: golden matches on hand-picked molecules."""
+    c = parse_constraint("alerts: Brenk,PAINS")
+    assert c.spec == "alerts:brenk,pains" and pickle.loads(pickle.dumps(c)).spec == c.spec
+    ibuprofen, peroxide = "CC(C)Cc1ccc(C(C)C(=O)O)cc1", "CCOOCC"
+    assert c.violation(Chem.MolFromSmiles(ibuprofen)) == 0.0
+    assert c.violation(Chem.MolFromSmiles(peroxide)) == 1.0
+    [missed] = violated(Chem.MolFromSmiles(peroxide), [c])
+    assert missed.startswith("alerts:brenk,pains (") and "peroxide" in missed
+    # a catechol is a PAINS alert; an aldehyde is Brenk's but not PAINS's
+    assert parse_constraint("alerts:pains").violation(Chem.MolFromSmiles("Oc1ccccc1O")) == 1.0
+    aldehyde = Chem.MolFromSmiles("O=Cc1ccccc1")
+    assert parse_constraint("alerts:pains").violation(aldehyde) == 0.0
+    assert violated(aldehyde, [parse_constraint("alerts:brenk")]) == ["alerts:brenk (aldehyde)"]
+    res = score_smiles([ibuprofen, peroxide], "logp", constraints=["alerts:brenk"])
+    assert res.status == ["ok", "infeasible"] and "peroxide" in res.error[1]
 
 
 def test_scoring_keeps_the_score_of_an_infeasible_molecule() -> None:

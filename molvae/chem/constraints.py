@@ -1,5 +1,5 @@
 """Constraints on the molecules a campaign may report: ``<property> <= <value>``,
-``<property> >= <value>`` and ``filters``.
+``<property> >= <value>``, ``filters`` and ``alerts:<catalogs>``.
 
 An objective alone is easy to game: maximizing TPSA finds strings of hypervalent sulfur and
 nitrogen that RDKit accepts and no chemist would make. A constraint says what a usable molecule
@@ -8,7 +8,9 @@ units: ``sa`` is the SA score, 1 easy to 10 hard, not the ``sa`` objective's -SA
 `molvae.chem.properties.PROPERTIES` name, or any objective spec (``qed``,
 ``similarity:<SMILES>``, ``module:function``). ``filters`` is MOSES's filter set
 (`molvae.chem.filters`: no PAINS or medicinal-chemistry alerts, no charges, common atoms only,
-no ring of 8 or more atoms).
+no ring of 8 or more atoms). ``alerts:brenk,pains`` asks for no match in RDKit's structural-alert
+catalogs (`ALERT_CATALOGS`: Brenk's unwanted groups, PAINS, NIH, ZINC, ChEMBL's sets), which
+name what they flag: peroxides, azides, diazo and N-N chains, aldehydes, catechols...
 
 A constraint is a picklable value rebuilt from its spec, so scoring workers get it by name.
 """
@@ -18,9 +20,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from typing import TYPE_CHECKING
 
 from rdkit.Chem import Descriptors, Lipinski, rdMolDescriptors
+from rdkit.Chem.FilterCatalog import FilterCatalog, FilterCatalogParams
 
 from molvae.chem.filters import passes_filters
 from molvae.chem.properties import PROPERTIES, mol_weight, sa_score
@@ -38,10 +42,39 @@ CONSTRAINT_PROPERTIES: dict[str, tuple[Callable[[Mol], float], str]] = {
     "heavy_atoms": (Descriptors.HeavyAtomCount, "heavy atoms"),
 }
 OPERATORS = ("<=", ">=")
+# ``alerts:<name>[,<name>...]``: RDKit FilterCatalog sets (rdkit.Chem.FilterCatalog)
+ALERT_CATALOGS = {"brenk": "BRENK", "pains": "PAINS", "nih": "NIH", "zinc": "ZINC",
+                  "chembl": "CHEMBL"}  # fmt: skip
 
 
 def _filters_value(mol: Mol) -> float:
     return 1.0 if passes_filters(mol) else 0.0
+
+
+@cache
+def _catalog(names: tuple[str, ...]) -> FilterCatalog:
+    params = FilterCatalogParams()
+    for name in names:
+        params.AddCatalog(getattr(FilterCatalogParams.FilterCatalogs, ALERT_CATALOGS[name]))
+    return FilterCatalog(params)
+
+
+def alerts(mol: Mol, names: Sequence[str]) -> list[str]:
+    """Descriptions of the alerts of catalogs ``names`` that ``mol`` matches, in catalog order,
+    each once ([] when clean)."""
+    matches = _catalog(tuple(names)).GetMatches(mol)
+    return list(dict.fromkeys(m.GetDescription() for m in matches))
+
+
+def _alert_constraint(spec: str) -> Constraint:
+    names = tuple(n.strip().lower() for n in spec.split(":", 1)[1].split(","))
+    unknown = [n for n in names if n not in ALERT_CATALOGS]
+    if not names or unknown:
+        raise ValueError(f"constraint {spec!r}: alert catalogs are {', '.join(ALERT_CATALOGS)}, "
+                         f"comma-separated (got {', '.join(unknown) or 'none'})")  # fmt: skip
+    canonical = "alerts:" + ",".join(names)
+    clean = lambda mol: 0.0 if _catalog(names).HasMatch(mol) else 1.0  # noqa: E731
+    return Constraint(canonical, canonical, ">=", 1.0, clean)
 
 
 @dataclass(frozen=True)
@@ -86,19 +119,22 @@ def _property(name: str) -> Callable[[Mol], float]:
 
 
 def parse_constraint(spec: str) -> Constraint:
-    """``"sa<=4.5"``, ``"mw >= 250"``, ``"similarity:<SMILES> >= 0.4"`` or ``"filters"``;
+    """``"sa<=4.5"``, ``"mw >= 250"``, ``"similarity:<SMILES> >= 0.4"``, ``"filters"`` or
+    ``"alerts:brenk,pains"``;
     ``ValueError`` with one sentence for anything else."""
     if not isinstance(spec, str) or not spec.strip():
         raise ValueError(f"a constraint must be a non-empty string, got {spec!r}")
     text = spec.strip()
     if text == "filters":
         return Constraint("filters", "filters", ">=", 1.0, _filters_value)
+    if text.startswith("alerts:"):
+        return _alert_constraint(text)
     # the last operator: a SMILES never holds "<=" or ">=", a user's module name might not either
     at, op = max((text.rfind(o), o) for o in OPERATORS)
     if at < 0:
         raise ValueError(
             f"constraint {spec!r} must read '<property> <= <value>', '<property> >= <value>' "
-            "or 'filters'"
+            "or 'filters' or 'alerts:<catalogs>'"
         )
     name, raw = text[:at].strip(), text[at + 2 :].strip()
     try:
@@ -120,11 +156,14 @@ def parse_constraints(specs: Sequence[str] | None) -> tuple[Constraint, ...]:
 
 
 def violated(mol: Mol, constraints: Sequence[Constraint]) -> list[str]:
-    """The specs ``mol`` misses, each with by how much (``"sa<=4.5 (+0.62)"``); [] if none."""
+    """The specs ``mol`` misses, each with by how much (``"sa<=4.5 (+0.62)"``) or which alerts
+    (``"alerts:brenk (peroxide)"``); [] if none."""
     out = []
     for c in constraints:
         v = c.violation(mol)
-        if v > 0 and c.name == "filters":
+        if v > 0 and c.name.startswith("alerts:"):
+            out.append(f"{c.spec} ({', '.join(alerts(mol, c.name[7:].split(',')))})")
+        elif v > 0 and c.name == "filters":
             out.append(c.spec)
         elif v > 0:
             out.append(f"{c.spec} ({'+' if c.op == '<=' else '-'}{v:.3g})")
