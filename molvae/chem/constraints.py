@@ -10,7 +10,7 @@ units: ``sa`` is the SA score, 1 easy to 10 hard, not the ``sa`` objective's -SA
 (`molvae.chem.filters`: no PAINS or medicinal-chemistry alerts, no charges, common atoms only,
 no ring of 8 or more atoms). ``alerts:brenk,pains`` asks for no match in RDKit's structural-alert
 catalogs (`ALERT_CATALOGS`: Brenk's unwanted groups, PAINS, NIH, ZINC, ChEMBL's sets), which
-name what they flag: peroxides, azides, diazo and N-N chains, aldehydes, catechols...
+name what they flag: peroxides, azides, diazo groups, hydrazines, aldehydes, catechols...
 
 A constraint is a picklable value rebuilt from its spec, so scoring workers get it by name.
 """
