@@ -34,6 +34,10 @@ def test_specs_parse_to_golden_rdkit_values() -> None:
     assert parse_constraint("hbd<=0").violation(mol) == 1.0  # one carboxylic acid OH
     assert parse_constraint("rings>=2").violation(mol) == 1.0
     assert parse_constraint("rotb <= 3").violation(mol) == 0.0
+    assert parse_constraint("nn_bonds<=0").violation(mol) == 0.0
+    tetrazoles = Chem.MolFromSmiles("CC(c1nnn(-n2nnnc2N)n1)N")  # 3 + 3 in the rings, 1 linking
+    assert parse_constraint("nn_bonds<=3").violation(tetrazoles) == 4.0
+    assert parse_constraint("nn_bonds<=0").violation(Chem.MolFromSmiles("CNNC")) == 1.0
     c = parse_constraint(f"similarity:{ASPIRIN} >= 0.99")  # an objective spec with '=' inside
     assert c.name == f"similarity:{ASPIRIN}" and c.violation(mol) == 0.0
     # "sa" is the SA score (1 easy .. 10 hard), not the sa objective's -SA

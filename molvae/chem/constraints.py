@@ -32,6 +32,14 @@ from molvae.chem.properties import PROPERTIES, mol_weight, sa_score
 if TYPE_CHECKING:
     from rdkit.Chem import Mol
 
+
+def _nn_bonds(mol: Mol) -> int:
+    # N-rich chains (linked azoles, azo, hydrazine) pass MOSES's and Brenk's filters yet read
+    # as energetic materials to a chemist; counting N-N bonds bounds them
+    return sum(b.GetBeginAtom().GetAtomicNum() == 7 and b.GetEndAtom().GetAtomicNum() == 7
+               for b in mol.GetBonds())  # fmt: skip
+
+
 CONSTRAINT_PROPERTIES: dict[str, tuple[Callable[[Mol], float], str]] = {
     "sa": (sa_score, "SA score, 1 (easy to make) to 10 (hard)"),
     "mw": (mol_weight, "molecular weight in Da"),
@@ -40,6 +48,7 @@ CONSTRAINT_PROPERTIES: dict[str, tuple[Callable[[Mol], float], str]] = {
     "rotb": (rdMolDescriptors.CalcNumRotatableBonds, "rotatable bonds"),
     "rings": (rdMolDescriptors.CalcNumRings, "rings (SSSR)"),
     "heavy_atoms": (Descriptors.HeavyAtomCount, "heavy atoms"),
+    "nn_bonds": (_nn_bonds, "nitrogen-nitrogen bonds (a tetrazole has 3)"),
 }
 OPERATORS = ("<=", ">=")
 # ``alerts:<name>[,<name>...]``: RDKit FilterCatalog sets (rdkit.Chem.FilterCatalog)

@@ -130,7 +130,7 @@ def _add_model_size(p: argparse.ArgumentParser) -> None:
 def _add_constraint(p: Any, effect: str) -> None:
     p.add_argument("--constraint", "-C", action="append", default=[], metavar="SPEC",
                    help="'<property> <= <value>', '<property> >= <value>' (sa, mw, hbd, hba, "
-                   "rotb, rings, heavy_atoms, logp, qed, tpsa, ...), 'filters' or "
+                   "rotb, rings, heavy_atoms, nn_bonds, logp, qed, tpsa, ...), 'filters' or "
                    f"'alerts:brenk,pains' (also nih, zinc, chembl); {effect}; "
                    "repeatable")  # fmt: skip
 
