@@ -83,7 +83,8 @@ def _alert_constraint(spec: str) -> Constraint:
                          f"comma-separated (got {', '.join(unknown) or 'none'})")  # fmt: skip
     canonical = "alerts:" + ",".join(names)
     clean = lambda mol: 0.0 if _catalog(names).HasMatch(mol) else 1.0  # noqa: E731
-    return Constraint(canonical, canonical, ">=", 1.0, clean)
+    matched = lambda mol: ", ".join(alerts(mol, names))  # noqa: E731
+    return Constraint(canonical, canonical, ">=", 1.0, clean, matched)
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,9 @@ class Constraint:
     op: str  # "<=" or ">="
     bound: float
     fn: Callable[[Mol], float] = field(compare=False, repr=False)
+    # why a molecule missed, for `violated`: None = by how much (numeric bounds); a pass/fail
+    # constraint names what failed ("" = nothing to add to its spec)
+    explain: Callable[[Mol], str] | None = field(default=None, compare=False, repr=False)
 
     def violation(self, mol: Mol) -> float:
         """0 when ``mol`` satisfies the constraint, else by how much it misses the bound (the
@@ -135,7 +139,7 @@ def parse_constraint(spec: str) -> Constraint:
         raise ValueError(f"a constraint must be a non-empty string, got {spec!r}")
     text = spec.strip()
     if text == "filters":
-        return Constraint("filters", "filters", ">=", 1.0, _filters_value)
+        return Constraint("filters", "filters", ">=", 1.0, _filters_value, lambda mol: "")
     if text.startswith("alerts:"):
         return _alert_constraint(text)
     # the last operator: a SMILES never holds "<=" or ">=", a user's module name might not either
@@ -170,10 +174,7 @@ def violated(mol: Mol, constraints: Sequence[Constraint]) -> list[str]:
     out = []
     for c in constraints:
         v = c.violation(mol)
-        if v > 0 and c.name.startswith("alerts:"):
-            out.append(f"{c.spec} ({', '.join(alerts(mol, c.name[7:].split(',')))})")
-        elif v > 0 and c.name == "filters":
-            out.append(c.spec)
-        elif v > 0:
-            out.append(f"{c.spec} ({'+' if c.op == '<=' else '-'}{v:.3g})")
+        if v > 0:
+            why = c.explain(mol) if c.explain else f"{'+' if c.op == '<=' else '-'}{v:.3g}"
+            out.append(f"{c.spec} ({why})" if why else c.spec)
     return out
