@@ -156,8 +156,10 @@ def test_constrained_bo_smoke_judges_both_campaigns_alike(tmp_path, load, tiny_m
     args = ["--smoke", "--model", str(tiny_model), "--out", str(tmp_path), "-C", "mw<=250"]
     assert load("constrained_bo").main(args) == 0
     df = pd.read_csv(tmp_path / "results.csv")
-    assert df["method"].tolist() == ["free", "constrained"]
+    assert df["method"].tolist() == ["free", "binary", "slack"]
     assert (df["feasible"] <= df["scored"]).all() and (df["scored"] > 0).all()
-    config = json.loads((tmp_path / "constrained-seed0" / "config.json").read_text())
-    assert config["metadata"]["run"]["constraints"] == ["mw<=250"]
+    for method, model in (("binary", "binary"), ("slack", "slack")):
+        config = json.loads((tmp_path / f"{method}-seed0" / "config.json").read_text())
+        assert config["metadata"]["run"]["constraints"] == ["mw<=250"]
+        assert config["config"]["constraint_model"] == model
     assert "mw<=250" in (tmp_path / "results.md").read_text()

@@ -20,6 +20,7 @@ from molvae.bo.acquisition import ACQ_ERRORS, Proposal, propose_batch, sobol_in_
 from molvae.bo.chemistry import chem_objective, default_canonical
 from molvae.bo.config import (
     ACQUISITIONS,
+    CONSTRAINT_MODELS,
     BOConfig,
     CanonicalFn,
     DecodeFn,
@@ -27,6 +28,7 @@ from molvae.bo.config import (
     ObjectiveFn,
     PriorFn,
     SampleFn,
+    SlackFn,
     iteration_seed,
 )
 from molvae.bo.gradient import (
@@ -83,6 +85,7 @@ from molvae.bo.trust_region import (
 __all__ = [
     "ACQUISITIONS",
     "ACQ_ERRORS",
+    "CONSTRAINT_MODELS",
     "EVAL_COLUMNS",
     "FORMAT",
     "GP_ERRORS",
@@ -101,6 +104,7 @@ __all__ = [
     "RetrainFn",
     "RetrainedModel",
     "SampleFn",
+    "SlackFn",
     "TrustRegionState",
     "ascent_path",
     "ascent_step",

@@ -1,8 +1,10 @@
 """Proposing a batch: optimize the acquisition on the fitted GP, inside the trust region.
 
-With constraints (some scored molecules ``infeasible``) a second GP models feasibility (+0.5
-infeasible, -0.5 feasible; a point is feasible where it is below 0) and the acquisition weighs
-the objective by it: qLogEI with BoTorch's outcome constraints over the best *feasible* score
+With constraints (some scored molecules ``infeasible``) constraint GPs model feasibility, each
+below 0 where molecules satisfy it: one GP per constraint on its signed slack (``mw - 350`` for
+``mw<=350``; ``constraint_model="slack"``, SCBO's model) or one GP of +0.5 infeasible / -0.5
+feasible (``"binary"``, or when the campaign has no slacks). The acquisition weighs the
+objective by them: qLogEI with BoTorch's outcome constraints over the best *feasible* score
 (constrained EI, Gardner et al. 2014), qUCB through ``ConstrainedMCObjective``, Thompson
 sampling through ``ConstrainedMaxPosteriorSampling`` (SCBO, Eriksson & Poloczek 2021). The
 objective GP sees every scored molecule at its true score: the objective is defined for
@@ -19,6 +21,7 @@ import logging
 import time
 import warnings
 from dataclasses import dataclass, field
+from functools import partial
 
 import torch
 from botorch.acquisition import qLogExpectedImprovement, qUpperConfidenceBound
@@ -58,6 +61,7 @@ class Proposal:
     spare: torch.Tensor | None = None  # ranked spare candidates for re-drawing duplicates
     fallback: str | None = None
     gp_points: int = 0
+    constraint_gps: int = 0  # GPs modelling the constraints (0: every point so far feasible)
     fit_s: float = 0.0
     acq_s: float = 0.0
     notes: list[str] = field(default_factory=list)
@@ -76,10 +80,10 @@ def _acq_candidates(
     q: int,
     cfg: BOConfig,
     seed: int,
-    feasibility: SingleTaskGP | None = None,
+    feasibility: list[SingleTaskGP] | None = None,
 ) -> torch.Tensor:
     """Optimize the configured acquisition over ``box`` (raw latent coordinates), seeded;
-    weighted by ``feasibility`` (a GP below 0 where molecules satisfy the constraints)."""
+    weighted by ``feasibility`` (GPs below 0 where molecules satisfy the constraints)."""
     with warnings.catch_warnings(), torch.random.fork_rng():
         warnings.simplefilter("ignore")
         torch.manual_seed(seed)
@@ -93,8 +97,8 @@ def _first(samples: torch.Tensor, X: torch.Tensor | None = None) -> torch.Tensor
     return samples[..., 0]
 
 
-def _infeasible_if_positive(samples: torch.Tensor) -> torch.Tensor:
-    return samples[..., 1]
+def _output(i: int, samples: torch.Tensor) -> torch.Tensor:
+    return samples[..., i]  # output i of the model list: infeasible where positive
 
 
 def _optimize_acq(
@@ -104,26 +108,27 @@ def _optimize_acq(
     q: int,
     cfg: BOConfig,
     seed: int,
-    feasibility: SingleTaskGP | None,
+    feasibility: list[SingleTaskGP] | None,
 ) -> torch.Tensor:
     if cfg.acquisition == "ts":
         cand = sobol_in_box(box, max(cfg.ts_candidates, q), seed)
         with torch.no_grad():
-            if feasibility is not None:
-                ts = ConstrainedMaxPosteriorSampling(model, feasibility, replacement=False)
+            if feasibility:
+                cons = feasibility[0] if len(feasibility) == 1 else ModelListGP(*feasibility)
+                ts = ConstrainedMaxPosteriorSampling(model, cons, replacement=False)
                 return ts(cand, num_samples=q)
             return MaxPosteriorSampling(model, replacement=False)(cand, num_samples=q)
     sampler = SobolQMCNormalSampler(torch.Size([cfg.mc_samples]), seed=seed)
     acq_model, kw = model, {}
-    if feasibility is not None:
-        acq_model = ModelListGP(model, feasibility)
+    if feasibility:
+        acq_model = ModelListGP(model, *feasibility)
+        outputs = [partial(_output, i) for i in range(1, len(feasibility) + 1)]
         if cfg.acquisition == "qlogei":
-            kw = {"objective": GenericMCObjective(_first),
-                  "constraints": [_infeasible_if_positive]}  # fmt: skip
+            kw = {"objective": GenericMCObjective(_first), "constraints": outputs}
         else:  # an infeasible sample scores below anything the objective GP finds plausible
             x_train = model.input_transform.untransform(model.train_inputs[0])  # stored scaled
             cost = float(get_infeasible_cost(x_train, model).max())
-            kw = {"objective": ConstrainedMCObjective(_first, [_infeasible_if_positive], cost)}
+            kw = {"objective": ConstrainedMCObjective(_first, outputs, cost)}
     if cfg.acquisition == "qlogei":
         acq = qLogExpectedImprovement(acq_model, best_f=best_f, sampler=sampler, **kw)
     else:
@@ -139,19 +144,39 @@ def _optimize_acq(
     return cand.detach()
 
 
-def _feasibility_gp(
+def _finite(slack: torch.Tensor) -> torch.Tensor:
+    """``slack`` with each column's NaN / inf (a property that could not be computed: missed)
+    set past its largest finite value, so a GP can be fitted to it."""
+    out = slack.clone()
+    for col in out.T:  # views: writes go to ``out``
+        ok = torch.isfinite(col)
+        top = float(col[ok].max().clamp(min=0.0)) if ok.any() else 0.0
+        col[~ok] = 2.0 * top + 1.0
+    return out
+
+
+def _feasibility_gps(
     x: torch.Tensor, y: torch.Tensor, feasible: torch.Tensor | None, bounds: torch.Tensor,
-    seed: int, cfg: BOConfig, notes: list[str],
-) -> tuple[SingleTaskGP | None, torch.Tensor]:  # fmt: skip
-    """The GP of +0.5 (infeasible) / -0.5 (feasible) at ``x``, and the score EI improves on:
-    the best feasible one (with nothing feasible yet the lowest: any feasible point improves).
-    The GP is None when every point is feasible (no constraint, or none missed yet) or its fit
-    fails (noted: the objective alone then proposes)."""
+    seed: int, cfg: BOConfig, notes: list[str], slack: torch.Tensor | None = None,
+) -> tuple[list[SingleTaskGP], torch.Tensor]:  # fmt: skip
+    """The constraint GPs at ``x`` (each below 0 where molecules satisfy its constraint) and
+    the score EI improves on: the best feasible one (with nothing feasible yet the lowest: any
+    feasible point improves). With ``slack`` (``n x m``), one GP per constraint some point
+    missed, on its signed slack (SCBO); else (or when no slack is positive) one GP of +0.5
+    (infeasible) / -0.5 (feasible). [] when every point is feasible (no constraint, or none
+    missed yet); a failed fit is noted and left out (with none left, the objective proposes)."""
     if feasible is None or bool(feasible.all()):
-        return None, y.max()
-    model, _, failed = fit_gp(x, 0.5 - feasible.to(torch.float64), bounds, seed, cfg.fit_maxiter)
-    notes += [f"feasibility {m}" for m in failed]
-    return model, y[feasible].max() if feasible.any() else y.min()
+        return [], y.max()
+    targets = [0.5 - feasible.to(torch.float64)]
+    if slack is not None and cfg.constraint_model == "slack":
+        s = _finite(slack.to(torch.float64))
+        targets = [s[:, j] for j in range(s.shape[1]) if bool((s[:, j] > 0).any())] or targets
+    models = []
+    for target in targets:
+        model, _, failed = fit_gp(x, target, bounds, seed, cfg.fit_maxiter)
+        notes += [f"feasibility {m}" for m in failed]
+        models += [model] if model is not None else []
+    return models, y[feasible].max() if feasible.any() else y.min()
 
 
 def _spares(
@@ -188,14 +213,16 @@ def propose_batch(
     cfg: BOConfig, x: torch.Tensor, y: torch.Tensor, bounds: torch.Tensor, q: int, seed: int,
     tr_length: float | None = None, center: torch.Tensor | None = None, n_spare: int = 0,
     spare_rounds: int = 1, feasible: torch.Tensor | None = None,
+    slack: torch.Tensor | None = None,
 ) -> Proposal:  # fmt: skip
     """``q`` latent points (and spares) from observations ``x: n x d``, ``y: n`` (``feasible``:
-    ``n`` bool, False where a molecule missed a constraint; None = all feasible).
+    ``n`` bool, False where a molecule missed a constraint; None = all feasible; ``slack``:
+    ``n x m`` signed constraint slacks, > 0 where one is missed, for ``"slack"`` GPs).
 
     Fits the GP on at most ``cfg.max_gp_points`` points and optimizes the acquisition within
     ``bounds``, inside the trust region around ``center`` (raw ``d``; default the incumbent)
     when ``tr_length`` is given; the incumbent and the "best" third of the GP's points are the
-    best feasible ones, and a feasibility GP weighs the acquisition. Spares, for re-drawing,
+    best feasible ones, and constraint GPs weigh the acquisition. Spares, for re-drawing,
     are ``n_spare`` Thompson samples per round in boxes ``SPARE_GROWTH`` times larger each
     round (the region's own first). A numerical failure falls back to Sobol points in the box;
     any other error propagates.
@@ -223,7 +250,9 @@ def propose_batch(
         return _fallback(prop, reason, boxes(), q, n_spare, seed)
     used = idx[: prop.gp_points]
     feas = None if feasible is None else feasible[used]
-    con, best_f = _feasibility_gp(x[used], y[used], feas, bounds, seed, cfg, prop.notes)
+    con, best_f = _feasibility_gps(x[used], y[used], feas, bounds, seed, cfg, prop.notes,
+                                   None if slack is None else slack[used])  # fmt: skip
+    prop.constraint_gps = len(con)
     prop.fit_s = time.perf_counter() - t0
     region = boxes(lengthscales(model))
     t0 = time.perf_counter()
@@ -231,12 +260,10 @@ def propose_batch(
         z = _acq_candidates(model, best_f, region[0], q, cfg, seed, con)
         prop.spare = _spares(model, region, n_spare, cfg.ts_candidates, seed)
     except ACQ_ERRORS as err:
-        prop.acq_s, msg = (
-            time.perf_counter() - t0,
-            f"acquisition failed: {type(err).__name__}: {err}",
-        )
-        prop.notes.append(msg[:300])
-        return _fallback(prop, msg[:300], boxes(), q, n_spare, seed)
+        prop.acq_s = time.perf_counter() - t0
+        msg = f"acquisition failed: {type(err).__name__}: {err}"[:300]
+        prop.notes.append(msg)
+        return _fallback(prop, msg, boxes(), q, n_spare, seed)
     prop.acq_s = time.perf_counter() - t0
     prop.z = z.reshape(q, -1).to(torch.float64)
     prop.fallback = "; ".join(prop.notes)[:500] if prop.notes else None

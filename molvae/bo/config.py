@@ -19,6 +19,9 @@ EncodeFn = Callable[[list[str]], torch.Tensor]
 ObjectiveFn = Callable[[list[str]], tuple[np.ndarray, list[str]]]
 """canonical SMILES -> (scores, status in {"ok", "infeasible", "invalid", "failed"}); an
 infeasible molecule keeps its score but misses a constraint (never the best, see `store`)."""
+SlackFn = Callable[[list[str]], np.ndarray]
+"""canonical SMILES -> ``n x m`` signed slacks of the campaign's ``m`` constraints: <= 0 where
+one holds, > 0 by how much it misses (`molvae.chem.constraints.Constraint.slack`)."""
 CanonicalFn = Callable[[str], "str | None"]
 """SMILES -> canonical SMILES or None when invalid."""
 SampleFn = Callable[[int, int], "np.ndarray | torch.Tensor"]
@@ -27,6 +30,7 @@ PriorFn = SampleFn  # the name before the prior could be learned
 
 ACQUISITIONS = ("qlogei", "qucb", "ts")
 BOUNDS = ("data", "prior")
+CONSTRAINT_MODELS = ("slack", "binary")
 
 
 @dataclass
@@ -50,6 +54,10 @@ class BOConfig:
     more than ``tr_max_waste`` of its proposals decoded to known molecules or invalid strings
     (before re-drawing) it is a failure that halves the region at once. Below ``tr_length_min``
     the region restarts around another good point.
+    Constraints (``constraint_model``, used once a scored molecule missed one): ``"slack"`` fits
+    one GP per constraint to its signed slack, so a bound such as ``mw<=350`` is learnt as a
+    distance (SCBO, Eriksson & Poloczek 2021; needs the campaign's ``slack_fn``, else it acts
+    as ``"binary"``); ``"binary"`` fits one GP to feasible / infeasible.
     Weighted retraining (Tripp et al. 2020; ``molvae.bo.retrain``): every ``retrain_every``
     iterations (0 = never) the model is fine-tuned on the scored pool and the scored proposals,
     weighted ``1 / (retrain_k * N + rank)``, and the GP continues in its latent space.
@@ -91,6 +99,7 @@ class BOConfig:
     top_k: int = 12
     retrain_every: int = 0
     retrain_k: float = 1e-3
+    constraint_model: str = "slack"
 
     def __post_init__(self) -> None:
         if self.acquisition not in ACQUISITIONS:
@@ -105,6 +114,9 @@ class BOConfig:
             raise ValueError("bound_quantile must be in (0, 0.5), tr_max_waste in [0, 1]")
         if self.spares_per_proposal < 0 or self.redraw_rounds < 0:
             raise ValueError("spares_per_proposal and redraw_rounds must be >= 0")
+        if self.constraint_model not in CONSTRAINT_MODELS:
+            raise ValueError(f"constraint_model must be one of {CONSTRAINT_MODELS}, "
+                             f"not {self.constraint_model!r}")  # fmt: skip
         if self.retrain_every < 0 or not self.retrain_k > 0:
             raise ValueError("retrain_every must be >= 0 and retrain_k > 0")
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -23,12 +23,20 @@ from molvae.bo.config import (
     EncodeFn,
     ObjectiveFn,
     SampleFn,
+    SlackFn,
     iteration_seed,
 )
 from molvae.bo.regions import region_best, region_center, restart_region
 from molvae.bo.retrain_data import RetrainFn, in_latent_space
 from molvae.bo.scoring import _score_batch
-from molvae.bo.store import SCORED, STATUSES, CampaignStore, best_of, observations
+from molvae.bo.store import (
+    SCORED,
+    STATUSES,
+    CampaignStore,
+    best_of,
+    observations,
+    observed_rows,
+)
 from molvae.bo.trust_region import TrustRegionState, update_trust_region
 
 
@@ -42,6 +50,7 @@ class _Oracles:
     encode_fn: EncodeFn | None = None
     prior_fn: SampleFn | None = None
     retrain_fn: RetrainFn | None = None  # weighted retraining (`molvae.bo.retrain`)
+    slack_fn: SlackFn | None = None  # constraint slacks, for one GP per constraint
 
 
 @dataclass
@@ -61,6 +70,7 @@ class _Run:
     # and the iteration it was retrained after (rows up to it are seen at these latents)
     latents: pd.DataFrame | None = None
     since: int = 0
+    slacks: dict[str, np.ndarray] = field(default_factory=dict)  # canonical -> slack_fn row
 
     def gp_history(self) -> pd.DataFrame:
         """The history with every row's z in the current model's latent space."""
@@ -90,6 +100,20 @@ def _n_scored_new(history: pd.DataFrame) -> int:
     return int(((history["iteration"] > 0) & history["status"].isin(SCORED)).sum())
 
 
+def _slacks(run: _Run, history: pd.DataFrame, feasible: torch.Tensor) -> torch.Tensor | None:
+    """``n x m`` constraint slacks of the rows `observations` returned (computed once per
+    molecule), or None where one binary GP models feasibility: no ``slack_fn``,
+    ``constraint_model="binary"``, or nothing missed yet."""
+    fn = run.fns.slack_fn
+    if fn is None or run.cfg.constraint_model != "slack" or bool(feasible.all()):
+        return None
+    canon = history.loc[observed_rows(history, run.dim), "canonical"].astype(str).tolist()
+    new = [c for c in dict.fromkeys(canon) if c not in run.slacks]
+    if new:
+        run.slacks.update(zip(new, np.asarray(fn(new), dtype=float), strict=True))
+    return torch.tensor(np.stack([run.slacks[c] for c in canon]), dtype=torch.float64)
+
+
 def _propose(run: _Run, t: int, q: int, start: float) -> dict[str, Any]:
     """Propose the ``q`` z of iteration ``t`` and persist them (``pending.json``) before any is
     decoded; ``start`` is when the iteration began (for ``propose_s``)."""
@@ -103,13 +127,15 @@ def _propose(run: _Run, t: int, q: int, start: float) -> dict[str, Any]:
         center = region_center(history, run.tr, run.dim)
         prop = propose_batch(cfg, x, y, run.bounds, q, seed_t, run.tr.length if run.tr else None,
                              center=center, n_spare=n_spare, spare_rounds=cfg.redraw_rounds,
-                             feasible=feasible)  # fmt: skip
+                             feasible=feasible,
+                             slack=_slacks(run, history, feasible))  # fmt: skip
     else:
         prop = Proposal(z=as_latents(run.fns.prior_fn(q, seed_t)), source="random")
         if n_spare:
             n_all = n_spare * cfg.redraw_rounds
             prop.spare = as_latents(run.fns.prior_fn(n_all, iteration_seed(seed_t, 1)))
     rec = {"source": prop.source, "fallback": prop.fallback, "gp_points": prop.gp_points,
+           **({"constraint_gps": prop.constraint_gps} if prop.constraint_gps else {}),
            "fit_s": prop.fit_s, "acq_s": prop.acq_s,
            "propose_s": time.perf_counter() - start,
            **({"model_version": run.state.get("model_version", 0)}

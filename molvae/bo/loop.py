@@ -25,6 +25,7 @@ from molvae.bo.config import (
     EncodeFn,
     ObjectiveFn,
     SampleFn,
+    SlackFn,
     iteration_seed,
 )
 from molvae.bo.design import _build_pool, _init_rows
@@ -211,6 +212,7 @@ def run_campaign(
     report: bool = True,
     prior_fn: SampleFn | None = None,
     retrain_fn: RetrainFn | None = None,
+    slack_fn: SlackFn | None = None,
 ) -> CampaignResult:
     """Run (or resume) a latent-space BO campaign in ``out_dir``.
 
@@ -226,10 +228,12 @@ def run_campaign(
     The GP runs on the CPU in float64; on a small shared CPU call ``torch.set_num_threads(1)``
     first (measured: one MLL step 0.008 s with 1 thread vs 0.24 s with 2 contended threads).
     With ``config.retrain_every`` the model is fine-tuned through ``retrain_fn`` every so many
-    iterations (weighted retraining, `molvae.bo.retrain`).
+    iterations (weighted retraining, `molvae.bo.retrain`). ``slack_fn`` gives the constraints'
+    signed slacks of scored molecules, so each constraint gets its own GP
+    (``config.constraint_model="slack"``); without it one GP models feasible / infeasible.
     """
     fns = _Oracles(decode_fn, objective_fn, canonical_fn, encode_fn=encode_fn, prior_fn=prior_fn,
-                   retrain_fn=retrain_fn)  # fmt: skip
+                   retrain_fn=retrain_fn, slack_fn=slack_fn)  # fmt: skip
     return _campaign(
         "bo", config, fns, out_dir, init_smiles=list(init_smiles), progress=progress,
         metadata=metadata, report=report,

@@ -213,11 +213,16 @@ def observations(
     infeasible = (status == "infeasible") | (
         (status == "duplicate") & history["canonical"].isin(missed)
     )
-    use = status.isin([*SCORED, "duplicate"]) & np.isfinite(history["score"])
-    use &= np.isfinite(history[zc]).all(axis=1)
+    use = observed_rows(history, dim)
     x = torch.tensor(history.loc[use, zc].to_numpy(dtype=float), dtype=torch.float64)
     y = torch.tensor(history.loc[use, "score"].to_numpy(dtype=float), dtype=torch.float64)
     return x, y, torch.tensor(~infeasible[use].to_numpy(dtype=bool))
+
+
+def observed_rows(history: pd.DataFrame, dim: int) -> pd.Series:
+    """Which rows `observations` returns (bool, aligned with ``history``)."""
+    use = history["status"].isin([*SCORED, "duplicate"]) & np.isfinite(history["score"])
+    return use & np.isfinite(history[z_columns(dim)]).all(axis=1)
 
 
 def best_of(history: pd.DataFrame) -> tuple[float, str | None]:

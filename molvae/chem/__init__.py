@@ -10,7 +10,12 @@ import time (the SA-score contrib module and pandas load on first use).
 Must not import torch, nor any other molvae package except `molvae.io` and `molvae.resources`.
 """
 
-from molvae.chem.constraints import Constraint, parse_constraint, parse_constraints
+from molvae.chem.constraints import (
+    Constraint,
+    constraint_slacks,
+    parse_constraint,
+    parse_constraints,
+)
 from molvae.chem.filters import passes_filters
 from molvae.chem.molecules import canonical, is_valid, largest_fragment, parse, silence_rdkit
 from molvae.chem.objectives import (
@@ -60,6 +65,7 @@ __all__ = [
     "TanimotoTo",
     "available_objectives",
     "canonical",
+    "constraint_slacks",
     "get_objective",
     "is_valid",
     "largest_fragment",

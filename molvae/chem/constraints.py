@@ -23,10 +23,12 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING
 
+import numpy as np
 from rdkit.Chem import Descriptors, Lipinski, rdMolDescriptors
 from rdkit.Chem.FilterCatalog import FilterCatalog, FilterCatalogParams
 
 from molvae.chem.filters import passes_filters
+from molvae.chem.molecules import parse
 from molvae.chem.properties import PROPERTIES, mol_weight, sa_score
 
 if TYPE_CHECKING:
@@ -100,16 +102,36 @@ class Constraint:
     # constraint names what failed ("" = nothing to add to its spec)
     explain: Callable[[Mol], str] | None = field(default=None, compare=False, repr=False)
 
-    def violation(self, mol: Mol) -> float:
-        """0 when ``mol`` satisfies the constraint, else by how much it misses the bound (the
-        property's units; ``filters``: 1). A property that cannot be computed misses: inf."""
+    @property
+    def pass_fail(self) -> bool:
+        """True for ``filters`` and ``alerts:``, which hold or not; False for a numeric bound."""
+        return self.explain is not None
+
+    def _value(self, mol: Mol) -> float:
         try:
             value = float(self.fn(mol))
         except Exception:  # a user function may raise anything: not shown to hold
-            return math.inf
-        if not math.isfinite(value):
+            return math.nan
+        return value if math.isfinite(value) else math.nan
+
+    def violation(self, mol: Mol) -> float:
+        """0 when ``mol`` satisfies the constraint, else by how much it misses the bound (the
+        property's units; ``filters``: 1). A property that cannot be computed misses: inf."""
+        value = self._value(mol)
+        if math.isnan(value):
             return math.inf
         return max(0.0, value - self.bound if self.op == "<=" else self.bound - value)
+
+    def slack(self, mol: Mol) -> float:
+        """Signed distance past the bound: <= 0 where ``mol`` satisfies the constraint, > 0 by
+        how much it misses (the property's units; pass/fail: -0.5 holds, +0.5 misses), inf when
+        the property cannot be computed. What a campaign's constraint GPs model (SCBO)."""
+        value = self._value(mol)
+        if math.isnan(value):
+            return math.inf
+        if self.pass_fail:
+            return 0.5 if value < self.bound else -0.5
+        return value - self.bound if self.op == "<=" else self.bound - value
 
     def __reduce__(self) -> tuple:
         return (parse_constraint, (self.spec,))
@@ -166,6 +188,17 @@ def parse_constraints(specs: Sequence[str] | None) -> tuple[Constraint, ...]:
         c = parse_constraint(s)
         out.setdefault(c.spec, c)
     return tuple(out.values())
+
+
+def constraint_slacks(smiles: Sequence[str], constraints: Sequence[Constraint]) -> np.ndarray:
+    """``n x m`` `Constraint.slack` of each SMILES under each constraint; NaN rows for SMILES
+    RDKit cannot parse."""
+    out = np.full((len(smiles), len(constraints)), np.nan)
+    for i, smi in enumerate(smiles):
+        mol = parse(smi)
+        if mol is not None:
+            out[i] = [c.slack(mol) for c in constraints]
+    return out
 
 
 def violated(mol: Mol, constraints: Sequence[Constraint]) -> list[str]:

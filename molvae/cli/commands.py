@@ -151,6 +151,7 @@ def _cmd_optimize(a: argparse.Namespace) -> None:
         "seed": a.seed,
         "n_jobs": a.jobs,
         "trust_region": a.trust_region,
+        "constraint_model": a.constraint_model,
         "retrain_every": a.retrain_every,
         "retrain_k": a.retrain_k,
     }

@@ -12,7 +12,7 @@ import dataclasses
 import inspect
 from typing import Any
 
-from molvae.bo import ACQUISITIONS, BOConfig, GradientConfig
+from molvae.bo import ACQUISITIONS, CONSTRAINT_MODELS, BOConfig, GradientConfig
 from molvae.resources import DEFAULT_MODEL
 from molvae.runs import OptimizeRunConfig, TrainRunConfig
 from molvae.train import FinetuneConfig, TrainConfig
@@ -178,6 +178,10 @@ def _add_bo_settings(p: argparse.ArgumentParser) -> None:
         default=default(BOConfig, "trust_region"),
         help="TuRBO-style trust region around the incumbent (default: %(default)s)",
     )
+    p.add_argument("--constraint-model", choices=CONSTRAINT_MODELS,
+                   default=default(BOConfig, "constraint_model"),
+                   help="with -C: one GP per constraint on its slack (SCBO) or one GP of "
+                   "feasible/infeasible (default: %(default)s)")  # fmt: skip
 
 
 def _add_gradient_settings(p: argparse.ArgumentParser) -> None:

@@ -15,7 +15,7 @@ import torch
 from molvae.bo import BOConfig, CampaignResult, random_search, run_campaign
 from molvae.bo.gradient import GradientConfig, gradient_campaign
 from molvae.chem import get_objective, score_smiles
-from molvae.chem.constraints import parse_constraints
+from molvae.chem.constraints import constraint_slacks, parse_constraints
 from molvae.data import FilterConfig, load_smiles
 from molvae.io import file_sha256
 from molvae.model import GrammarConfig, LatentCodec
@@ -113,6 +113,7 @@ class CampaignCallables:
     encode: Callable[[list[str]], torch.Tensor]
     objective: Callable[[list[str]], tuple[np.ndarray, list[str]]]
     prior: Callable[[int, int], np.ndarray]
+    slack: Callable[[list[str]], np.ndarray] | None = None  # None: the campaign has no constraint
 
 
 def campaign_callables(
@@ -139,7 +140,10 @@ def campaign_callables(
         res = score_smiles(smiles, objective, n_jobs=bo_config.n_jobs, constraints=constraints)
         return res.scores, res.status
 
-    return CampaignCallables(decode_fn, encode_fn, objective_fn, prior_sampler(codec, prior))
+    parsed = parse_constraints(constraints)
+    slack_fn = (lambda smiles: constraint_slacks(smiles, parsed)) if parsed else None
+    return CampaignCallables(decode_fn, encode_fn, objective_fn, prior_sampler(codec, prior),
+                             slack_fn)  # fmt: skip
 
 
 def _metadata(
@@ -219,6 +223,6 @@ def optimize(
     else:
         result = run_campaign(bo_config, fns.decode, fns.encode, fns.objective,
                               out_dir=run.out_dir, prior_fn=fns.prior, retrain_fn=retrain,
-                              **common)  # fmt: skip
+                              slack_fn=fns.slack, **common)  # fmt: skip
     log.info("campaign finished in %.1f s (%s)", time.perf_counter() - t0, result.stop_reason)
     return result

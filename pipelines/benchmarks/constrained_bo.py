@@ -3,8 +3,9 @@
     python pipelines/benchmarks/constrained_bo.py --objective tpsa -C "mw<=350" -C filters
     python pipelines/benchmarks/constrained_bo.py --smoke --model MODEL   # seconds
 
-Per seed, two `molvae optimize` campaigns from the same initial design: ``free`` (the objective
-alone) and ``constrained`` (with ``--constraint``: a feasibility GP weighs the acquisition, see
+Per seed, `molvae optimize` campaigns from the same initial design (``--methods``): ``free``
+(the objective alone), ``binary`` (with ``--constraint``; one GP of feasible / infeasible weighs
+the acquisition) and ``slack`` (one GP per constraint on its signed slack, SCBO; see
 `molvae.bo.acquisition`). Each campaign's proposals (initial design excluded) are scored against
 the constraints afterwards, so both are judged alike: how many feasible molecules it proposed,
 the best and the top-10 mean among them. Outputs go to ``--out``: the campaign directories,
@@ -24,6 +25,8 @@ from molvae.bo import BOConfig
 from molvae.chem import score_smiles
 from molvae.io import markdown_table, write_csv, write_text
 from molvae.runs import OptimizeRunConfig, environment, optimize
+
+METHODS = ("free", "binary", "slack")
 
 
 def judge(result, objective: str, constraints: list[str]) -> dict:
@@ -49,6 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", type=int, default=250)
     p.add_argument("--batch-size", type=int, default=50)
     p.add_argument("--acquisition", choices=["qlogei", "qucb", "ts"], default="qlogei")
+    p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default="campaigns/constrained-benchmark")
     p.add_argument("--smoke", action="store_true", help="1 seed, 2 batches of 5")
@@ -63,9 +67,12 @@ def main(argv: list[str] | None = None) -> int:
         a.seeds, a.budget, a.batch_size, n_init, pool = [0], 10, 5, 20, 100
     rows = []
     for seed in a.seeds:
-        for method, cons in (("free", []), ("constrained", constraints)):
+        for method in a.methods:
+            model = "binary" if method == "binary" else "slack"  # free: no constraint to model
             cfg = BOConfig(budget=a.budget, batch_size=a.batch_size, n_init=n_init,
-                           init_pool=pool, seed=seed, acquisition=a.acquisition)  # fmt: skip
+                           init_pool=pool, seed=seed, acquisition=a.acquisition,
+                           constraint_model=model)  # fmt: skip
+            cons = [] if method == "free" else constraints
             run = OptimizeRunConfig(model=a.model, objective=a.objective, threads=a.threads,
                                     out_dir=str(Path(a.out) / f"{method}-seed{seed}"),
                                     constraints=cons)  # fmt: skip
@@ -78,9 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     summary = df.groupby("method", sort=False)[cols].agg(["mean", "std"])
     summary.columns = [f"{c} {s}" for c, s in summary.columns]
     env = environment()
-    text = (f"# {a.objective} subject to {', '.join(constraints)}: constrained BO vs BO filtered "
-            f"afterwards\n\nBudget {a.budget} in batches of {a.batch_size}, {a.acquisition}, seeds "
-            f"{a.seeds}; model `{a.model}`; {env['cpu_count']} CPUs, torch {env['torch']}. "
+    text = (f"# {a.objective} subject to {', '.join(constraints)}: constrained BO "
+            f"({' vs '.join(a.methods)})\n\nBudget {a.budget} in batches of {a.batch_size}, "
+            f"{a.acquisition}, seeds {a.seeds}; model `{a.model}`; {env['cpu_count']} CPUs, "
+            f"torch {env['torch']}. "
             "Proposals only (initial design excluded), scored against the constraints.\n\n"
             + markdown_table(summary.round(3).reset_index()) + "\n\n## Per run\n\n"
             + markdown_table(df.round(3)) + "\n")  # fmt: skip
