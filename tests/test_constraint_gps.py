@@ -3,6 +3,7 @@ continuous boundary, and a campaign that fits them only once a molecule missed a
 
 from __future__ import annotations
 
+import json
 import math
 
 import bo_fakes as F
@@ -143,3 +144,37 @@ def test_cli_chooses_the_constraint_model() -> None:
     assert parse(["optimize", "--constraint-model", "binary"]).constraint_model == "binary"
     with pytest.raises(ValueError, match="constraint_model must be one of"):
         BOConfig(constraint_model="soft")
+
+
+def test_a_campaign_from_before_slack_gps_resumes_with_the_binary_gp(tmp_path) -> None:
+    """Two constraints (at most six carbons, at least six: some molecules miss each): two slack
+    GPs; a directory whose config predates ``constraint_model`` goes on with the one binary GP
+    it was started with."""
+    torch.set_num_threads(1)
+
+    class SixCarbons(F.Objective):
+        def __call__(self, smiles: list[str]) -> tuple[np.ndarray, list[str]]:
+            scores, status = super().__call__(smiles)
+            return scores, ["infeasible" if st == "ok" and _carbons(s) != 6 else st
+                            for s, st in zip(smiles, status, strict=True)]  # fmt: skip
+
+    def two(smiles: list[str]) -> np.ndarray:
+        return np.array([[_carbons(s) - 6.0, 12.0 - 2.0 * _carbons(s)] for s in smiles])
+
+    def run(iterations: int) -> None:
+        cfg = BOConfig(budget=60, batch_size=6, max_iterations=iterations, n_init=8,
+                       init_pool=20, init_top=3, num_restarts=2, raw_samples=16,
+                       mc_samples=32, acq_maxiter=10, n_decode_attempts=3, max_gp_points=40,
+                       seed=1)  # fmt: skip
+        run_campaign(cfg, F.decode, F.encode, SixCarbons(), F.DATA, out,
+                     canonical_fn=F.canonical, progress=False, report=False,
+                     slack_fn=two)  # fmt: skip
+
+    out = tmp_path / "camp"
+    run(3)
+    config = json.loads((out / "config.json").read_text())
+    del config["config"]["constraint_model"]  # as release 11 wrote it
+    (out / "config.json").write_text(json.dumps(config))
+    run(6)
+    gps = load_campaign(out).iterations["constraint_gps"].fillna(0).tolist()
+    assert 2 in gps[:3] and set(gps[3:]) <= {0, 1} and 1 in gps[3:], gps

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pandas as pd
@@ -98,6 +98,9 @@ def _start(
     if cfg.retrain_every and (kind != "bo" or fns.retrain_fn is None):
         raise ValueError("retrain_every needs a BO campaign (run_campaign) with a retrain_fn")
     store = CampaignStore(out_dir, writer=True)
+    stored = store.read_config()
+    if stored is not None and "constraint_model" not in stored.get("config", {}):
+        cfg = replace(cfg, constraint_model="binary")  # a directory from before slack GPs
     _check_config(store, kind, cfg, metadata)
     fns.canonical_fn = fns.canonical_fn or default_canonical()
     run = _Run(kind, cfg, store, fns, history=store.load_history(), state={})
