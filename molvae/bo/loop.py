@@ -57,14 +57,20 @@ _FREE_FIELDS = ("budget", "max_iterations", "n_jobs", "top_k")
 _PRIOR_SAMPLES = 10_000  # prior samples the latent box is taken from (bounds="prior")
 
 
-def _check_config(store: CampaignStore, kind: str, cfg: BOConfig, metadata: dict | None) -> None:
-    """Record a new directory's settings; refuse to resume one started with other settings."""
+def _check_config(
+    store: CampaignStore, kind: str, cfg: BOConfig, metadata: dict | None
+) -> BOConfig:
+    """Record a new directory's settings; refuse to resume one started with other settings.
+    Returns the settings to run with: ``cfg``, but a directory from before constraint GPs on
+    slacks goes on with the binary GP it started with."""
     stored = store.read_config()
-    new = asdict(cfg)
     if stored is None:
-        store.write_config({"kind": kind, "config": new, "metadata": metadata or {}})
-        return
+        store.write_config({"kind": kind, "config": asdict(cfg), "metadata": metadata or {}})
+        return cfg
     old = stored.get("config", {})
+    if "constraint_model" not in old:
+        cfg = replace(cfg, constraint_model="binary")
+    new = asdict(cfg)
     if stored.get("kind") != kind:
         raise ValueError(f"{store.dir} holds a {stored.get('kind')!r} campaign, not {kind!r}")
     # settings a directory did not record (it predates them) are not compared
@@ -83,6 +89,7 @@ def _check_config(store: CampaignStore, kind: str, cfg: BOConfig, metadata: dict
         raise ValueError(f"the budget can only grow on resume ({old['budget']} -> {new['budget']})")
     if any(old.get(k) != new[k] for k in _FREE_FIELDS):
         store.write_config({**stored, "config": new})
+    return cfg
 
 
 def _start(
@@ -98,10 +105,7 @@ def _start(
     if cfg.retrain_every and (kind != "bo" or fns.retrain_fn is None):
         raise ValueError("retrain_every needs a BO campaign (run_campaign) with a retrain_fn")
     store = CampaignStore(out_dir, writer=True)
-    stored = store.read_config()
-    if stored is not None and "constraint_model" not in stored.get("config", {}):
-        cfg = replace(cfg, constraint_model="binary")  # a directory from before slack GPs
-    _check_config(store, kind, cfg, metadata)
+    cfg = _check_config(store, kind, cfg, metadata)
     fns.canonical_fn = fns.canonical_fn or default_canonical()
     run = _Run(kind, cfg, store, fns, history=store.load_history(), state={})
     if init_smiles is not None:

@@ -107,31 +107,30 @@ class Constraint:
         """True for ``filters`` and ``alerts:``, which hold or not; False for a numeric bound."""
         return self.explain is not None
 
-    def _value(self, mol: Mol) -> float:
+    def _excess(self, mol: Mol) -> float:
+        """``value - bound`` for ``<=``, ``bound - value`` for ``>=``; inf when the property
+        cannot be computed."""
         try:
             value = float(self.fn(mol))
         except Exception:  # a user function may raise anything: not shown to hold
-            return math.nan
-        return value if math.isfinite(value) else math.nan
+            return math.inf
+        if not math.isfinite(value):
+            return math.inf
+        return value - self.bound if self.op == "<=" else self.bound - value
 
     def violation(self, mol: Mol) -> float:
         """0 when ``mol`` satisfies the constraint, else by how much it misses the bound (the
         property's units; ``filters``: 1). A property that cannot be computed misses: inf."""
-        value = self._value(mol)
-        if math.isnan(value):
-            return math.inf
-        return max(0.0, value - self.bound if self.op == "<=" else self.bound - value)
+        return max(0.0, self._excess(mol))
 
     def slack(self, mol: Mol) -> float:
         """Signed distance past the bound: <= 0 where ``mol`` satisfies the constraint, > 0 by
         how much it misses (the property's units; pass/fail: -0.5 holds, +0.5 misses), inf when
         the property cannot be computed. What a campaign's constraint GPs model (SCBO)."""
-        value = self._value(mol)
-        if math.isnan(value):
-            return math.inf
-        if self.pass_fail:
-            return 0.5 if value < self.bound else -0.5
-        return value - self.bound if self.op == "<=" else self.bound - value
+        excess = self._excess(mol)
+        if self.pass_fail and math.isfinite(excess):
+            return 0.5 if excess > 0 else -0.5
+        return excess
 
     def __reduce__(self) -> tuple:
         return (parse_constraint, (self.spec,))
