@@ -6,7 +6,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-avx2 lint format clean
+.PHONY: install pmo-install demo test test-avx2 lint format clean
 
 $(BIN)/molvae: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +15,18 @@ $(BIN)/molvae: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	@touch $@
 
-install: $(BIN)/molvae  ## create the virtual environment and install molvae
+# PyTDC (the PMO benchmark's reference oracles, `pmo:<task>` objectives) goes in with --no-deps:
+# its declared dependencies pin numpy<2, pandas<3 and rdkit<2024 and would downgrade the stack;
+# the second line adds the few packages its oracles import (setuptools<81 keeps pkg_resources).
+PMO_STAMP := $(VENV)/.pmo-installed
+$(PMO_STAMP): $(BIN)/molvae
+	$(BIN)/python -m pip install --quiet --no-deps "PyTDC==1.1.15"
+	$(BIN)/python -m pip install --quiet "setuptools<81" requests fuzzywuzzy huggingface_hub
+	@touch $@
+
+install: $(BIN)/molvae $(PMO_STAMP)  ## create the virtual environment and install molvae (and PyTDC)
+
+pmo-install: $(PMO_STAMP)  ## PyTDC's PMO oracles for `pmo:<task>` objectives (part of install)
 
 demo: install  ## the main job: a short BO campaign with the bundled model and data
 	$(BIN)/molvae optimize --budget 100 --batch-size 25 --out campaigns/demo

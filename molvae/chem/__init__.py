@@ -3,6 +3,7 @@
 Owns everything molvae knows about molecules: `molecules` (parse, canonical SMILES),
 `properties` (logP, QED, SA score, penalized logP, fingerprints, property tables) and
 `objectives` (the registry, ``similarity:<SMILES>``, user ``module:function``, scoring),
+`pmo` (``pmo:<task>``: the PMO benchmark's oracles through PyTDC, imported on first use),
 `filters` (MOSES's sanity filters) and `constraints` (``sa<=4.5``, ``filters``, ...).
 Everything is a pure function of a SMILES string or an RDKit ``Mol``; nothing heavy runs at
 import time (the SA-score contrib module and pandas load on first use).

@@ -1,7 +1,8 @@
 """The objective registry and scoring of SMILES lists, in this process or a process pool.
 
 Objectives are always *maximized*. ``get_objective`` accepts a registry name (``logp``, ``qed``,
-``sa``, ``mw``, ``tpsa``, ``plogp``, ``plogp_raw``, ``qed_sa``), ``similarity:<SMILES>`` or a
+``sa``, ``mw``, ``tpsa``, ``plogp``, ``plogp_raw``, ``qed_sa``), ``similarity:<SMILES>``,
+``pmo:<task>`` (the PMO benchmark's oracles, `molvae.chem.pmo`; needs ``make pmo-install``) or a
 user ``module:function`` whose function takes a ``Mol`` and returns a float.
 """
 
@@ -24,6 +25,7 @@ from rdkit import DataStructs
 
 from molvae.chem.constraints import Constraint, parse_constraint, parse_constraints, violated
 from molvae.chem.molecules import parse
+from molvae.chem.pmo import PMO_TASKS, PMOScore, import_tdc
 from molvae.chem.properties import (
     logp,
     mol_weight,
@@ -94,9 +96,14 @@ OBJECTIVES: dict[str, Objective] = {
 
 
 def available_objectives() -> dict[str, str]:
-    """Registry names and their descriptions (``similarity:<SMILES>`` and ``module:function``
-    are accepted by ``get_objective`` as well)."""
-    return {name: o.description for name, o in OBJECTIVES.items()}
+    """Registry names and their descriptions, then the ``pmo:<task>`` specs
+    (``similarity:<SMILES>`` and ``module:function`` are accepted by ``get_objective`` as well)."""
+    names = {name: o.description for name, o in OBJECTIVES.items()}
+    return names | {f"pmo:{task}": _pmo_description(task) for task in PMO_TASKS}
+
+
+def _pmo_description(task: str) -> str:
+    return f"PMO benchmark task {task} (PyTDC oracle, in [0, 1])"
 
 
 def get_objective(spec: str) -> Objective:
@@ -114,12 +121,16 @@ def get_objective(spec: str) -> Objective:
     if sep and prefix == "similarity":
         fn = TanimotoTo(rest.strip())
         return Objective(spec, f"Tanimoto similarity (Morgan r2, 2048 bits) to {rest.strip()}", fn)
+    if sep and prefix == "pmo":
+        pmo = PMOScore(rest)  # an unknown task: ValueError listing the tasks
+        import_tdc()  # not installed: one sentence now, not a "failed" row per molecule later
+        return Objective(f"pmo:{pmo.task}", _pmo_description(pmo.task), pmo)
     if sep:
         return Objective(spec, f"user objective {spec}", _import_function(prefix, rest))
     names = ", ".join(OBJECTIVES)
     raise ValueError(
         f"unknown objective {spec!r}; choose one of {names}, "
-        "or give 'similarity:<SMILES>' or a 'module:function'"
+        "or give 'similarity:<SMILES>', 'pmo:<task>' or a 'module:function'"
     )
 
 
