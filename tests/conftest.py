@@ -89,7 +89,8 @@ def tiny_model(tiny_run) -> Path:
 
 @dataclass(frozen=True)
 class Campaign:
-    """A finished `molvae optimize` campaign and the command line that made it."""
+    """A finished `molvae optimize` campaign and the command line that made it: a charged pool
+    of 4, then 2 iterations of 2 (8 oracle calls)."""
 
     model: Path
     pool: Path  # the --data file: 50 ZINC test molecules, so the initial pool is small
@@ -98,7 +99,7 @@ class Campaign:
     def args(self, out: Path) -> list[str]:
         """The same campaign into ``out`` (on ``dir`` itself, or a copy: a resume)."""
         return ["optimize", "--model", str(self.model), "--data", str(self.pool), "--objective",
-                "qed", "--budget", "4", "-q", "2", "--n-init", "4", "--iterations", "2",
+                "qed", "--budget", "8", "-q", "2", "--init-pool", "4", "--iterations", "2",
                 "--seed", "1", "--threads", "1", "--no-progress", "--out", str(out)]  # fmt: skip
 
 

@@ -26,6 +26,7 @@ from torch.linalg import LinAlgError
 import molvae.bo.acquisition as acquisition
 import molvae.bo.surrogate as surrogate
 from molvae.bo import BOConfig, choose_decoded, fit_gp, iteration_seed, select_gp_points
+from molvae.bo.accounting import oracle_calls
 from molvae.bo.loop import random_search, run_campaign
 from molvae.bo.store import load_campaign
 from molvae.bo.trust_region import (
@@ -40,13 +41,15 @@ import bo_fakes as F
 
 torch.set_num_threads(1)
 
-# The fake decoder gives ~40% invalid or failed molecules, so the budget needs more than the
-# default cap of ceil(budget / batch_size) + 2 iterations: max_iterations lifts it.
-TINY = BOConfig(
-    budget=14, batch_size=6, max_iterations=20, n_init=8, init_pool=20, init_top=3,
-    num_restarts=2, raw_samples=16, mc_samples=32, acq_maxiter=10, n_decode_attempts=3,
-    max_gp_points=20, seed=3, trust_region=False,
+# The fake decoder gives many invalid and duplicate molecules (free, re-drawn or not), so the
+# budget may need more than the default cap of ceil(budget left / batch_size) + 2 iterations:
+# max_iterations lifts it. The pool is charged (the default): init_pool None resolves to
+# 20 // 4 = 5 calls, then 15 for proposals.
+TINY = BOConfig(surrogate="latent",
+    budget=20, batch_size=6, max_iterations=20, num_restarts=2, raw_samples=16, mc_samples=32,
+    acq_maxiter=10, n_decode_attempts=3, max_gp_points=20, seed=3, trust_region=False,
 )  # fmt: skip
+POOL = 5
 
 
 def _base(sources: pd.Series) -> pd.Series:
@@ -162,14 +165,20 @@ def test_campaign_reaches_budget_and_records_every_status(reference):
     # campaign without re-drawing records every status: tests/test_bo_redraw.py)
     assert {"ok", "failed"} <= set(h["status"]) <= {"ok", "invalid", "duplicate", "failed"}
     new = h[h["iteration"] > 0]
-    assert (new["status"] == "ok").sum() == TINY.budget  # budget counts only ok rows
+    # the budget counts every first call of a molecule, ok or failed, the initial pool included
+    called = h[h["status"].isin(["ok", "failed"])]
+    assert len(called) == TINY.budget and not called["canonical"].duplicated().any()
+    assert res.config.init_pool == POOL and not res.config.free_pool
     assert not h.duplicated(["iteration", "index"]).any()
+    # the whole scored pool is the initial design (its failed calls too: they were paid for)
     init = h[h["iteration"] == 0]
-    assert len(init) == TINY.n_init and set(init["source"]) == {"init"}
-    assert init["score"].iloc[: TINY.init_top].tolist() == sorted(init["score"], reverse=True)[:3]
+    pool = pd.read_csv(reference / "pool.csv", keep_default_na=False)
+    scored = pool[pool["status"] != "unscored"]
+    assert len(init) == len(scored) == POOL and set(init["source"]) == {"init"}
+    assert init["canonical"].tolist() == scored["canonical"].tolist()
+    assert len(pool) == len(F.DATA)  # the others encoded, unscored, for the latent box
     # proposals stay inside the latent bounds from the pool's mean +- 3 std
     zc = [f"z{i}" for i in range(F.DIM)]
-    pool = pd.read_csv(reference / "pool.csv")
     bounds = latent_bounds(torch.tensor(pool[zc].to_numpy(dtype=float)), 3.0).numpy()
     assert ((new[zc] >= bounds[0] - 1e-9) & (new[zc] <= bounds[1] + 1e-9)).all().all()
     # a duplicate carries the score of its molecule; invalid rows have no canonical SMILES
@@ -282,7 +291,7 @@ def test_gp_fit_failure_falls_back_to_random(tmp_path, monkeypatch, caplog, erro
     cfg = dataclasses.replace(TINY, budget=10)
     res = run(tmp_path / "f", cfg)
     new = res.history[res.history["iteration"] > 0]
-    assert (new["status"] == "ok").sum() == 10 and set(_base(new["source"])) == {"random"}
+    assert oracle_calls(res.history, False) == 10 and set(_base(new["source"])) == {"random"}
     assert res.iterations["fallback"].str.contains("GP fit failed").all()
     state = json.loads((tmp_path / "f" / "state.json").read_text())
     assert len(state["gp_fallbacks"]) == len(res.iterations)
@@ -363,8 +372,9 @@ def test_config_mismatch_refused_budget_may_grow(reference, tmp_path):
     with pytest.raises(ValueError, match="budget"):
         run(out, dataclasses.replace(TINY, budget=TINY.budget - 1))
     res = run(out, dataclasses.replace(TINY, budget=TINY.budget + 6, max_iterations=40))
-    new = res.history[res.history["iteration"] > 0]
-    assert (new["status"] == "ok").sum() == TINY.budget + 6
+    assert oracle_calls(res.history, False) == TINY.budget + 6
+    # the pool the campaign began with (26 // 4 would be 6), stored resolved in config.json
+    assert res.config.init_pool == POOL and (res.history["iteration"] == 0).sum() == POOL
     before = pd.read_csv(reference / "evaluations.csv")
     assert (
         res.history.iloc[: len(before)]["canonical"].fillna("").tolist()
@@ -381,7 +391,7 @@ def test_random_search_same_harness(reference, tmp_path):
     assert list(h.columns) == list(ref.columns) and res.kind == "random"
     pd.testing.assert_frame_equal(h[h["iteration"] == 0], ref[ref["iteration"] == 0])
     new = h[h["iteration"] > 0]
-    assert set(_base(new["source"])) == {"random"} and (new["status"] == "ok").sum() == TINY.budget
+    assert set(_base(new["source"])) == {"random"} and oracle_calls(h, False) == TINY.budget
     first = new[(new["iteration"] == 1) & (new["source"] != "random/spare")]
     z = F.prior(TINY.batch_size, iteration_seed(TINY.seed, 1)).double().numpy()[first["index"]]
     assert np.array_equal(first[[f"z{i}" for i in range(F.DIM)]].to_numpy(float), z)

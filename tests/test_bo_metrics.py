@@ -53,25 +53,27 @@ def test_top_k_auc_rewards_finding_good_molecules_early():
     assert top_k_auc(early, budget=300) <= top_k_mean(scores)
 
 
-def test_campaign_metrics_count_only_proposals_scored_ok():
+def test_campaign_metrics_of_a_free_pool_count_only_proposals_scored_ok():
     h = pd.DataFrame({
         "iteration": [0, 0, 1, 1, 1, 2, 2],
         "status": ["ok", "ok", "ok", "duplicate", "invalid", "ok", "failed"],
         "score": [9.0, 8.0, 1.0, 9.0, np.nan, 3.0, np.nan],
     })  # fmt: skip
-    m = campaign_metrics(h, budget=4, k=10)
+    m = campaign_metrics(h, budget=4, k=10, free_pool=True)
     # 2 calls (1.0, 3.0): one trapezoid from 0 to the top-10 mean 2.0, then padded to 4 calls
     assert m == {"best": 3.0, "top10_mean": 2.0, "scored": 2,
                  "top10_auc": pytest.approx((2 * (2.0 + 0) / 2 + 2 * 2.0) / 4)}  # fmt: skip
 
 
 def test_report_shows_the_auc_the_stop_reason_and_new_molecule_rates(tmp_path):
-    cfg = BOConfig(budget=8, batch_size=4, n_init=4, init_pool=20, init_top=2, acquisition="ts",
-                   ts_candidates=32, fit_maxiter=10, n_decode_attempts=2, seed=0)  # fmt: skip
+    cfg = BOConfig(surrogate="latent",
+                   budget=8, batch_size=4, n_init=4, init_pool=20, init_top=2, free_pool=True,
+                   acquisition="ts", ts_candidates=32, fit_maxiter=10, n_decode_attempts=2,
+                   seed=0)  # fmt: skip
     res = run_campaign(cfg, F.decode, F.encode, F.Objective(), F.DATA, tmp_path / "c",
                        canonical_fn=F.canonical, progress=False, report=False)  # fmt: skip
     text = write_report(res)["summary"].read_text()
-    m = campaign_metrics(res.history, cfg.budget)
+    m = campaign_metrics(res.history, cfg.budget, free_pool=True)
     assert (
         f"top-10 AUC {m['top10_auc']:.4f}" in text and f"top-10 mean {m['top10_mean']:.4f}" in text
     )

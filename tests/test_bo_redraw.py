@@ -14,7 +14,14 @@ import pandas as pd
 import pytest
 import torch
 
-from molvae.bo import BOConfig, iteration_seed, prior_bounds, resolve_batch, stop_reason
+from molvae.bo import (
+    BOConfig,
+    iteration_cap,
+    iteration_seed,
+    prior_bounds,
+    resolve_batch,
+    stop_reason,
+)
 from molvae.bo.loop import run_campaign
 from molvae.bo.regions import region_best, region_center, restart_region
 from molvae.bo.trust_region import TrustRegionState, update_trust_region
@@ -24,7 +31,7 @@ import bo_fakes as F
 
 torch.set_num_threads(1)
 
-CFG = BOConfig(n_decode_attempts=3, redraw_rounds=2)
+CFG = BOConfig(surrogate="latent", n_decode_attempts=3, redraw_rounds=2)
 
 # what each latent decodes to, by its first coordinate: rows 0-4 proposals, 100+ spares (two
 # rounds of 3: 100-102, 103-105)
@@ -90,9 +97,10 @@ def _few_molecules(z, n_attempts, seed):
             for r in z.double().numpy()]  # fmt: skip
 
 
-TINY = BOConfig(budget=12, batch_size=4, n_init=4, init_pool=20, init_top=2, acquisition="ts",
-                ts_candidates=32, fit_maxiter=10, n_decode_attempts=2, max_gp_points=20,
-                seed=1)  # fmt: skip
+TINY = BOConfig(surrogate="latent",
+                budget=12, batch_size=4, n_init=4, init_pool=20, init_top=2, free_pool=True,
+                acquisition="ts", ts_candidates=32, fit_maxiter=10, n_decode_attempts=2,
+                max_gp_points=20, seed=1)  # fmt: skip
 
 
 def _campaign(out: Path, cfg: BOConfig, decode=F.decode, **kw):
@@ -189,18 +197,24 @@ def test_restart_with_nothing_else_goes_back_to_the_incumbent():
 
 
 def test_stop_reasons_by_hand():
-    cfg = BOConfig(budget=100, batch_size=50)
+    cfg = BOConfig(surrogate="latent", budget=100, batch_size=50)
     recs = [{"iteration": 1, "q": 50, "n_new": 30, "n_duplicate": 15, "n_invalid": 5},
             {"iteration": 2, "q": 50, "n_new": 0, "n_duplicate": 50, "n_invalid": 0}]  # fmt: skip
     assert stop_reason(cfg, [], 1, 100) is None
     assert stop_reason(cfg, recs[:1], 2, 70) is None
-    assert stop_reason(cfg, recs, 3, 0).startswith("budget reached: 100 new molecules")
+    assert stop_reason(cfg, recs, 3, 0).startswith("budget reached: 100 of 100 oracle calls")
     stuck = [*recs, {**recs[1], "iteration": 3}]
     assert stop_reason(cfg, stuck, 4, 70).startswith("stopped early: iterations 2-3 found no new")
     # ceil(100 / 50) + 2 = 4 iterations at most
-    cap = stop_reason(cfg, [*recs, {**recs[0], "iteration": 3}, {**recs[0], "iteration": 4}], 5, 10)
-    assert cap.startswith("stopped early: 4 iterations, the cap ceil(budget / batch_size) + 2")
-    assert "90 of 100 molecules scored (95 duplicates and 15 invalid of 200 proposals)" in cap
+    four = [*recs, {**recs[0], "iteration": 3}, {**recs[0], "iteration": 4}]
+    cap = stop_reason(cfg, four, 5, 10)
+    assert cap.startswith("stopped early: 4 iterations, the cap ceil(budget left after the "
+                          "initial design / batch_size) + 2")  # fmt: skip
+    assert "90 of 100 oracle calls (95 duplicates and 15 invalid of 200 proposals)" in cap
+    # an initial pool of 25 calls leaves 75: ceil(75 / 50) + 2 = 4; of 60, 40 left: 3
+    assert stop_reason(cfg, four, 5, 10, initial_calls=25).startswith("stopped early: 4 it")
+    assert stop_reason(cfg, four[:3], 4, 10, initial_calls=60).startswith("stopped early: 3 it")
+    assert iteration_cap(cfg, 60) == 3 and iteration_cap(cfg) == 4
     fixed = dataclasses.replace(cfg, max_iterations=3)  # no early stop: the user fixed it
     assert stop_reason(fixed, stuck, 4, 70).startswith("max_iterations reached: 3 iterations")
     assert stop_reason(fixed, stuck, 3, 70) is None
@@ -249,7 +263,7 @@ def test_spares_come_from_ever_larger_boxes_around_the_region():
     g = torch.Generator().manual_seed(0)
     x = torch.rand(12, 3, generator=g, dtype=torch.float64)
     bounds = torch.tensor([[0.0] * 3, [1.0] * 3], dtype=torch.float64)
-    cfg = BOConfig(acquisition="ts", ts_candidates=64, fit_maxiter=10)
+    cfg = BOConfig(surrogate="latent", acquisition="ts", ts_candidates=64, fit_maxiter=10)
     center = torch.full((3,), 0.5, dtype=torch.float64)
     prop = propose_batch(cfg, x, x.sum(-1), bounds, 2, seed=0, tr_length=0.05, center=center,
                          n_spare=4, spare_rounds=3)  # fmt: skip

@@ -35,8 +35,8 @@ import bo_fakes as F
 # runs in the new region. Proposals are re-drawn from other decode attempts and from spare
 # candidates. Thompson sampling on 16 candidates keeps one campaign at ~0.2 s: each write costs
 # one campaign.
-CFG = BOConfig(
-    budget=40, batch_size=4, max_iterations=4, n_init=4, init_pool=20, init_top=2,
+CFG = BOConfig(surrogate="latent",
+    budget=40, batch_size=4, max_iterations=4, n_init=4, init_pool=20, init_top=2, free_pool=True,
     acquisition="ts", ts_candidates=16, fit_maxiter=10, n_decode_attempts=3, max_gp_points=20,
     seed=0, tr_length_min=0.15,
 )  # fmt: skip

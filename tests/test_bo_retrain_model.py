@@ -23,9 +23,10 @@ from molvae.runs import OptimizeRunConfig, optimize
 from molvae.train import FinetuneConfig, finetune, weighted_draw
 
 FT = FinetuneConfig(steps=3, batch_size=8, warmup_steps=1)
-BO = BOConfig(budget=6, batch_size=2, max_iterations=3, n_init=4, init_pool=40, init_top=2,
-              num_restarts=2, raw_samples=32, acq_maxiter=10, fit_maxiter=20, n_decode_attempts=2,
-              seed=1, retrain_every=1)  # fmt: skip
+BO = BOConfig(surrogate="latent",
+              budget=6, batch_size=2, max_iterations=3, n_init=4, init_pool=40, init_top=2,
+              free_pool=True, num_restarts=2, raw_samples=32, acq_maxiter=10, fit_maxiter=20,
+              n_decode_attempts=2, seed=1, retrain_every=1)  # fmt: skip
 
 
 class Killed(Exception):

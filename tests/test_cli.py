@@ -153,9 +153,12 @@ def test_optimize_campaign_has_its_rows_and_a_resume_adds_nothing(tiny_campaign,
     # the latents of the checkpoint's dimension, z0..z7, and no more
     dim = load_checkpoint(tiny_campaign.model).config.latent_dim
     assert [c for c in history.columns if c.startswith("z")] == [f"z{i}" for i in range(dim)]
-    # --n-init 4, then at most --iterations 2 of -q 2
+    # --init-pool 4 (charged, all of it the design), then at most --iterations 2 of -q 2
     assert (history["iteration"] == 0).sum() == 4
     assert set(history["iteration"]) <= {0, 1, 2} and len(history) <= 4 + 2 * 2
+    state = json.loads((out / "state.json").read_text())
+    called = history["status"].isin(["ok", "infeasible", "failed"])
+    assert state["budget"] == 8 and state["oracle_calls"] == called.sum()
     # Running again on the finished directory resumes and adds nothing.
     assert main(tiny_campaign.args(out)) == 0
     assert (out / "evaluations.csv").read_bytes() == before

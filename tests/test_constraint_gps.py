@@ -58,7 +58,8 @@ def test_slack_gps_propose_at_the_boundary(acq: str) -> None:
     it, proposes on it for every data set."""
     torch.set_num_threads(1)
     bounds = torch.tensor([[0.0, 0.0], [1.0, 1.0]], dtype=torch.float64)
-    cfg = BOConfig(acquisition=acq, num_restarts=4, raw_samples=128, mc_samples=128,
+    cfg = BOConfig(surrogate="latent",
+                   acquisition=acq, num_restarts=4, raw_samples=128, mc_samples=128,
                    ts_candidates=500)  # fmt: skip
     for seed in range(4):
         x, y, feasible, slack = _half_feasible(seed)
@@ -79,12 +80,13 @@ def test_each_missed_constraint_gets_a_gp() -> None:
     feasible = (slack <= 0).all(-1)
     slack[3, 0] = math.inf
     feasible[3] = False
-    cfg = BOConfig(num_restarts=4, raw_samples=128, mc_samples=128)
+    cfg = BOConfig(surrogate="latent", num_restarts=4, raw_samples=128, mc_samples=128)
     prop = propose_batch(cfg, x, y, bounds, 1, seed=1, feasible=feasible, slack=slack)
     assert prop.constraint_gps == 2 and prop.fallback is None
     z0, z1 = prop.z[0].tolist()
     assert 0.42 < z0 < 0.52 and 0.58 < z1 < 0.7, prop.z
-    binary = propose_batch(BOConfig(num_restarts=4, raw_samples=128, mc_samples=128,
+    binary = propose_batch(BOConfig(surrogate="latent",
+                                    num_restarts=4, raw_samples=128, mc_samples=128,
                                     constraint_model="binary"),
                            x, y, bounds, 1, seed=1, feasible=feasible, slack=slack)  # fmt: skip
     assert binary.constraint_gps == 1
@@ -114,9 +116,10 @@ def _slack(calls: list[int]):
 @pytest.mark.parametrize("model", ["slack", "binary"])
 def test_campaign_fits_constraint_gps_once_a_molecule_missed(tmp_path, model: str) -> None:
     torch.set_num_threads(1)
-    cfg = BOConfig(budget=18, batch_size=6, max_iterations=30, n_init=8, init_pool=20,
-                   init_top=3, num_restarts=2, raw_samples=16, mc_samples=32, acq_maxiter=10,
-                   n_decode_attempts=3, max_gp_points=40, seed=1,
+    cfg = BOConfig(surrogate="latent",
+                   budget=18, batch_size=6, max_iterations=30, n_init=8, init_pool=20,
+                   init_top=3, free_pool=True, num_restarts=2, raw_samples=16, mc_samples=32,
+                   acq_maxiter=10, n_decode_attempts=3, max_gp_points=40, seed=1,
                    constraint_model=model)  # fmt: skip
     calls: list[int] = []
     out = tmp_path / model
@@ -143,7 +146,7 @@ def test_cli_chooses_the_constraint_model() -> None:
     assert parse(["optimize"]).constraint_model == "slack"
     assert parse(["optimize", "--constraint-model", "binary"]).constraint_model == "binary"
     with pytest.raises(ValueError, match="constraint_model must be one of"):
-        BOConfig(constraint_model="soft")
+        BOConfig(surrogate="latent", constraint_model="soft")
 
 
 def test_a_campaign_from_before_slack_gps_resumes_with_the_binary_gp(tmp_path) -> None:
@@ -162,8 +165,9 @@ def test_a_campaign_from_before_slack_gps_resumes_with_the_binary_gp(tmp_path) -
         return np.array([[_carbons(s) - 6.0, 12.0 - 2.0 * _carbons(s)] for s in smiles])
 
     def run(iterations: int) -> None:
-        cfg = BOConfig(budget=60, batch_size=6, max_iterations=iterations, n_init=8,
-                       init_pool=20, init_top=3, num_restarts=2, raw_samples=16,
+        cfg = BOConfig(surrogate="latent",
+                       budget=60, batch_size=6, max_iterations=iterations, n_init=8,
+                       init_pool=20, init_top=3, free_pool=True, num_restarts=2, raw_samples=16,
                        mc_samples=32, acq_maxiter=10, n_decode_attempts=3, max_gp_points=40,
                        seed=1)  # fmt: skip
         run_campaign(cfg, F.decode, F.encode, SixCarbons(), F.DATA, out,

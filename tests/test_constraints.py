@@ -120,7 +120,8 @@ def test_acquisition_weighs_the_objective_by_feasibility() -> None:
         x = torch.rand(100, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
         data.append((x, x[:, 0] * 10.0, x[:, 0] <= 0.5))
     for acq in ("qlogei", "qucb", "ts"):
-        cfg = BOConfig(acquisition=acq, num_restarts=4, raw_samples=128, mc_samples=128,
+        cfg = BOConfig(surrogate="latent",
+                       acquisition=acq, num_restarts=4, raw_samples=128, mc_samples=128,
                        ts_candidates=500)  # fmt: skip
         kept = [float(propose_batch(cfg, x, y, bounds, 1, seed=1, feasible=f).z[0, 0])
                 for x, y, f in data]  # fmt: skip
@@ -143,9 +144,10 @@ class _AtMostSixCarbons(F.Objective):
 
 def test_campaign_reports_only_feasible_molecules_and_counts_misses(tmp_path) -> None:
     torch.set_num_threads(1)
-    cfg = BOConfig(budget=24, batch_size=6, max_iterations=40, n_init=8, init_pool=20,
-                   init_top=3, num_restarts=2, raw_samples=16, mc_samples=32, acq_maxiter=10,
-                   n_decode_attempts=3, max_gp_points=40, seed=1)  # fmt: skip
+    cfg = BOConfig(surrogate="latent",
+                   budget=24, batch_size=6, max_iterations=40, n_init=8, init_pool=20,
+                   init_top=3, free_pool=True, num_restarts=2, raw_samples=16, mc_samples=32,
+                   acq_maxiter=10, n_decode_attempts=3, max_gp_points=40, seed=1)  # fmt: skip
     out = tmp_path / "camp"
     run_campaign(cfg, F.decode, F.encode, _AtMostSixCarbons(), F.DATA, out,
                  canonical_fn=F.canonical, progress=False, report=False)  # fmt: skip
@@ -162,7 +164,7 @@ def test_campaign_reports_only_feasible_molecules_and_counts_misses(tmp_path) ->
     )
     write_report(out)
     summary = (out / "report" / "summary.md").read_text()
-    assert "| infeasible |" in summary and "infeasible (budget 24)" in summary
+    assert "| infeasible |" in summary and "Oracle calls spent: 24 of 24" in summary
 
 
 def test_cli_score_marks_what_misses_a_constraint(tmp_path, capsys) -> None:
@@ -189,12 +191,12 @@ def test_initial_design_is_feasible_and_filled_with_misses_only_when_short() -> 
                    "invalid"],
         "z0": np.arange(8.0),
     })  # fmt: skip
-    cfg = BOConfig(n_init=5, init_top=2)
+    cfg = BOConfig(surrogate="latent", n_init=5, init_top=2, free_pool=True)
     rows = _init_rows(pool, cfg, 1)
     assert [r["canonical"] for r in rows[:3]] == ["A", "B", "C"]  # every feasible one first
     assert {r["canonical"] for r in rows[3:]} <= set("DEFG") and len(rows) == 5
     assert [r["status"] for r in rows] == ["ok"] * 3 + ["infeasible"] * 2
-    rows = _init_rows(pool, BOConfig(n_init=2, init_top=1), 1)
+    rows = _init_rows(pool, BOConfig(surrogate="latent", n_init=2, init_top=1, free_pool=True), 1)
     assert [r["status"] for r in rows] == ["ok", "ok"] and rows[0]["canonical"] == "A"
 
 
@@ -224,7 +226,7 @@ def test_infeasible_calls_spend_the_pmo_budget_without_adding_candidates() -> No
 
     h = pd.DataFrame({"iteration": [0, 1, 1, 1, 1], "status": ["ok", "infeasible", "ok",
                       "infeasible", "ok"], "score": [50.0, 99.0, 2.0, 98.0, 4.0]})  # fmt: skip
-    m = campaign_metrics(h, budget=4, k=2)
+    m = campaign_metrics(h, budget=4, k=2, free_pool=True)  # proposals only
     assert m["best"] == 4.0 and m["top2_mean"] == 3.0 and m["scored"] == 4
     assert m["top2_auc"] == pytest.approx(top_k_auc([np.nan, 2.0, np.nan, 4.0], 2, 4))
     # logged every call, the running top-2 means are 0 (nothing feasible yet), 2, 2, 3

@@ -18,6 +18,8 @@ from molvae.model.property_head import PropertyScale
 from molvae.runs.gradient import head_predictor
 
 POOL = ["CCCC", "CCCCCO", "CCCCCCF", "CCCCCCCC", "FCCCCCC(=O)O", "OCCCCCCCC", "CCCCCCCCCCN"]
+# the ascent's subject is not the accounting: the pool scored free, 5 of its 7 the design
+FREE_POOL = dict(n_init=5, init_pool=7, init_top=5, free_pool=True)
 
 
 def tiny_head_model(names=("logp", "sa", "qed", "plogp"), seed: int = 0) -> MolVAE:
@@ -88,7 +90,7 @@ def _linear(z: torch.Tensor) -> torch.Tensor:
 
 
 def _campaign(out, max_iterations=None, steps=4):
-    cfg = BOConfig(budget=100, n_init=5, init_pool=7, init_top=5, n_decode_attempts=2,
+    cfg = BOConfig(surrogate="latent", budget=100, **FREE_POOL, n_decode_attempts=2,
                    max_iterations=max_iterations, seed=3)  # fmt: skip
     return gradient_campaign(
         cfg, GradientConfig(steps=steps, step_size=0.4, n_starts=3), decode, encode, _linear,
@@ -122,7 +124,7 @@ def test_campaign_records_every_step_and_resumes_exactly(tmp_path) -> None:
 
 def test_a_crash_mid_step_is_finished_on_resume(tmp_path) -> None:
     full = _campaign(tmp_path / "full")
-    cfg = BOConfig(budget=100, n_init=5, init_pool=7, init_top=5, n_decode_attempts=2, seed=3)
+    cfg = BOConfig(surrogate="latent", budget=100, **FREE_POOL, n_decode_attempts=2, seed=3)
     gcfg = GradientConfig(steps=4, step_size=0.4, n_starts=3)
     with pytest.raises(Crash):  # call 1 scores the pool, calls 2-3 steps 1-2, call 4 crashes
         gradient_campaign(cfg, gcfg, decode, encode, _linear, Objective(crash_after=3), POOL,
@@ -135,7 +137,7 @@ def test_a_crash_mid_step_is_finished_on_resume(tmp_path) -> None:
 
 
 def test_budget_stops_the_ascent(tmp_path) -> None:
-    cfg = BOConfig(budget=2, n_init=5, init_pool=7, init_top=5, seed=3)
+    cfg = BOConfig(surrogate="latent", budget=2, **FREE_POOL, seed=3)
     res = gradient_campaign(cfg, GradientConfig(steps=50, step_size=0.4, n_starts=3), decode,
                             encode, _linear, Objective(), POOL, tmp_path, progress=False,
                             canonical_fn=canonical, report=False)  # fmt: skip
@@ -188,7 +190,7 @@ def test_chains_step_past_molecules_already_recorded(tmp_path) -> None:
     proposal is spent, so fewer proposals are duplicates (and none while the box allows)."""
 
     def run(out, max_substeps):
-        cfg = BOConfig(budget=100, n_init=5, init_pool=7, init_top=5, n_decode_attempts=1, seed=3)
+        cfg = BOConfig(surrogate="latent", budget=100, **FREE_POOL, n_decode_attempts=1, seed=3)
         gcfg = GradientConfig(steps=4, step_size=0.1, n_starts=3, max_substeps=max_substeps)
         return gradient_campaign(cfg, gcfg, decode, encode, _linear, Objective(), POOL, out,
                                  progress=False, canonical_fn=canonical, report=False,
@@ -210,7 +212,7 @@ def test_growing_substeps_leave_a_wide_basin_equal_steps_do_not(tmp_path) -> Non
     each twice the last, reach new ones (the fakes' molecules change every ~0.4 of z0)."""
 
     def run(out, growth):
-        cfg = BOConfig(budget=100, n_init=5, init_pool=7, init_top=5, n_decode_attempts=1, seed=3)
+        cfg = BOConfig(surrogate="latent", budget=100, **FREE_POOL, n_decode_attempts=1, seed=3)
         gcfg = GradientConfig(steps=3, step_size=0.01, n_starts=3, max_substeps=6,
                               substep_growth=growth)  # fmt: skip
         return gradient_campaign(cfg, gcfg, decode, encode, _linear, Objective(), POOL, out,

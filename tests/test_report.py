@@ -24,7 +24,8 @@ torch.set_num_threads(1)
 
 @pytest.fixture(scope="module")
 def campaign(tmp_path_factory) -> Path:
-    cfg = BOConfig(budget=10, batch_size=5, n_init=6, init_pool=20, init_top=2,
+    cfg = BOConfig(surrogate="latent",
+                   budget=10, batch_size=5, n_init=6, init_pool=20, init_top=2, free_pool=True,
                    n_decode_attempts=2, seed=0, top_k=5)  # fmt: skip
     out = tmp_path_factory.mktemp("rep") / "campaign"
     random_search(
@@ -34,16 +35,21 @@ def campaign(tmp_path_factory) -> Path:
     return out
 
 
-def test_best_so_far_counts_only_scored_rows():
+def test_best_so_far_counts_charged_oracle_calls():
     h = pd.DataFrame({
-        "iteration": [0, 0, 1, 1, 1, 2],
-        "status": ["ok", "ok", "invalid", "ok", "duplicate", "ok"],
-        "score": [1.0, 3.0, np.nan, 2.0, 3.0, 5.0],
+        "iteration": [0, 0, 1, 1, 1, 1, 2],
+        "status": ["ok", "ok", "invalid", "ok", "duplicate", "failed", "ok"],
+        "score": [1.0, 3.0, np.nan, 2.0, 3.0, np.nan, 5.0],
     })  # fmt: skip
-    trace = best_so_far(h)
-    assert trace["evaluations"].tolist() == [1, 2, 3, 4]
-    assert trace["best"].tolist() == [1.0, 3.0, 3.0, 5.0]
-    assert trace["iteration"].tolist() == [0, 0, 1, 2]
+    trace = best_so_far(h)  # a charged pool: every call counts, failed ones too
+    assert trace["evaluations"].tolist() == [1, 2, 3, 4, 5]
+    assert trace["best"].tolist() == [1.0, 3.0, 3.0, 3.0, 5.0]
+    assert trace["iteration"].tolist() == [0, 0, 1, 1, 2]
+    free = best_so_far(h, free_pool=True)  # the pool cost nothing, nor did a failed proposal
+    assert free["evaluations"].tolist() == [0, 0, 1, 1, 2]
+    assert free["best"].tolist() == [1.0, 3.0, 3.0, 3.0, 5.0]
+    data = best_so_far(h.assign(source=["data", "init", "bo", "bo", "bo", "bo", "bo"]))
+    assert data["evaluations"].tolist() == [0, 1, 2, 3, 4]  # init data cost nothing
 
 
 def test_write_report_files_and_images(campaign):

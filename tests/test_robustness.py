@@ -259,7 +259,9 @@ def test_proposals_from_degenerate_observations_are_finite_and_in_bounds(case) -
     else:
         x[:], y[:] = x[0], y[0]
     bounds = torch.tensor([[-1.0] * 4, [2.0] * 4], dtype=torch.float64)
-    cfg = BOConfig(num_restarts=2, raw_samples=16, mc_samples=32, acq_maxiter=10)
+    cfg = BOConfig(
+        surrogate="latent", num_restarts=2, raw_samples=16, mc_samples=32, acq_maxiter=10
+    )
     prop = propose_batch(cfg, x, y, bounds, q=3, seed=0)
     assert prop.z.shape == (3, 4) and torch.isfinite(prop.z).all()
     assert ((prop.z >= bounds[0]) & (prop.z <= bounds[1])).all()
@@ -269,8 +271,10 @@ def test_all_invalid_proposals_are_recorded_and_the_campaign_ends(tmp_path) -> N
     def invalid_decoder(z, n_attempts, seed):
         return [["C1CC"] * n_attempts for _ in range(z.shape[0])]
 
-    cfg = BOConfig(budget=4, batch_size=2, max_iterations=3, n_init=4, init_pool=12,
-                   num_restarts=2, raw_samples=16, mc_samples=32, acq_maxiter=10)  # fmt: skip
+    cfg = BOConfig(surrogate="latent",
+                   budget=4, batch_size=2, max_iterations=3, n_init=4, init_pool=12,
+                   free_pool=True, num_restarts=2, raw_samples=16, mc_samples=32,
+                   acq_maxiter=10)  # fmt: skip
     res = run_campaign(cfg, invalid_decoder, F.encode, F.Objective(), F.DATA, tmp_path / "c",
                        canonical_fn=F.canonical, progress=False, report=True)  # fmt: skip
     new = res.history[res.history["iteration"] > 0]

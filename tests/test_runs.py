@@ -17,9 +17,9 @@ from molvae.model import MolVAE, VAEConfig, save_checkpoint
 from molvae.runs import OptimizeRunConfig, optimize
 
 SIZES = {"emb_dim": 8, "enc_hidden": 16, "latent_dim": 4, "dec_hidden": 16, "dec_layers": 1}
-TINY_BO = BOConfig(budget=2, batch_size=2, max_iterations=1, n_init=4, init_pool=8, init_top=2,
-                   mc_samples=16, num_restarts=1, raw_samples=16, acq_maxiter=5,
-                   n_decode_attempts=1)  # fmt: skip
+# The pool is charged (the default): 4 calls for the initial design, 2 for one batch.
+TINY_BO = BOConfig(budget=6, batch_size=2, max_iterations=1, init_pool=4, mc_samples=16,
+                   num_restarts=1, raw_samples=16, acq_maxiter=5, n_decode_attempts=1)  # fmt: skip
 
 
 def _checkpoint(path: Path, smiles: list[str], seed: int) -> Path:
@@ -52,7 +52,7 @@ def test_config_and_report_name_the_model_by_path_and_hash(setup) -> None:
 def test_same_bytes_under_another_path_resume(setup) -> None:
     run, model, tmp_path = setup
     copy = shutil.copy(model, tmp_path / "elsewhere.pt")
-    bigger = BOConfig(**{**TINY_BO.__dict__, "budget": 4, "max_iterations": 2})
+    bigger = BOConfig(**{**TINY_BO.__dict__, "budget": 8, "max_iterations": 2})
     result = optimize(OptimizeRunConfig(**{**run.__dict__, "model": str(copy)}), bigger,
                       progress=False)  # fmt: skip
     assert result.history["iteration"].max() == 2
@@ -164,13 +164,17 @@ def test_cli_prints_why_the_campaign_stopped(setup, capsys) -> None:
 
     run, model, tmp_path = setup
     args = ["optimize", "--model", str(model), "--data", run.data, "--objective", "qed",
-            "--budget", "2", "-q", "2", "--n-init", "4", "--iterations", "1", "--device", "cpu",
+            "--budget", "4", "-q", "2", "--iterations", "1", "--device", "cpu",
             "--no-progress", "--out", str(tmp_path / "cli")]  # fmt: skip
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "stopped: budget reached: 2 new molecules scored in 1 iterations" in out or (
-        "stopped: max_iterations reached: 1 iterations" in out
+    # --budget 4: a charged pool of max(1, 4 // 4) = 1 call, then one batch of 2
+    assert "stopped: max_iterations reached: 1 iterations, 3 of 4 oracle calls" in out or (
+        "stopped: budget reached: 4 of 4 oracle calls in 1 iterations" in out
     )
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("oracle calls: ") and "of 4 (pool 1, proposals " in last, last
+    assert last.endswith("; free: 0")
     assert main([*args[:-2], "--prior", "learned", "--out", str(tmp_path / "cli2")]) == 2
     err = capsys.readouterr().err.strip()
     assert "no learned prior" in err and len(err.splitlines()) == 1

@@ -7,7 +7,7 @@ The loop never sees the VAE: it talks to it through three callables (``DecodeFn`
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -31,15 +31,25 @@ PriorFn = SampleFn  # the name before the prior could be learned
 ACQUISITIONS = ("qlogei", "qucb", "ts")
 BOUNDS = ("data", "prior")
 CONSTRAINT_MODELS = ("slack", "binary")
+SURROGATES = ("fingerprint", "latent")
 
 
 @dataclass
 class BOConfig:
     """Settings of a latent-space BO campaign (also used, in part, by random search).
 
-    ``budget`` counts molecules the optimizer proposed (not the initial design) that the
-    objective scored, ``ok`` or ``infeasible`` (a constraint missed); the Kusner protocol is
-    ``budget=250, batch_size=50, max_iterations=5``.
+    ``budget`` counts oracle calls (PMO's rule, `molvae.bo.accounting.oracle_calls`): the first time
+    a canonical molecule reaches the objective, scored ``ok``, ``infeasible`` (a constraint
+    missed) or ``failed``; a duplicate (served from the record) and an invalid string cost
+    nothing, and neither do the rows of ``init_data`` (molecules already measured).
+    Initial pool (``free_pool=False``, the default): ``init_pool`` random data molecules are
+    scored, every call charged, and all of them are the initial design (``n_init`` and
+    ``init_top`` are unused); ``init_pool=None`` takes ``min(100, budget // 4)`` (at least 1),
+    or 0 when the campaign has ``init_data``, resolved once and stored in ``config.json``.
+    ``free_pool=True`` is Kusner's protocol, only for reproducing published tables (e.g.
+    ``budget=250, batch_size=50, max_iterations=5``): the pool (``init_pool=None``: 2000) is
+    scored for free, its ``init_top`` best plus random others, ``n_init`` in all, are the
+    design, and the budget counts only proposals scored ``ok`` or ``infeasible``.
     ``decode_temperature`` is for the caller's decoder (the loop only records it).
 
     Latent box: ``bounds="data"`` is mean -/+ ``bound_std`` std of the encoded pool;
@@ -61,14 +71,22 @@ class BOConfig:
     Weighted retraining (Tripp et al. 2020; ``molvae.bo.retrain``): every ``retrain_every``
     iterations (0 = never) the model is fine-tuned on the scored pool and the scored proposals,
     weighted ``1 / (retrain_k * N + rank)``, and the GP continues in its latent space.
+    Surrogate (``surrogate``): ``"fingerprint"`` (the default) ranks candidate *molecules* with
+    a Tanimoto-kernel GP on Morgan fingerprints (`molvae.bo.candidates`): ``ga_generations``
+    generations of ``ga_candidates`` Graph GA children climbing the GP's UCB, plus
+    ``vae_neighbours`` decodes around each of the ``vae_parents`` best molecules' latents,
+    then a batch by Thompson sampling; the acquisition, trust region and re-drawing settings
+    apply to ``"latent"``, the GP on the VAE's latent space that proposes z to decode.
     """
 
     budget: int = 250
     batch_size: int = 50
     max_iterations: int | None = None
-    n_init: int = 250
-    init_pool: int = 2000
-    init_top: int = 50
+    n_init: int = 250  # free_pool only
+    init_pool: int | None = None  # None: resolved when the directory is created
+    init_top: int = 50  # free_pool only
+    # False (PMO): the initial pool is charged to the budget; True: Kusner's free pool
+    free_pool: bool = False
     acquisition: str = "qlogei"
     beta: float = 0.5
     mc_samples: int = 128
@@ -100,6 +118,11 @@ class BOConfig:
     retrain_every: int = 0
     retrain_k: float = 1e-3
     constraint_model: str = "slack"
+    surrogate: str = "fingerprint"
+    ga_candidates: int = 500
+    ga_generations: int = 4
+    vae_neighbours: int = 0
+    vae_parents: int = 20
 
     def __post_init__(self) -> None:
         if self.acquisition not in ACQUISITIONS:
@@ -108,17 +131,46 @@ class BOConfig:
             raise ValueError("budget must be >= 0, batch_size and n_decode_attempts >= 1")
         if self.max_gp_points < 1 or self.n_init < 0 or self.init_top < 0:
             raise ValueError("max_gp_points must be >= 1, n_init and init_top >= 0")
+        if self.init_pool is not None and self.init_pool < 0:
+            raise ValueError(f"init_pool must be >= 0 or None, not {self.init_pool}")
+        if not self.free_pool and self.init_pool is not None and self.init_pool > self.budget:
+            raise ValueError(f"init_pool {self.init_pool} is more than the budget of "
+                             f"{self.budget} oracle calls it is charged to (lower init_pool, "
+                             "or use free_pool)")  # fmt: skip
         if self.bounds not in BOUNDS:
             raise ValueError(f"bounds must be one of {BOUNDS}, not {self.bounds!r}")
         if not 0.0 < self.bound_quantile < 0.5 or not 0.0 <= self.tr_max_waste <= 1.0:
             raise ValueError("bound_quantile must be in (0, 0.5), tr_max_waste in [0, 1]")
         if self.spares_per_proposal < 0 or self.redraw_rounds < 0:
             raise ValueError("spares_per_proposal and redraw_rounds must be >= 0")
+        if self.surrogate not in SURROGATES:
+            raise ValueError(f"surrogate must be one of {SURROGATES}, not {self.surrogate!r}")
+        if min(self.ga_candidates, self.ga_generations, self.vae_neighbours, self.vae_parents) < 0:
+            raise ValueError("ga_candidates, ga_generations, vae_neighbours, vae_parents >= 0")
         if self.constraint_model not in CONSTRAINT_MODELS:
             raise ValueError(f"constraint_model must be one of {CONSTRAINT_MODELS}, "
                              f"not {self.constraint_model!r}")  # fmt: skip
         if self.retrain_every < 0 or not self.retrain_k > 0:
             raise ValueError("retrain_every must be >= 0 and retrain_k > 0")
+
+
+FREE_POOL_SIZE = 2000  # the pool of Kusner's protocol, scored for free
+MAX_COUNTED_POOL = 100
+
+
+def resolve_init_pool(cfg: BOConfig, has_init_data: bool, has_pool_data: bool = True) -> BOConfig:
+    """``cfg`` with ``init_pool`` set: as given, else 2000 with ``free_pool``, else (the pool is
+    charged) ``min(100, budget // 4)``, at least 1 when the budget allows one call, and 0 when
+    the campaign starts from ``init_data`` or has no data molecules to draw from."""
+    if cfg.init_pool is not None:
+        return cfg
+    if cfg.free_pool:
+        n = FREE_POOL_SIZE
+    elif has_init_data or not has_pool_data or cfg.budget < 1:
+        n = 0
+    else:
+        n = max(1, min(MAX_COUNTED_POOL, cfg.budget // 4))
+    return replace(cfg, init_pool=n)
 
 
 def iteration_seed(seed: int, iteration: int) -> int:

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from molvae.bo.accounting import oracle_calls
 from molvae.bo.config import (
     BOConfig,
     CanonicalFn,
@@ -31,8 +32,8 @@ from molvae.bo.config import (
     SampleFn,
     iteration_seed,
 )
-from molvae.bo.iteration import _n_scored_new, _Oracles, _pending_batch, _run_batch
-from molvae.bo.loop import _finish, _start
+from molvae.bo.iteration import _Oracles, _pending_batch, _run_batch
+from molvae.bo.loop import InitData, _finish, _initial_calls, _start
 from molvae.bo.stopping import iteration_cap, stop_reason
 from molvae.bo.store import CampaignResult, z_columns
 
@@ -50,16 +51,17 @@ class GradientConfig:
     ``clip`` the chain stays in the campaign's latent box (a coordinate that leaves it is set on
     the edge), where the decoder has seen latents. A campaign starts ``n_starts`` chains at the
     best molecules of its initial design and decodes them every ``decode_every`` steps, for at
-    most ``steps`` steps; like a BO campaign it also stops when the budget is scored, after
-    ``max_iterations`` decoded steps, else after ``ceil(budget / batch_size) + 2`` of them or
-    two without a new molecule (`molvae.bo.stopping`). Consecutive small steps often decode to
-    the same molecule: a chain whose greedy decode is already in the campaign takes up to
-    ``max_substeps`` more steps before its proposal is spent (0 = spend it anyway, and record
-    a duplicate), each ``substep_growth`` times the length of the one before (1 = equal steps):
-    a well-trained decoder maps a wide region around a molecule's code back to it. Default
-    model, penalized logP, 500 scored, seed 0: equal steps recorded 211 duplicates of 600
-    proposals (46 of the first 50); growth 1.25 / 1.5 / 2: 89 / 36 / 34 duplicates and 6 / 20 / 76
-    invalid (longer steps reach latents that decode to no valid molecule).
+    most ``steps`` steps; like a BO campaign it also stops when the budget is spent, after
+    ``max_iterations`` decoded steps, else after ``ceil(budget left after the initial design /
+    batch_size) + 2`` of them or two without a new molecule (`molvae.bo.stopping`).
+    Consecutive small steps often decode to the same molecule: a chain whose greedy decode is
+    already in the campaign takes up to ``max_substeps`` more steps before its proposal is spent
+    (0 = spend it anyway, and record a duplicate), each ``substep_growth`` times the length of
+    the one before (1 = equal steps): a well-trained decoder maps a wide region around a
+    molecule's code back to it. Default model, penalized logP, 500 scored, seed 0: equal steps
+    recorded 211 duplicates of 600 proposals (46 of the first 50); growth 1.25 / 1.5 / 2: 89 /
+    36 / 34 duplicates and 6 / 20 / 76 invalid (longer steps reach latents that decode to no
+    valid molecule).
     """
 
     steps: int = 80
@@ -122,7 +124,9 @@ def _starts(history, n: int, dim: int) -> Tensor:
     """The latents of the ``n`` best scored molecules of the initial design, ``n x d``: the
     feasible ones first (infeasible ones, that miss a campaign constraint, only to fill up)."""
     init = history[(history["iteration"] == 0) & history["status"].isin(["ok", "infeasible"])]
-    init = init[np.isfinite(init["score"])].assign(_ok=init["status"] == "ok")
+    # a charged pool keeps the molecules that could not be encoded (NaN z): no start there
+    usable = np.isfinite(init["score"]) & np.isfinite(init[z_columns(dim)]).all(axis=1)
+    init = init[usable].assign(_ok=init["status"] == "ok")
     init = init.sort_values(["_ok", "score"], ascending=False, kind="stable")
     init = init.drop_duplicates("canonical").head(n)
     if not len(init):
@@ -207,15 +211,16 @@ def gradient_campaign(
     canonical_fn: CanonicalFn | None = None,
     report: bool = True,
     prior_fn: SampleFn | None = None,
+    init_data: InitData | None = None,
 ) -> CampaignResult:
     """Run (or resume) a gradient-ascent campaign in ``out_dir`` (kind ``"gradient"``).
 
-    ``init_smiles`` give the initial design exactly as in `run_campaign` (``config.init_pool``,
-    ``n_init``, ``init_top``, the latent box from ``config.bounds``); the ``gradient.n_starts``
-    best of it start the chains. ``config`` supplies the budget, seed, decode attempts and
-    re-drawing among attempts (there are no spare candidates). The gradient settings are
-    pinned in ``config.json`` with the caller's ``metadata["pinned"]``: a resume with others
-    is refused.
+    ``init_smiles`` and ``init_data`` give the initial design exactly as in `run_campaign`
+    (``config.init_pool`` charged or free, the latent box from ``config.bounds``); the
+    ``gradient.n_starts`` best of it start the chains. ``config`` supplies the budget, seed,
+    decode attempts and re-drawing among attempts (there are no spare candidates). The
+    gradient settings are pinned in ``config.json`` with the caller's ``metadata["pinned"]``:
+    a resume with others is refused.
     """
     metadata = dict(metadata or {})
     pinned = asdict(gradient)
@@ -223,21 +228,24 @@ def gradient_campaign(
         pinned.pop("substep_growth")
     metadata["pinned"] = {**metadata.get("pinned", {}), "gradient": pinned}
     fns = _Oracles(decode_fn, objective_fn, canonical_fn, encode_fn=encode_fn, prior_fn=prior_fn)
-    run = _start("gradient", config, out_dir, fns, list(init_smiles), metadata)
+    run = _start("gradient", config, out_dir, fns, list(init_smiles), metadata, init_data)
+    config = run.cfg  # init_pool resolved; an old directory's settings
     chain = run.state.get("chain")
     chain = (_starts(run.history, gradient.n_starts, run.dim) if chain is None
              else torch.tensor(chain, dtype=torch.float64))  # fmt: skip
     n_iter = gradient.steps // gradient.decode_every
     t = run.state["iteration"] + 1
-    total = min(n_iter, iteration_cap(config))
+    initial = _initial_calls(run)
+    total = min(n_iter, iteration_cap(config, initial))
     bar = tqdm(total=total, initial=t - 1, disable=not progress, desc="gradient campaign")
     while True:
         pending = _pending_batch(run.store, t)
         if pending is None:
             # The budget, the iteration cap and exhaustion end it as they end a BO campaign.
-            remaining = config.budget - _n_scored_new(run.history)
+            remaining = config.budget - oracle_calls(run.history, config.free_pool)
             reason = (f"{n_iter} ascent steps done" if remaining > 0 and t > n_iter
-                      else stop_reason(config, run.state["iterations"], t, remaining))  # fmt: skip
+                      else stop_reason(config, run.state["iterations"], t, remaining,
+                                       initial))  # fmt: skip
             if reason is not None:
                 break
             pending = _next_batch(run, t, chain, predict_fn, gradient, remaining)

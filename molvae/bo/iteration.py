@@ -15,7 +15,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from molvae.bo.accounting import oracle_calls
 from molvae.bo.acquisition import Proposal, propose_batch
+from molvae.bo.candidates import propose_from_history
 from molvae.bo.config import (
     BOConfig,
     CanonicalFn,
@@ -93,13 +95,6 @@ def _pending_batch(store: CampaignStore, t: int) -> dict[str, Any] | None:
     return pending
 
 
-def _n_scored_new(history: pd.DataFrame) -> int:
-    """Proposals (after the initial design) scored, ok or infeasible: what the budget counts."""
-    if not len(history):
-        return 0
-    return int(((history["iteration"] > 0) & history["status"].isin(SCORED)).sum())
-
-
 def _slacks(run: _Run, history: pd.DataFrame, feasible: torch.Tensor) -> torch.Tensor | None:
     """``n x m`` constraint slacks of the rows `observations` returned (computed once per
     molecule), or None where one binary GP models feasibility: no ``slack_fn``,
@@ -118,6 +113,10 @@ def _propose(run: _Run, t: int, q: int, start: float) -> dict[str, Any]:
     """Propose the ``q`` z of iteration ``t`` and persist them (``pending.json``) before any is
     decoded; ``start`` is when the iteration began (for ``propose_s``)."""
     cfg, seed_t = run.cfg, iteration_seed(run.cfg.seed, t)
+    if run.kind == "bo" and cfg.surrogate == "fingerprint":
+        pending = _propose_molecules(run, t, q, seed_t, start)
+        if pending is not None:
+            return pending
     n_spare = cfg.spares_per_proposal * q if cfg.redraw and cfg.redraw_rounds else 0
     if run.kind == "bo":
         if run.bounds is None:
@@ -142,6 +141,28 @@ def _propose(run: _Run, t: int, q: int, start: float) -> dict[str, Any]:
               if cfg.retrain_every else {})}  # fmt: skip
     pending = {"iteration": t, "seed": seed_t, "source": prop.source, "z": prop.z.tolist(),
                "spare": [] if prop.spare is None else prop.spare.tolist(),
+               "record": rec}  # fmt: skip
+    run.store.write_pending(pending)
+    return pending
+
+
+def _propose_molecules(run: _Run, t: int, q: int, seed: int, start: float) -> dict[str, Any] | None:
+    """The fingerprint GP's batch of molecules (`molvae.bo.candidates`), persisted with their
+    SMILES so a resumed batch scores the same molecules; None when it has nothing to propose
+    (nothing scored yet, no new candidate): the latent GP proposes that batch."""
+    fns = run.fns
+    out = propose_from_history(run.history, q, seed, run.cfg, fns.canonical_fn, fns.decode_fn,
+                               fns.encode_fn, fns.slack_fn)  # fmt: skip
+    if out is None:
+        return None
+    prop, z = out
+    rec = {"source": "fp-ts", "fallback": None, "gp_points": prop.gp_points,
+           "candidates": prop.n_candidates, "fit_s": prop.fit_s, "acq_s": prop.acq_s,
+           "propose_s": time.perf_counter() - start,
+           **({"model_version": run.state.get("model_version", 0)}
+              if run.cfg.retrain_every else {})}  # fmt: skip
+    pending = {"iteration": t, "seed": seed, "source": "fp-ts", "z": z.tolist(),
+               "smiles": prop.smiles, "sources": prop.sources, "spare": [],
                "record": rec}  # fmt: skip
     run.store.write_pending(pending)
     return pending
@@ -207,12 +228,15 @@ def _record_iteration(
            "wall_s": pending["record"]["propose_s"] + time.perf_counter() - t_eval}  # fmt: skip
     run.state = {**run.state, "iteration": t, "iterations": [*run.state["iterations"], rec],
                  "trust_region": asdict(run.tr) if run.tr else None}  # fmt: skip
-    _write_state(run.store, run.state, history)
+    _write_state(run.store, run.state, history, run.cfg)
     run.store.clear_pending()
 
 
-def _write_state(store: CampaignStore, state: dict[str, Any], history: pd.DataFrame) -> None:
-    """Rewrite ``state.json``: ``state`` plus the best molecule, counts and GP fallbacks."""
+def _write_state(
+    store: CampaignStore, state: dict[str, Any], history: pd.DataFrame, cfg: BOConfig
+) -> None:
+    """Rewrite ``state.json``: ``state`` plus the best molecule, counts, the oracle calls spent
+    of the budget, and GP fallbacks."""
     best, best_smiles = best_of(history)
     counts = history["status"].value_counts() if len(history) else pd.Series(dtype=int)
     new = history[history["iteration"] > 0] if len(history) else history
@@ -221,6 +245,9 @@ def _write_state(store: CampaignStore, state: dict[str, Any], history: pd.DataFr
         "best_score": best,
         "best_smiles": best_smiles,
         "counts": {s: int(counts.get(s, 0)) for s in STATUSES},
+        "oracle_calls": oracle_calls(history, cfg.free_pool),
+        "budget": cfg.budget,
+        # proposals scored ok or infeasible: what the budget counted before the pool was charged
         "n_scored_new": int(new["status"].isin(SCORED).sum()) if len(new) else 0,
         "gp_fallbacks": [
             {"iteration": r["iteration"], "fallback": r["fallback"]}

@@ -13,10 +13,9 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
-import pandas as pd
-import torch
 from tqdm.auto import tqdm
 
+from molvae.bo.accounting import oracle_calls
 from molvae.bo.chemistry import default_canonical
 from molvae.bo.config import (
     BOConfig,
@@ -26,50 +25,59 @@ from molvae.bo.config import (
     ObjectiveFn,
     SampleFn,
     SlackFn,
-    iteration_seed,
+    resolve_init_pool,
 )
-from molvae.bo.design import _build_pool, _init_rows
+from molvae.bo.design import _initial_design
+from molvae.bo.init_data import InitData, _pin_init_data, read_init_data
 from molvae.bo.iteration import (
-    _n_scored_new,
     _Oracles,
     _pending_batch,
     _propose,
     _Run,
     _run_batch,
     _write_state,
-    as_latents,
 )
 from molvae.bo.report import write_report
 from molvae.bo.retrain import fresh_region, restore_model, retrain, retrain_due
 from molvae.bo.retrain_data import RetrainFn
 from molvae.bo.stopping import stop_reason
-from molvae.bo.store import (
-    SCORED,
-    CampaignResult,
-    CampaignStore,
-    load_campaign,
-    z_columns,
-)
-from molvae.bo.trust_region import TrustRegionState, latent_bounds, prior_bounds
+from molvae.bo.store import CampaignResult, CampaignStore, load_campaign
+from molvae.bo.trust_region import TrustRegionState
 
 # Config fields that may change on resume: they alter neither proposals nor records.
 _FREE_FIELDS = ("budget", "max_iterations", "n_jobs", "top_k")
-_PRIOR_SAMPLES = 10_000  # prior samples the latent box is taken from (bounds="prior")
 
 
 def _check_config(
-    store: CampaignStore, kind: str, cfg: BOConfig, metadata: dict | None
+    store: CampaignStore,
+    kind: str,
+    cfg: BOConfig,
+    metadata: dict | None,
+    has_init_data: bool = False,
+    has_pool_data: bool = True,
 ) -> BOConfig:
-    """Record a new directory's settings; refuse to resume one started with other settings.
-    Returns the settings to run with: ``cfg``, but a directory from before constraint GPs on
-    slacks goes on with the binary GP it started with."""
+    """Record a new directory's settings (``init_pool`` resolved); refuse to resume one started
+    with other settings. Returns the settings to run with: ``cfg``, its ``init_pool=None``
+    the stored one, but a directory from before constraint GPs on slacks goes on with the
+    binary GP it started with, and one from before the pool was charged with its free pool."""
     stored = store.read_config()
     if stored is None:
+        cfg = resolve_init_pool(cfg, has_init_data, has_pool_data)
         store.write_config({"kind": kind, "config": asdict(cfg), "metadata": metadata or {}})
         return cfg
-    old = stored.get("config", {})
+    old = dict(stored.get("config", {}))
     if "constraint_model" not in old:
         cfg = replace(cfg, constraint_model="binary")
+    if "free_pool" not in old:
+        cfg = replace(cfg, free_pool=True)
+    if "surrogate" not in old:  # from before the fingerprint GP: it goes on in latent space
+        cfg = replace(cfg, surrogate="latent")
+    unresolved = old.get("init_pool") is None  # a directory written by hand, not by _start
+    if unresolved:
+        old.pop("init_pool", None)
+    if cfg.init_pool is None:  # the pool the campaign began with, whatever the budget now
+        cfg = (resolve_init_pool(cfg, has_init_data, has_pool_data) if unresolved
+               else replace(cfg, init_pool=old["init_pool"]))  # fmt: skip
     new = asdict(cfg)
     if stored.get("kind") != kind:
         raise ValueError(f"{store.dir} holds a {stored.get('kind')!r} campaign, not {kind!r}")
@@ -85,9 +93,11 @@ def _check_config(
     if diffs:
         detail = ", ".join(f"{k}: {o!r} -> {n!r}" for k, o, n in diffs)
         raise ValueError(f"{store.dir} was started with other settings ({detail}); use a new dir")
+    if "init_data_sha256" in new_pinned and "init_data_sha256" not in old_pinned:
+        raise ValueError(f"{store.dir} was started without init data; start a new dir from it")
     if new["budget"] < old.get("budget", 0):
         raise ValueError(f"the budget can only grow on resume ({old['budget']} -> {new['budget']})")
-    if any(old.get(k) != new[k] for k in _FREE_FIELDS):
+    if unresolved or any(old.get(k) != new[k] for k in _FREE_FIELDS):
         store.write_config({**stored, "config": new})
     return cfg
 
@@ -99,17 +109,20 @@ def _start(
     fns: _Oracles,
     init_smiles: list[str] | None,
     metadata: dict | None,
+    init_data: InitData | None = None,
 ) -> _Run:
     """Open (or resume) the directory: check the settings, record the initial design, load the
     state and the trust region."""
     if cfg.retrain_every and (kind != "bo" or fns.retrain_fn is None):
         raise ValueError("retrain_every needs a BO campaign (run_campaign) with a retrain_fn")
+    data = None if init_data is None else read_init_data(init_data)
+    metadata = _pin_init_data(metadata, init_data, data)
     store = CampaignStore(out_dir, writer=True)
-    cfg = _check_config(store, kind, cfg, metadata)
+    cfg = _check_config(store, kind, cfg, metadata, data is not None, init_smiles is not None)
     fns.canonical_fn = fns.canonical_fn or default_canonical()
     run = _Run(kind, cfg, store, fns, history=store.load_history(), state={})
-    if init_smiles is not None:
-        _initial_design(run, init_smiles)
+    if init_smiles is not None or data is not None:
+        _initial_design(run, init_smiles, data)
     run.state = store.read_state() or {"iteration": 0, "iterations": [], "trust_region": None}
     run.state.pop("stop_reason", None)  # decided again when this run stops
     run.tr = _initial_trust_region(run)
@@ -117,46 +130,30 @@ def _start(
     return run
 
 
-def _initial_design(run: _Run, init_smiles: list[str]) -> None:
-    """Score and encode the pool, set the latent bounds, append the missing iteration-0 rows."""
-    cfg, fns = run.cfg, run.fns
-    if fns.encode_fn is None:
-        raise ValueError("an initial design needs encode_fn")
-    pool = _build_pool(run.store, cfg, init_smiles, fns.encode_fn, fns.objective_fn,
-                       fns.canonical_fn)  # fmt: skip
-    run.dim = dim = sum(c.startswith("z") and c[1:].isdigit() for c in pool.columns)
-    if cfg.bounds == "prior":
-        if fns.prior_fn is None:
-            raise ValueError("bounds='prior' needs a prior_fn (samples of the model's prior)")
-        samples = as_latents(fns.prior_fn(_PRIOR_SAMPLES, iteration_seed(cfg.seed, 0)))
-        run.bounds = prior_bounds(samples, cfg.bound_quantile)
-    else:
-        z = torch.tensor(pool[z_columns(dim)].to_numpy(dtype=float))
-        run.bounds = latent_bounds(z, cfg.bound_std)
-    history = run.history
-    done = set(history.loc[history["iteration"] == 0, "index"]) if len(history) else set()
-    rows = [r for r in _init_rows(pool, cfg, dim) if r["index"] not in done]
-    if rows:
-        run.store.append_rows(rows, dim)
-        run.history = run.store.load_history()
-
-
 def _initial_trust_region(run: _Run) -> TrustRegionState | None:
     """The stored trust region, a fresh one, or None (random search, no initial design, off)."""
     cfg, stored = run.cfg, run.state["trust_region"]
-    if run.kind != "bo" or not cfg.trust_region or run.dim is None:
+    if run.kind != "bo" or not cfg.trust_region or run.dim is None or cfg.surrogate != "latent":
         return None
     return TrustRegionState(**stored) if stored else fresh_region(cfg, run.dim)
 
 
-def _advance_bar(bar: tqdm, history: pd.DataFrame, t: int, best: float) -> None:
-    """Count iteration ``t`` as done on the progress bar, with best, validity and scored count."""
+def _advance_bar(bar: tqdm, run: _Run, t: int) -> None:
+    """Count iteration ``t`` as done on the progress bar, with best, validity and oracle calls."""
+    history = run.history
     new = history[history["iteration"] > 0]
     if t > bar.total:  # invalid or duplicate proposals made the budget need more batches
         bar.total = t
     bar.update(1)
-    bar.set_postfix(best=f"{best:.3f}", valid=f"{(new['canonical'] != '').mean():.2f}",
-                    scored=int(new["status"].isin(SCORED).sum()))  # fmt: skip
+    bar.set_postfix(best=f"{run.state['iterations'][-1]['best']:.3f}",
+                    valid=f"{(new['canonical'] != '').mean():.2f}",
+                    calls=oracle_calls(history, run.cfg.free_pool))  # fmt: skip
+
+
+def _initial_calls(run: _Run) -> int:
+    """Oracle calls the initial design was charged (a charged pool; 0 with a free one)."""
+    h = run.history
+    return oracle_calls(h[h["iteration"] == 0], run.cfg.free_pool) if len(h) else 0
 
 
 def _campaign(
@@ -169,18 +166,21 @@ def _campaign(
     progress: bool,
     metadata: dict | None,
     report: bool,
+    init_data: InitData | None = None,
 ) -> CampaignResult:
     """The loop shared by ``run_campaign`` and ``random_search`` (``kind`` "bo" or "random")."""
-    run = _start(kind, cfg, out_dir, fns, init_smiles, metadata)
+    run = _start(kind, cfg, out_dir, fns, init_smiles, metadata, init_data)
+    cfg = run.cfg  # init_pool resolved; an old directory's settings
     t = run.state["iteration"] + 1
+    initial = _initial_calls(run)
     # The bar counts the iterations the budget needs when every proposal scores.
-    expected = cfg.max_iterations or math.ceil(cfg.budget / cfg.batch_size)
+    expected = cfg.max_iterations or math.ceil(max(cfg.budget - initial, 0) / cfg.batch_size)
     bar = tqdm(total=expected, initial=t - 1, disable=not progress, desc=f"{kind} campaign")
     while True:
         pending = _pending_batch(run.store, t)
-        remaining = cfg.budget - _n_scored_new(run.history)
+        remaining = cfg.budget - oracle_calls(run.history, cfg.free_pool)
         if pending is None:
-            reason = stop_reason(cfg, run.state["iterations"], t, remaining)
+            reason = stop_reason(cfg, run.state["iterations"], t, remaining, initial)
             if reason is not None:
                 break
             if retrain_due(run, t - 1):  # only when the campaign goes on
@@ -189,7 +189,7 @@ def _campaign(
         if pending is None:
             pending = _propose(run, t, min(cfg.batch_size, remaining), start)
         _run_batch(run, t, pending)
-        _advance_bar(bar, run.history, t, run.state["iterations"][-1]["best"])
+        _advance_bar(bar, run, t)
         t += 1
     bar.close()
     return _finish(run, reason, report)
@@ -198,7 +198,7 @@ def _campaign(
 def _finish(run: _Run, reason: str, report: bool) -> CampaignResult:
     """Record why the campaign stopped, reload it from its directory, write its report."""
     run.state["stop_reason"] = reason
-    _write_state(run.store, run.state, run.history)
+    _write_state(run.store, run.state, run.history, run.cfg)
     result = load_campaign(run.store.dir)
     if report:
         write_report(result, top_k=run.cfg.top_k)
@@ -220,18 +220,24 @@ def run_campaign(
     prior_fn: SampleFn | None = None,
     retrain_fn: RetrainFn | None = None,
     slack_fn: SlackFn | None = None,
+    init_data: InitData | None = None,
 ) -> CampaignResult:
     """Run (or resume) a latent-space BO campaign in ``out_dir``.
 
-    ``init_smiles`` are data molecules: ``config.init_pool`` of them are scored and encoded once
-    to set the latent bounds and draw the initial design. ``canonical_fn`` defaults to
+    ``init_smiles`` are data molecules: ``config.init_pool`` of them are scored (charged to the
+    budget unless ``config.free_pool``) and encoded once to set the latent bounds and make the
+    initial design. ``init_data`` (a DataFrame or CSV file: ``smiles``, ``score``, optional
+    ``status``; `molvae.bo.init_data.read_init_data`) are molecules already measured: they join
+    the initial design at no oracle cost and are never scored again; the directory is pinned
+    to them (``init_data_sha256``). ``canonical_fn`` defaults to
     ``molvae.chem.canonical``. A directory started with other settings is refused (ValueError);
     only ``budget`` (upwards), ``max_iterations``, ``n_jobs`` and ``top_k`` may change, and
     ``metadata["pinned"]`` (settings outside ``config``, such as the model) must match.
     ``prior_fn(n, seed)`` samples the model's prior (``n x d``); ``config.bounds="prior"`` takes
-    the latent box from it. The campaign stops when the budget is scored, after
-    ``max_iterations`` or ``ceil(budget / batch_size) + 2`` iterations, or early when batches
-    find no new molecule; ``state.json`` and the result say why (``stop_reason``).
+    the latent box from it. The campaign stops when the budget of oracle calls is spent
+    (`molvae.bo.accounting.oracle_calls`), after ``max_iterations`` or ``ceil(budget left after the
+    initial design / batch_size) + 2`` iterations, or early when batches find no new molecule;
+    ``state.json`` and the result say why (``stop_reason``).
     The GP runs on the CPU in float64; on a small shared CPU call ``torch.set_num_threads(1)``
     first (measured: one MLL step 0.008 s with 1 thread vs 0.24 s with 2 contended threads).
     With ``config.retrain_every`` the model is fine-tuned through ``retrain_fn`` every so many
@@ -243,7 +249,7 @@ def run_campaign(
                    retrain_fn=retrain_fn, slack_fn=slack_fn)  # fmt: skip
     return _campaign(
         "bo", config, fns, out_dir, init_smiles=list(init_smiles), progress=progress,
-        metadata=metadata, report=report,
+        metadata=metadata, report=report, init_data=init_data,
     )  # fmt: skip
 
 
@@ -260,15 +266,17 @@ def random_search(
     metadata: dict | None = None,
     canonical_fn: CanonicalFn | None = None,
     report: bool = True,
+    init_data: InitData | None = None,
 ) -> CampaignResult:
     """Random-search baseline in the same harness: z from ``prior_fn(n, seed)`` (``n x d``).
 
     Same decoding, dedup, records, budget and directory format as ``run_campaign``. With
-    ``init_smiles`` (and ``encode_fn``) it starts from the same initial design as BO does.
+    ``init_smiles`` and ``init_data`` (and ``encode_fn``) it starts from the same initial
+    design as BO does; without ``init_smiles`` a charged pool is empty (``init_pool`` 0).
     """
     fns = _Oracles(decode_fn, objective_fn, canonical_fn, encode_fn=encode_fn, prior_fn=prior_fn)
     return _campaign(
         "random", config, fns, out_dir,
         init_smiles=None if init_smiles is None else list(init_smiles), progress=progress,
-        metadata=metadata, report=report,
+        metadata=metadata, report=report, init_data=init_data,
     )  # fmt: skip

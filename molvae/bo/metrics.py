@@ -6,10 +6,11 @@ a method that finds good molecules early scores higher than one that finds them 
 computed as PMO's ``top_auc`` does: the curve is sampled every ``freq_log`` calls (PMO: 100) and
 at the last call, integrated by trapezoids from 0 (the first segment starts at a top-k mean of 0),
 and a run that stopped before the budget is padded with its last top-k mean up to the budget.
-Oracle calls are the molecules scored (ok, or infeasible: scored but missing a campaign
-constraint), in the order they were scored; an infeasible call spends the budget without adding
-a candidate, and until a first feasible molecule the curve stays at the 0 it starts from. Only
-the molecules a method proposed count (the initial design, shared by all methods, does not).
+Oracle calls are those the budget paid for (`molvae.bo.accounting.oracle_call_scores`), in the
+order they were made: the charged initial pool first, then the proposals; an infeasible or failed
+call spends the budget without adding a candidate, and until a first feasible molecule the curve
+stays at the 0 it starts from. With a free pool (Kusner's protocol) only the molecules a method
+proposed count, scored ok or infeasible, as before the pool was charged.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+
+from molvae.bo.accounting import oracle_call_scores
 
 PMO_FREQ_LOG = 100
 
@@ -67,21 +70,18 @@ def _or_zero(value: float) -> float:
 
 
 def proposed_scores(history: pd.DataFrame) -> np.ndarray:
-    """One entry per oracle call on a molecule a method proposed (iteration > 0), in order: its
-    score when ok, NaN when infeasible (the call was spent, no candidate came of it)."""
-    if history.empty:
-        return np.array([], dtype=float)
-    own = history[(history["iteration"] > 0) & history["status"].isin(["ok", "infeasible"])]
-    scores = own["score"].to_numpy(dtype=float)
-    ok = (own["status"] == "ok").to_numpy()
-    scores = np.where(ok, scores, np.nan)
-    return scores[np.isfinite(scores) | ~ok]
+    """`oracle_call_scores` of a free-pool campaign: one entry per molecule a method proposed
+    (iteration > 0) and the objective scored, its score when ok, NaN when infeasible."""
+    return oracle_call_scores(history, free_pool=True)
 
 
-def campaign_metrics(history: pd.DataFrame, budget: int, k: int = 10) -> dict[str, float]:
-    """Best, top-``k`` mean and top-``k`` AUC (PMO) of a campaign's own proposals; the AUC is
-    normalized by ``budget``."""
-    scores = proposed_scores(history)
+def campaign_metrics(
+    history: pd.DataFrame, budget: int, k: int = 10, free_pool: bool = False
+) -> dict[str, float]:
+    """Best, top-``k`` mean and top-``k`` AUC (PMO) over the campaign's charged oracle calls
+    (the counted pool included; with ``free_pool`` its own proposals only), ``scored``: how
+    many; the AUC is normalized by ``budget``."""
+    scores = oracle_call_scores(history, free_pool)
     return {
         "best": float(np.nanmax(scores)) if np.isfinite(scores).any() else math.nan,
         f"top{k}_mean": top_k_mean(scores, k),

@@ -12,22 +12,28 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from molvae.bo.accounting import CALLED, charged_rows
 from molvae.bo.metrics import PMO_FREQ_LOG, campaign_metrics
 from molvae.bo.store import STATUSES, CampaignResult, load_campaign, top_molecules
 from molvae.io import markdown_table, write_bytes, write_text, write_with
 
 
-def best_so_far(history: pd.DataFrame) -> pd.DataFrame:
-    """Best score after each oracle call: columns ``evaluations`` (1..n ok rows), ``best``,
-    ``iteration``, in recording order. Invalid, duplicate and failed rows cost no oracle call.
+def best_so_far(history: pd.DataFrame, free_pool: bool = False) -> pd.DataFrame:
+    """Best score after each call of the objective: columns ``evaluations`` (the oracle calls
+    charged so far, `molvae.bo.accounting.charged_rows`), ``best`` (NaN before the first ok
+    molecule), ``iteration``, in recording order. A call that cost nothing (init data, a free
+    pool) stays at the count before it; duplicate and invalid rows reach no objective.
     """
     if history.empty:
         return pd.DataFrame({"evaluations": [], "best": [], "iteration": []})
-    ok = history[(history["status"] == "ok") & np.isfinite(history["score"].astype(float))]
+    called = history["status"].isin(CALLED)
+    rows = history[called]
+    ok = (rows["status"] == "ok").to_numpy(dtype=bool)
+    score = np.where(ok, rows["score"].to_numpy(dtype=float), np.nan)
     return pd.DataFrame({
-        "evaluations": np.arange(1, len(ok) + 1),
-        "best": np.maximum.accumulate(ok["score"].to_numpy(dtype=float)),
-        "iteration": ok["iteration"].to_numpy(),
+        "evaluations": np.cumsum(charged_rows(history, free_pool)[called].to_numpy(dtype=int)),
+        "best": np.fmax.accumulate(score) if len(score) else score,
+        "iteration": rows["iteration"].to_numpy(),
     })  # fmt: skip
 
 
@@ -40,10 +46,12 @@ def _plt():
     return plt
 
 
-def _plot_trace(ax, history: pd.DataFrame, label: str, mark_init: bool) -> None:
-    trace = best_so_far(history)
+def _plot_trace(ax, result: CampaignResult, label: str, mark_init: bool) -> None:
+    trace = best_so_far(result.history, result.config.free_pool)
     ax.step(trace["evaluations"], trace["best"], where="post", label=label)
-    n_init = int((trace["iteration"] == 0).sum())
+    # the calls the initial design was charged (none with a free pool: it starts at 0)
+    init = trace.loc[trace["iteration"] == 0, "evaluations"]
+    n_init = int(init.max()) if len(init) else 0
     if mark_init and n_init:
         ax.axvline(n_init, color="grey", linestyle="--", linewidth=1)
         ax.annotate("initial design", (n_init, ax.get_ylim()[0]), fontsize=8, rotation=90,
@@ -55,11 +63,11 @@ def _as_result(campaign: CampaignResult | str | Path) -> CampaignResult:
 
 
 def plot_trace(result: CampaignResult, path: Path) -> Path:
-    """Best-so-far score vs number of scored molecules, the initial design marked."""
+    """Best-so-far score vs oracle calls charged, the charged initial design marked."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 4))
-    _plot_trace(ax, result.history, result.kind, mark_init=True)
-    ax.set_xlabel("molecules scored (oracle calls)")
+    _plot_trace(ax, result, result.kind, mark_init=True)
+    ax.set_xlabel("oracle calls")
     ax.set_ylabel("best score so far")
     ax.set_title(f"{result.kind} campaign: best {result.best_score:.3f}")
     fig.tight_layout()
@@ -79,8 +87,8 @@ def compare_traces(results: dict[str, CampaignResult], path: str | Path) -> Path
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 4))
     for i, (name, result) in enumerate(results.items()):
-        _plot_trace(ax, result.history, name, mark_init=i == 0)
-    ax.set_xlabel("molecules scored (oracle calls)")
+        _plot_trace(ax, result, name, mark_init=i == 0)
+    ax.set_xlabel("oracle calls")
     ax.set_ylabel("best score so far")
     ax.legend()
     fig.tight_layout()
@@ -117,14 +125,24 @@ def plot_top_molecules(top: pd.DataFrame, path: Path, per_row: int = 4) -> Path 
 
 
 def _scores_line(result: CampaignResult) -> str:
-    m = campaign_metrics(result.history, result.config.budget)
+    cfg = result.config
+    m = campaign_metrics(result.history, cfg.budget, free_pool=cfg.free_pool)
+    which = ("the proposals' (free pool: initial design excluded)" if cfg.free_pool
+             else "every charged call's, the initial pool included")  # fmt: skip
     return (
-        f"Proposed molecules scored: {m['scored']}; best {m['best']:.4f}, top-10 mean "
+        f"Oracle calls scored: {m['scored']}; best {m['best']:.4f}, top-10 mean "
         f"{m['top10_mean']:.4f}, **top-10 AUC {m['top10_auc']:.4f}** (PMO benchmark: the "
         f"running top-10 mean integrated over oracle calls every {PMO_FREQ_LOG}, divided by the "
-        f"budget of {result.config.budget}; padded with its last value when fewer were "
-        "scored; initial design excluded)."
+        f"budget of {cfg.budget}; padded with its last value when fewer were made; {which})."
     )
+
+
+def oracle_calls_line(result: CampaignResult) -> str:
+    """One sentence: the oracle calls spent of the budget, and what was scored for free."""
+    c = result.oracle_counts()
+    return (f"Oracle calls spent: {c['calls']} of {c['budget']} (initial pool {c['pool']}, "
+            f"proposals {c['proposals']}; free: {c['free_data']} from --init-data / "
+            f"{c['free_pool']} free pool).")  # fmt: skip
 
 
 # Per iteration: what was proposed and what it decoded to (new-molecule rate, duplicates and
@@ -167,8 +185,8 @@ def summary_markdown(result: CampaignResult, images: dict[str, Path], top_k: int
         f"Best: **{result.best_score:.4f}** `{result.best_smiles}`",
         f"Proposals after the initial design: {len(new)}; valid: {validity:.3f}; "
         f"scored: {int((new['status'] == 'ok').sum()) if len(new) else 0} ok, "
-        f"{int((new['status'] == 'infeasible').sum()) if len(new) else 0} infeasible "
-        f"(budget {result.config.budget}).",
+        f"{int((new['status'] == 'infeasible').sum()) if len(new) else 0} infeasible.",
+        oracle_calls_line(result),
         f"Stopped: {result.stop_reason or 'not yet (the campaign is running or was cut off)'}.",
         _scores_line(result),
         "## Counts by status", markdown_table(status),

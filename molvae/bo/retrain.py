@@ -125,7 +125,7 @@ def retrain(run: _Run, t: int) -> None:
     run.state = {**run.state, "model_version": version,
                  "retrains": [*run.state.get("retrains", []), {**rec, **enc}],
                  "trust_region": asdict(run.tr) if run.tr else None}  # fmt: skip
-    _write_state(run.store, run.state, run.history)
+    _write_state(run.store, run.state, run.history, run.cfg)
 
 
 def restore_model(run: _Run) -> None:

@@ -145,6 +145,28 @@ def resolve_batch(
     return rows, stats
 
 
+def given_batch(
+    smiles: list[str],
+    sources: list[str],
+    z: torch.Tensor,
+    known: set[str],
+    canonical_fn: CanonicalFn,
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Rows for a batch of molecules chosen as molecules (no decoding): each ``new``, or
+    ``duplicate`` / ``invalid`` should one be known already or not parse (the proposer
+    excludes both, so these are the record of a bug, not a cost)."""
+    stats = dict.fromkeys(REDRAW_STATS, 0)
+    taken, rows = set(known), []
+    for i, (smi, src) in enumerate(zip(smiles, sources, strict=True)):
+        can = canonical_fn(smi) or ""
+        kind = "invalid" if not can else "duplicate" if can in taken else "new"
+        stats["primary_invalid"] += kind == "invalid"
+        stats["primary_duplicate"] += kind == "duplicate"
+        taken.add(can)
+        rows.append(_row(i, src, (smi, can, float(bool(can)), kind), z[i]))
+    return rows, stats
+
+
 def _score_batch(
     z: torch.Tensor,
     pending: dict[str, Any],
@@ -163,8 +185,12 @@ def _score_batch(
     before = history[history["iteration"] < t] if len(history) else history
     known = {c for c in before.get("canonical", []) if c}
     spare = torch.tensor(pending.get("spare") or [], dtype=torch.float64).reshape(-1, z.shape[1])
-    resolved, stats = resolve_batch(z, spare, pending["seed"], pending["source"], known, cfg,
-                                    decode_fn, canonical_fn)  # fmt: skip
+    if pending.get("smiles") is not None:  # molecules chosen by the fingerprint GP
+        resolved, stats = given_batch(pending["smiles"], pending["sources"], z, known,
+                                      canonical_fn)  # fmt: skip
+    else:
+        resolved, stats = resolve_batch(z, spare, pending["seed"], pending["source"], known,
+                                        cfg, decode_fn, canonical_fn)  # fmt: skip
     done = set(history.loc[history["iteration"] == t, "index"]) if len(history) else set()
     rows = [{"iteration": t, **r} for r in resolved if r["index"] not in done]
     # ``scores`` holds the rows of this batch appended before a kill too: a duplicate of a

@@ -3,7 +3,8 @@
 Layout of ``out_dir``::
 
     config.json       resolved config + run metadata (written once; budget may grow)
-    pool.csv          the scored and encoded initial pool (written once, atomically)
+    pool.csv          the scored and encoded initial pool (written once, atomically); with a
+                      charged pool also the data molecules encoded, unscored, for the latent box
     evaluations.csv   one row per proposal, appended and fsynced row by row
     pending.json      the z of the batch being decoded/scored (exists only mid-iteration)
     state.json        iteration, best, counts, per-iteration records (atomic rewrite)
@@ -32,6 +33,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from molvae.bo.accounting import SCORED, oracle_call_counts
 from molvae.bo.config import BOConfig
 from molvae.io import read_json, write_text
 
@@ -46,9 +48,6 @@ EVAL_COLUMNS = (
     "valid_fraction",
 )
 STATUSES = ("ok", "invalid", "duplicate", "failed", "infeasible")
-# What the objective scored: "infeasible" molecules have a score but miss a constraint
-# (`molvae.chem.constraints`); they count against the budget, never as the best.
-SCORED = ("ok", "infeasible")
 FORMAT = 1
 # pandas 3 parses floats exactly by default (and deprecates the option); pandas 2 needs it.
 _ROUND_TRIP = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
@@ -271,6 +270,12 @@ class CampaignResult:
     metadata: dict[str, Any] = field(default_factory=dict)
     stop_reason: str | None = None  # why the campaign stopped (one line), None while it runs
 
+    def oracle_counts(self) -> dict[str, int]:
+        """`molvae.bo.accounting.oracle_call_counts` of this campaign, and its ``budget``."""
+        pool = CampaignStore(self.out_dir).read_pool() if self.config.free_pool else None
+        counts = oracle_call_counts(self.history, self.config.free_pool, pool)
+        return {**counts, "budget": self.config.budget}
+
 
 def load_campaign(out_dir: str | Path) -> CampaignResult:
     """Read a campaign directory (finished or not) into a ``CampaignResult``."""
@@ -279,7 +284,8 @@ def load_campaign(out_dir: str | Path) -> CampaignResult:
         raise FileNotFoundError(f"no campaign in {path} (config.json is missing)")
     store = CampaignStore(path)
     stored = store.read_config() or {}
-    cfg = BOConfig(**stored["config"])
+    # a directory from before the pool was charged went on with the free pool (`loop`)
+    cfg = BOConfig(**{"free_pool": True, "surrogate": "latent", **stored["config"]})
     history = store.load_history()
     state = store.read_state() or {"iterations": []}
     iterations = pd.DataFrame(state["iterations"])

@@ -147,6 +147,8 @@ def _cmd_optimize(a: argparse.Namespace) -> None:
         "batch_size": a.batch_size,
         "max_iterations": a.iterations,
         "n_init": a.n_init,
+        "init_pool": a.init_pool,
+        "free_pool": a.free_pool,
         "acquisition": a.acquisition,
         "seed": a.seed,
         "n_jobs": a.jobs,
@@ -167,6 +169,8 @@ def _cmd_optimize(a: argparse.Namespace) -> None:
         constrained=not a.unconstrained,
         prior=a.prior,
         constraints=list(a.constraint),
+        init_data=a.init_data,
+        init_score_column=a.init_score_column,
     )
     gradient = GradientConfig(steps=a.steps, step_size=a.step_size, n_starts=a.starts,
                               substep_growth=a.substep_growth)  # fmt: skip
@@ -180,6 +184,9 @@ def _cmd_optimize(a: argparse.Namespace) -> None:
         print(f"best {result.best_score:.4g}: {result.best_smiles}")
     print(f"stopped: {result.stop_reason}")
     print(f"report: {Path(a.out) / 'report' / 'summary.md'}")
+    c = result.oracle_counts()
+    print(f"oracle calls: {c['calls']} of {c['budget']} (pool {c['pool']}, proposals "
+          f"{c['proposals']}); free: {c['free_data'] + c['free_pool']}")  # fmt: skip
 
 
 def _cmd_fetch(a: argparse.Namespace) -> None:

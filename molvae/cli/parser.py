@@ -160,18 +160,11 @@ def _evaluate(sub: Any) -> None:
 
 
 def _add_bo_settings(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--n-init",
-        type=int,
-        default=default(BOConfig, "n_init"),
-        help="initial design size (default: %(default)s)",
-    )
-    p.add_argument(
-        "--acquisition",
-        choices=ACQUISITIONS,
-        default=default(BOConfig, "acquisition"),
-        help="(default: %(default)s)",
-    )
+    p.add_argument("--n-init", type=int, default=default(BOConfig, "n_init"),
+                   help="with --free-pool: initial design size, drawn from the pool (a charged "
+                   "pool is all design) (default: %(default)s)")  # fmt: skip
+    p.add_argument("--acquisition", choices=ACQUISITIONS, default=default(BOConfig, "acquisition"),
+                   help="(default: %(default)s)")  # fmt: skip
     p.add_argument(
         "--trust-region",
         action=argparse.BooleanOptionalAction,
@@ -215,6 +208,24 @@ def _add_retrain_settings(p: argparse.ArgumentParser) -> None:
                    help="fine-tuning learning rate (default: %(default)s)")  # fmt: skip
 
 
+def _add_initial_design(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("initial design")
+    g.add_argument("--init-pool", type=int, default=None,
+                   help="data molecules scored for the initial design (default: charged, "
+                   "min(100, budget / 4), 0 with --init-data; --free-pool: 2000)")  # fmt: skip
+    g.add_argument("--free-pool", action="store_true",
+                   help="Kusner's protocol, for reproducing published tables: the pool is "
+                   "scored for free, --n-init of it is the design, the budget counts proposals "
+                   "only")  # fmt: skip
+    g.add_argument("--init-data", default=None, metavar="FILE",
+                   help="CSV (.gz) of molecules already measured: a smiles column, a score "
+                   "column, optional status (ok/infeasible/failed); added to the design at no "
+                   "oracle cost and never scored again")  # fmt: skip
+    g.add_argument("--init-score-column", metavar="NAME",
+                   default=default(OptimizeRunConfig, "init_score_column"),
+                   help="the --init-data column of scores (default: %(default)s)")  # fmt: skip
+
+
 def _optimize(sub: Any) -> None:
     p = sub.add_parser("optimize", help="Bayesian optimization (or random search) in latent space")
     _add_model(p)
@@ -224,19 +235,12 @@ def _optimize(sub: Any) -> None:
         help="objective (default: %(default)s)",
     )
     _add_constraint(p, "the best and top molecules satisfy it; misses count as scored")
-    p.add_argument(
-        "--budget",
-        type=int,
-        default=default(BOConfig, "budget"),
-        help="scored molecules proposed after the initial design (default: %(default)s)",
-    )
-    p.add_argument(
-        "--batch-size",
-        "-q",
-        type=int,
-        default=default(BOConfig, "batch_size"),
-        help="proposals per iteration (default: %(default)s)",
-    )
+    p.add_argument("--budget", type=int, default=default(BOConfig, "budget"),
+                   help="oracle calls: every new molecule scored (ok, infeasible or failed), the "
+                   "initial pool included; repeats, invalid strings and --init-data cost nothing "
+                   "(default: %(default)s)")  # fmt: skip
+    p.add_argument("--batch-size", "-q", type=int, default=default(BOConfig, "batch_size"),
+                   help="proposals per iteration (default: %(default)s)")  # fmt: skip
     p.add_argument("--iterations", type=int, default=None, help="cap on BO iterations")
     _add_bo_settings(p)
     p.add_argument(
@@ -261,6 +265,7 @@ def _optimize(sub: Any) -> None:
         default=default(OptimizeRunConfig, "data"),
         help="initial design pool (default: %(default)s)",
     )
+    _add_initial_design(p)
     p.add_argument("--seed", type=int, default=default(BOConfig, "seed"))
     p.add_argument("--jobs", type=int, default=default(BOConfig, "n_jobs"),
                    help="scoring processes")  # fmt: skip

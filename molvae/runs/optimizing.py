@@ -10,10 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from molvae.bo import BOConfig, CampaignResult, random_search, run_campaign
 from molvae.bo.gradient import GradientConfig, gradient_campaign
+from molvae.bo.init_data import read_init_data
 from molvae.chem import get_objective, score_smiles
 from molvae.chem.constraints import constraint_slacks, parse_constraints
 from molvae.data import FilterConfig, load_smiles
@@ -46,6 +48,10 @@ class OptimizeRunConfig:
     # what a reported molecule must also satisfy (`molvae.chem.constraints`: "sa<=4.5",
     # "mw>=250", "filters", ...); a molecule that misses one is scored but "infeasible"
     constraints: list[str] = field(default_factory=list)
+    # molecules already measured (CSV: smiles, a score column, optional status): the initial
+    # design's first rows, at no oracle cost; the directory is pinned to the file's sha256
+    init_data: str | None = None
+    init_score_column: str = "score"
 
 
 # What a campaign directory is bound to besides its BOConfig: a resume with another model,
@@ -146,6 +152,31 @@ def campaign_callables(
                              slack_fn)  # fmt: skip
 
 
+def init_data_table(
+    path: str, score_column: str = "score", constraints: Sequence[str] = ()
+) -> pd.DataFrame:
+    """The ``--init-data`` file as `molvae.bo.init_data.read_init_data` reads it; where it gives
+    no status and the campaign has ``constraints``, a row that misses one is "infeasible" (the
+    campaign's constraint check on the molecule, as `score_smiles` does it; no oracle call)."""
+    data = read_init_data(path, score_column)
+    parsed = parse_constraints(constraints)
+    missing = (data["status"] == "").to_numpy()
+    if parsed and missing.any():
+        slack = constraint_slacks(data.loc[missing, "smiles"].tolist(), parsed)
+        data.loc[missing, "status"] = np.where((slack > 0).any(axis=1), "infeasible", "ok")
+    return data
+
+
+def _init_data(run: OptimizeRunConfig) -> tuple[pd.DataFrame | None, dict[str, Any]]:
+    """The run's init data (None without) and what the campaign is pinned to for it: the
+    file's sha256 and the score column."""
+    if not run.init_data:
+        return None, {}
+    data = init_data_table(run.init_data, run.init_score_column, run.constraints)
+    return data, {"init_data_sha256": file_sha256(run.init_data),
+                  "init_score_column": run.init_score_column}  # fmt: skip
+
+
 def _metadata(
     run: OptimizeRunConfig,
     model_path: Path,
@@ -202,17 +233,19 @@ def optimize(
         lambda c: campaign_callables(c, run.objective, bo_config, "gaussian", run.constraints),
         finetune,
     )  # fmt: skip
-    metadata = _metadata(run, model_path, grammar, prior, objective.description, retrain_pinned)
+    init_data, data_pinned = _init_data(run)  # a bad file: one sentence, before any call
+    metadata = _metadata(run, model_path, grammar, prior, objective.description,
+                         {**retrain_pinned, **data_pinned})  # fmt: skip
     # Both methods start from the same initial design (data molecules, scored and encoded once),
     # so their traces are comparable; the campaign draws `init_pool` of these at random.
     init, _ = load_smiles(
         run.data,
         vocab=codec.vocab,
         config=FilterConfig(max_tokens=codec.max_len - 2, dedupe=True),
-        limit=max(5 * bo_config.init_pool, 10_000),
+        limit=max(5 * (bo_config.init_pool or 0), 10_000),
     )
     t0 = time.perf_counter()
-    common = dict(init_smiles=init, progress=progress, metadata=metadata)
+    common = dict(init_smiles=init, progress=progress, metadata=metadata, init_data=init_data)
     if run.method == "random":
         result = random_search(bo_config, fns.decode, fns.prior, fns.objective, run.out_dir,
                                encode_fn=fns.encode, **common)  # fmt: skip

@@ -121,7 +121,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(a.threads)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    cfg = BOConfig(batch_size=a.batch_size, max_gp_points=a.max_gp_points, **cfg_kw)
+    # free_pool: the budget counts proposals only, as make_campaign sets it; what scales is the
+    # latent GP's exact fit, so the latent surrogate
+    cfg = BOConfig(batch_size=a.batch_size, max_gp_points=a.max_gp_points, free_pool=True,
+                   surrogate="latent", **cfg_kw)  # fmt: skip
     rows = []
     for n in a.sizes:
         path = out / f"campaign-{n}"

@@ -70,8 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         for method in a.methods:
             model = "binary" if method == "binary" else "slack"  # free: no constraint to model
             cfg = BOConfig(budget=a.budget, batch_size=a.batch_size, n_init=n_init,
-                           init_pool=pool, seed=seed, acquisition=a.acquisition,
-                           constraint_model=model)  # fmt: skip
+                           init_pool=pool, free_pool=True, seed=seed, acquisition=a.acquisition,
+                           constraint_model=model, surrogate="latent")  # fmt: skip
             cons = [] if method == "free" else constraints
             run = OptimizeRunConfig(model=a.model, objective=a.objective, threads=a.threads,
                                     out_dir=str(Path(a.out) / f"{method}-seed{seed}"),

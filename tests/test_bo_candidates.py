@@ -1,0 +1,173 @@
+"""The fingerprint GP (Tanimoto kernel) and the molecule proposals it ranks (molvae.bo.fingerprint,
+molvae.bo.candidates), alone and inside a campaign."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import bo_fakes as F
+import numpy as np
+import pytest
+import torch
+from rdkit import Chem, DataStructs
+
+from molvae.bo import BOConfig
+from molvae.bo.candidates import propose_molecules, scored_molecules
+from molvae.bo.fingerprint import (
+    TanimotoKernel,
+    fingerprints,
+    fit_fingerprint_gp,
+    thompson_select,
+)
+from molvae.bo.loop import run_campaign
+from molvae.chem import canonical
+from molvae.chem.properties import morgan_fingerprint
+
+ASPIRIN, SALICYLIC, CAFFEINE = (
+    "CC(=O)Oc1ccccc1C(=O)O",
+    "O=C(O)c1ccccc1O",
+    "Cn1cnc2c1c(=O)n(C)c(=O)n2C",
+)
+# small, fast proposal settings for the tests
+FAST = dict(ga_candidates=60, ga_generations=2, fit_maxiter=30)
+
+
+def test_tanimoto_kernel_matches_rdkit_and_is_positive_definite():
+    smiles = [ASPIRIN, SALICYLIC, CAFFEINE, "CCO"]
+    x = fingerprints(smiles)
+    k = TanimotoKernel()(x, x).to_dense()
+    mols = [Chem.MolFromSmiles(s) for s in smiles]
+    fps = [morgan_fingerprint(m) for m in mols]
+    for i in range(4):
+        for j in range(4):
+            assert k[i, j].item() == pytest.approx(DataStructs.TanimotoSimilarity(fps[i], fps[j]))
+    assert torch.linalg.eigvalsh(k).min() > 0
+    diag = TanimotoKernel()(x, x, diag=True)
+    assert torch.allclose(diag, torch.ones(4, dtype=torch.float64))
+
+
+def test_an_unparsable_smiles_is_a_zero_fingerprint_the_kernel_survives():
+    x = fingerprints(["not a molecule", "CCO"])
+    assert x[0].sum() == 0 and x[1].sum() > 0
+    k = TanimotoKernel()(x, x).to_dense()
+    assert torch.isfinite(k).all() and k[0, 0] == 1 and k[0, 1] == 0
+
+
+def test_thompson_sampling_picks_distinct_candidates_and_the_clear_winner():
+    train = ["CCO", "CCCO", "CCCCO", "c1ccccc1", "Cc1ccccc1", "CCc1ccccc1"]
+    y = torch.tensor([0.0, 0.1, 0.2, 2.0, 2.2, 2.4], dtype=torch.float64)
+    model = fit_fingerprint_gp(fingerprints(train), y, maxiter=50)
+    cands = ["CCCCCO", "CCCc1ccccc1", "CCCCCCO", "OCCO"]
+    picks = thompson_select(model, fingerprints(cands), 2, seed=0)
+    assert len(set(picks)) == 2 and 1 in picks  # the benzene ring is where the scores are
+    with torch.no_grad():
+        mean = model.posterior(fingerprints(cands)).mean.squeeze(-1)
+    assert int(mean.argmax()) == 1
+    assert thompson_select(model, fingerprints(cands[:1]), 3, seed=0) == [0]
+
+
+def _scored(objective):
+    data = [canonical(s) for s in F.DATA]
+    scores, status = objective(data)
+    return [(c, float(v)) for c, v, st in zip(data, scores, status, strict=True) if st == "ok"]
+
+
+def test_proposals_are_new_valid_canonical_molecules_and_repeat_with_the_seed():
+    scored = _scored(F.Objective())
+    known = {c for c, _ in scored}
+    cfg = BOConfig(**FAST)
+    a = propose_molecules(scored, known, 8, 3, cfg, canonical)
+    b = propose_molecules(scored, known, 8, 3, cfg, canonical)
+    assert a.smiles == b.smiles and len(a.smiles) == 8 and len(set(a.smiles)) == 8
+    assert all(canonical(s) == s for s in a.smiles)
+    assert not set(a.smiles) & known
+    assert a.n_candidates >= 8 and a.gp_points == len(scored)
+    assert all(src == "fp-ts/ga" for src in a.sources)
+
+
+def test_vae_neighbours_join_the_candidates():
+    scored = _scored(F.Objective())
+    cfg = BOConfig(**{**FAST, "ga_generations": 0}, vae_neighbours=6, vae_parents=3)
+    prop = propose_molecules(scored, {c for c, _ in scored}, 4, 0, cfg, canonical,
+                             decode_fn=F.decode, latents=F.encode)  # fmt: skip
+    assert prop.smiles and all(src == "fp-ts/vae" for src in prop.sources)
+
+
+def test_only_candidates_that_meet_the_constraints_are_proposed():
+    scored = _scored(F.Objective())
+    heavy = lambda smiles: np.array([[Chem.MolFromSmiles(s).GetNumHeavyAtoms() - 8.0]  # noqa: E731
+                                     for s in smiles])  # fmt: skip
+    prop = propose_molecules(scored, {c for c, _ in scored}, 6, 1, BOConfig(**FAST), canonical,
+                             slack_fn=heavy)  # fmt: skip
+    assert prop.smiles and all(Chem.MolFromSmiles(s).GetNumHeavyAtoms() <= 8 for s in prop.smiles)
+
+
+class Counting(F.Objective):
+    """The fake objective, recording every molecule it is called on."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen: list[str] = []
+
+    def __call__(self, smiles):
+        self.seen.extend(smiles)
+        return super().__call__(smiles)
+
+
+def test_a_fingerprint_campaign_spends_exactly_its_budget_on_new_molecules(tmp_path):
+    obj = Counting()
+    cfg = BOConfig(budget=30, batch_size=8, init_pool=10, seed=2, **FAST)
+    res = run_campaign(cfg, F.decode, F.encode, obj, F.DATA, tmp_path / "c",
+                       canonical_fn=F.canonical, progress=False, report=False)  # fmt: skip
+    assert len(obj.seen) == 30 and len(set(obj.seen)) == 30
+    state = json.loads((tmp_path / "c" / "state.json").read_text())
+    assert state["oracle_calls"] == 30
+    new = res.history[res.history["iteration"] > 0]
+    assert set(new["source"]) == {"fp-ts/ga"} and (new["status"] != "duplicate").all()
+    assert all(r["source"] == "fp-ts" and r["candidates"] > 0 for r in state["iterations"])
+    assert math.isfinite(res.best_score) and res.best_score >= max(v for _, v in scored_molecules(
+        res.history[res.history["iteration"] == 0]))  # fmt: skip
+
+
+def test_a_killed_fingerprint_batch_resumes_with_the_same_molecules(tmp_path):
+    cfg = BOConfig(budget=30, batch_size=8, init_pool=10, seed=2, **FAST)
+    ref = run_campaign(cfg, F.decode, F.encode, F.Objective(), F.DATA, tmp_path / "ref",
+                       canonical_fn=F.canonical, progress=False, report=False)  # fmt: skip
+    # the objective dies in its third call: mid-campaign, after the pool and one batch
+    with pytest.raises(F.Crash):
+        run_campaign(cfg, F.decode, F.encode, F.Objective(crash_after=2), F.DATA,
+                     tmp_path / "k", canonical_fn=F.canonical, progress=False,
+                     report=False)  # fmt: skip
+    assert (tmp_path / "k" / "pending.json").exists()
+    obj = Counting()
+    res = run_campaign(cfg, F.decode, F.encode, obj, F.DATA, tmp_path / "k",
+                       canonical_fn=F.canonical, progress=False, report=False)  # fmt: skip
+    done = set(res.history["canonical"]) - set(obj.seen)
+    assert len(obj.seen) == 30 - len([c for c in done if c])  # nothing scored twice
+    assert res.history["canonical"].tolist() == ref.history["canonical"].tolist()
+
+
+def test_a_directory_from_before_the_fingerprint_gp_resumes_in_latent_space(tmp_path):
+    cfg = BOConfig(surrogate="latent", budget=20, batch_size=5, init_pool=10,
+                   num_restarts=2, raw_samples=16, acq_maxiter=10, fit_maxiter=20)  # fmt: skip
+    out = tmp_path / "old"
+    run_campaign(cfg, F.decode, F.encode, F.Objective(), F.DATA, out, canonical_fn=F.canonical,
+                 progress=False, report=False)  # fmt: skip
+    stored = json.loads((out / "config.json").read_text())
+    del stored["config"]["surrogate"]
+    (out / "config.json").write_text(json.dumps(stored))
+    res = run_campaign(BOConfig(budget=25, batch_size=5, init_pool=10, num_restarts=2,
+                                raw_samples=16, acq_maxiter=10, fit_maxiter=20),
+                       F.decode, F.encode, F.Objective(), F.DATA, out,
+                       canonical_fn=F.canonical, progress=False, report=False)  # fmt: skip
+    new = res.history[res.history["iteration"] > 0]
+    assert not new["source"].str.startswith("fp-ts").any()
+    assert res.config.surrogate == "latent"
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(ValueError, match="surrogate"):
+        BOConfig(surrogate="graph")
+    with pytest.raises(ValueError, match="ga_candidates"):
+        BOConfig(ga_candidates=-1)
