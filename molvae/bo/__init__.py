@@ -1,14 +1,16 @@
 """Latent-space Bayesian optimization campaigns, from settings to report.
 
-Owns: the settings and callable types (``config``), the GP surrogate (``surrogate``), batch
-proposals (``acquisition``), the TuRBO-style trust region (``trust_region``), the crash-safe
-campaign directory and reading it back (``store``), the initial design (``design``), decoding and
-scoring a batch with re-drawing of known molecules (``scoring``), where the trust region sits and
-restarts (``regions``), weighted retraining's schedule (``retrain``) and data
-(``retrain_data``), when a campaign stops (``stopping``), one iteration (``iteration``), the
-loop with ``run_campaign`` and ``random_search`` (``loop``), property-guided latent ascent
-(``gradient``), best / top-10 / PMO top-10 AUC
-(``metrics``), the report (``report``), and the ``molvae.chem``-backed default callables
+Owns: the settings and callable types (``config``), the oracle-call accounting
+(``accounting``), the latent GP surrogate (``surrogate``) and its batch proposals
+(``acquisition``), the fingerprint GP (``fingerprint``) and the molecules it ranks
+(``candidates``, the default proposals), the TuRBO-style trust region (``trust_region``),
+the crash-safe campaign directory and reading it back (``store``), the initial design
+(``design``), decoding and scoring a batch with re-drawing of known molecules (``scoring``),
+where the trust region sits and restarts (``regions``), weighted retraining's schedule
+(``retrain``) and data (``retrain_data``), when a campaign stops (``stopping``), one iteration
+(``iteration``), the loop with ``run_campaign`` and ``random_search`` (``loop``),
+property-guided latent ascent (``gradient``), best / top-10 / PMO top-10 AUC (``metrics``), the
+report (``report``), and the ``molvae.chem``-backed default callables
 (``chemistry``).
 
 Must not import ``molvae.model``, ``molvae.train``, ``molvae.evaluation``, ``molvae.runs`` or
@@ -17,10 +19,12 @@ import ``molvae.io``, ``molvae.resources``, ``molvae.chem`` and ``molvae.data``.
 """
 
 from molvae.bo.acquisition import ACQ_ERRORS, Proposal, propose_batch, sobol_in_box
+from molvae.bo.candidates import MoleculeProposal, propose_molecules
 from molvae.bo.chemistry import chem_objective, default_canonical
 from molvae.bo.config import (
     ACQUISITIONS,
     CONSTRAINT_MODELS,
+    SURROGATES,
     BOConfig,
     CanonicalFn,
     DecodeFn,
@@ -31,6 +35,7 @@ from molvae.bo.config import (
     SlackFn,
     iteration_seed,
 )
+from molvae.bo.fingerprint import TanimotoKernel, fingerprints, fit_fingerprint_gp
 from molvae.bo.gradient import (
     GradientConfig,
     PredictFn,
@@ -90,6 +95,7 @@ __all__ = [
     "FORMAT",
     "GP_ERRORS",
     "STATUSES",
+    "SURROGATES",
     "BOConfig",
     "CampaignResult",
     "CampaignStore",
@@ -97,6 +103,7 @@ __all__ = [
     "DecodeFn",
     "EncodeFn",
     "GradientConfig",
+    "MoleculeProposal",
     "ObjectiveFn",
     "PredictFn",
     "PriorFn",
@@ -105,6 +112,7 @@ __all__ = [
     "RetrainedModel",
     "SampleFn",
     "SlackFn",
+    "TanimotoKernel",
     "TrustRegionState",
     "ascent_path",
     "ascent_step",
@@ -116,6 +124,8 @@ __all__ = [
     "compare_traces",
     "default_canonical",
     "empty_history",
+    "fingerprints",
+    "fit_fingerprint_gp",
     "fit_gp",
     "gpytorch_jitter",
     "gradient_campaign",
@@ -130,6 +140,7 @@ __all__ = [
     "plot_trace",
     "prior_bounds",
     "propose_batch",
+    "propose_molecules",
     "random_search",
     "rank_weights",
     "read_table",

@@ -154,6 +154,8 @@ def _cmd_optimize(a: argparse.Namespace) -> None:
         "n_jobs": a.jobs,
         "trust_region": a.trust_region,
         "constraint_model": a.constraint_model,
+        "surrogate": a.surrogate,
+        "vae_neighbours": a.vae_neighbours,
         "retrain_every": a.retrain_every,
         "retrain_k": a.retrain_k,
     }

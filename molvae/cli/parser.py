@@ -12,7 +12,7 @@ import dataclasses
 import inspect
 from typing import Any
 
-from molvae.bo import ACQUISITIONS, CONSTRAINT_MODELS, BOConfig, GradientConfig
+from molvae.bo import ACQUISITIONS, CONSTRAINT_MODELS, SURROGATES, BOConfig, GradientConfig
 from molvae.resources import DEFAULT_MODEL
 from molvae.runs import OptimizeRunConfig, TrainRunConfig
 from molvae.train import FinetuneConfig, TrainConfig
@@ -160,17 +160,20 @@ def _evaluate(sub: Any) -> None:
 
 
 def _add_bo_settings(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--n-init", type=int, default=default(BOConfig, "n_init"),
-                   help="with --free-pool: initial design size, drawn from the pool (a charged "
-                   "pool is all design) (default: %(default)s)")  # fmt: skip
+    p.add_argument("--n-init", type=int, default=default(BOConfig, "n_init"), help="with "
+                   "--free-pool: design drawn from the pool (default: %(default)s)")  # fmt: skip
+    p.add_argument("--surrogate", choices=SURROGATES, default=default(BOConfig, "surrogate"),
+                   help="fingerprint: a Tanimoto GP ranks Graph GA children (and VAE decodes, "
+                   "--vae-neighbours); latent: a GP on the latent space (default: %(default)s)",
+                   )  # fmt: skip
+    p.add_argument("--vae-neighbours", type=int, default=default(BOConfig, "vae_neighbours"),
+                   help="decodes around each best latent (default: %(default)s)")  # fmt: skip
     p.add_argument("--acquisition", choices=ACQUISITIONS, default=default(BOConfig, "acquisition"),
-                   help="(default: %(default)s)")  # fmt: skip
-    p.add_argument(
-        "--trust-region",
-        action=argparse.BooleanOptionalAction,
-        default=default(BOConfig, "trust_region"),
-        help="TuRBO-style trust region around the incumbent (default: %(default)s)",
-    )
+                   help="--surrogate latent (default: %(default)s)")  # fmt: skip
+    p.add_argument("--trust-region", action=argparse.BooleanOptionalAction,
+                   default=default(BOConfig, "trust_region"), help="--surrogate latent: "
+                   "TuRBO-style trust region around the incumbent (default: %(default)s)",
+                   )  # fmt: skip
     p.add_argument("--constraint-model", choices=CONSTRAINT_MODELS,
                    default=default(BOConfig, "constraint_model"),
                    help="with -C: one GP per constraint on its slack (SCBO) or one GP of "
