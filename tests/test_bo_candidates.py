@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 
 import bo_fakes as F
 import numpy as np
@@ -13,7 +14,7 @@ import torch
 from rdkit import Chem, DataStructs
 
 from molvae.bo import BOConfig
-from molvae.bo.candidates import propose_molecules, scored_molecules
+from molvae.bo.candidates import gp_points, propose_molecules, scored_molecules
 from molvae.bo.fingerprint import (
     TanimotoKernel,
     fingerprints,
@@ -171,3 +172,11 @@ def test_bad_settings_are_refused():
         BOConfig(surrogate="graph")
     with pytest.raises(ValueError, match="ga_candidates"):
         BOConfig(ga_candidates=-1)
+
+
+def test_past_fp_max_points_the_gp_keeps_the_best_half_and_a_random_rest():
+    scored = [(f"C{'C' * i}O", float(i)) for i in range(40)]
+    assert gp_points(scored, 50, random.Random(0)) == scored
+    kept = gp_points(scored, 10, random.Random(0))
+    assert len(kept) == 10 and len(set(kept)) == 10
+    assert sorted(v for _, v in kept)[-5:] == [35.0, 36.0, 37.0, 38.0, 39.0]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import heapq
 import math
 import random
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -132,6 +133,18 @@ def latent_candidates(
 _SCALES = (0.15, 0.3, 0.6)
 
 
+def gp_points(
+    scored: Sequence[tuple[str, float]], max_points: int, rng: random.Random
+) -> list[tuple[str, float]]:
+    """What the fingerprint GP is fitted on: every scored molecule, or past ``max_points``
+    (an exact GP costs O(n^3)) the best half of them and a random sample of the rest."""
+    if len(scored) <= max_points:
+        return list(scored)
+    ranked = sorted(scored, key=lambda sv: -sv[1])
+    best, rest = ranked[: max_points // 2], ranked[max_points // 2 :]
+    return best + rng.sample(rest, max_points - len(best))
+
+
 def propose_molecules(
     scored: Sequence[tuple[str, float]],
     known: set[str],
@@ -151,11 +164,10 @@ def propose_molecules(
     campaign's constraints (``slack_fn``, computed from the molecule, no oracle call) only
     candidates that satisfy them are chosen, or the least violating ones when none does.
     """
-    import time
-
     rng = random.Random(seed)
-    smiles = [s for s, _ in scored]
-    y = torch.tensor([v for _, v in scored], dtype=torch.float64)
+    fit_on = gp_points(scored, cfg.fp_max_points, rng)
+    smiles = [s for s, _ in fit_on]
+    y = torch.tensor([v for _, v in fit_on], dtype=torch.float64)
     t0 = time.perf_counter()
     model = fit_fingerprint_gp(fingerprints(smiles), y, maxiter=cfg.fit_maxiter)
     fit_s = time.perf_counter() - t0

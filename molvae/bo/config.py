@@ -75,8 +75,10 @@ class BOConfig:
     a Tanimoto-kernel GP on Morgan fingerprints (`molvae.bo.candidates`): ``ga_generations``
     generations of ``ga_candidates`` Graph GA children climbing the GP's UCB, plus
     ``vae_neighbours`` decodes around each of the ``vae_parents`` best molecules' latents,
-    then a batch by Thompson sampling; the acquisition, trust region and re-drawing settings
-    apply to ``"latent"``, the GP on the VAE's latent space that proposes z to decode.
+    then a batch by Thompson sampling; the GP is fitted on every scored molecule up to
+    ``fp_max_points``, then on the best half and a random rest. The acquisition, trust region
+    and re-drawing settings apply to ``"latent"``, the GP on the VAE's latent space that
+    proposes z to decode.
     """
 
     budget: int = 250
@@ -123,6 +125,7 @@ class BOConfig:
     ga_generations: int = 4
     vae_neighbours: int = 0
     vae_parents: int = 20
+    fp_max_points: int = 2000
 
     def __post_init__(self) -> None:
         if self.acquisition not in ACQUISITIONS:
@@ -147,6 +150,8 @@ class BOConfig:
             raise ValueError(f"surrogate must be one of {SURROGATES}, not {self.surrogate!r}")
         if min(self.ga_candidates, self.ga_generations, self.vae_neighbours, self.vae_parents) < 0:
             raise ValueError("ga_candidates, ga_generations, vae_neighbours, vae_parents >= 0")
+        if self.fp_max_points < 2:
+            raise ValueError("fp_max_points must be >= 2")
         if self.constraint_model not in CONSTRAINT_MODELS:
             raise ValueError(f"constraint_model must be one of {CONSTRAINT_MODELS}, "
                              f"not {self.constraint_model!r}")  # fmt: skip
