@@ -89,15 +89,19 @@ def ga_candidates(
     cfg: BOConfig,
     rng: random.Random,
     canonical_fn: CanonicalFn,
+    q: int,
 ) -> list[str]:
     """New molecules (canonical SMILES) from ``cfg.ga_generations`` generations of Graph GA
-    climbing the GP's UCB, starting from the best scored ``population`` (score, canonical)."""
+    climbing the GP's UCB, starting from the best scored ``population`` (score, canonical):
+    ``cfg.ga_candidates`` children a generation, or 20 per molecule of a small batch ``q``
+    (the operators cost milliseconds a child, and a few candidates per pick suffice)."""
+    n_children = min(cfg.ga_candidates, max(20 * q, 50))
     RDLogger.DisableLog("rdApp.*")  # the operators try many bonds RDKit rejects, loudly
     inner = heapq.nlargest(INNER_POPULATION, population)
     found: dict[str, None] = {}
     for _ in range(cfg.ga_generations):
-        parents = uniform_quantile_sampling(inner, 2 * cfg.ga_candidates, rng)
-        children = sorted(_offspring(parents, cfg.ga_candidates, rng))
+        parents = uniform_quantile_sampling(inner, 2 * n_children, rng)
+        children = sorted(_offspring(parents, n_children, rng))
         # mol_ga writes RDKit's canonical SMILES; the campaign's canonical_fn decides identity
         cans = dict.fromkeys(c for c in map(canonical_fn, children) if c)
         new = [c for c in cans if c not in known and c not in found]
@@ -173,7 +177,7 @@ def propose_molecules(
     fit_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     population = [(float(v), s) for s, v in scored]
-    ga = ga_candidates(model, population, known, cfg, rng, canonical_fn)
+    ga = ga_candidates(model, population, known, cfg, rng, canonical_fn, q)
     cands: dict[str, str] = dict.fromkeys(ga, "ga")
     if decode_fn is not None and latents is not None and cfg.vae_neighbours > 0:
         parents = [s for _, s in heapq.nlargest(cfg.vae_parents, population)]
