@@ -24,11 +24,11 @@ import pandas as pd
 import torch
 from mol_ga.graph_ga.gen_candidates import mutate, reproduce
 from mol_ga.sample_population import uniform_quantile_sampling
-from rdkit import RDLogger
 
 from molvae.bo.accounting import SCORED
 from molvae.bo.config import BOConfig, CanonicalFn, DecodeFn, EncodeFn, SlackFn
 from molvae.bo.fingerprint import fingerprints, fit_fingerprint_gp, thompson_select
+from molvae.chem.molecules import silence_rdkit
 
 INNER_POPULATION = 120  # Graph GA's population size in PMO
 
@@ -96,7 +96,7 @@ def ga_candidates(
     ``cfg.ga_candidates`` children a generation, or 20 per molecule of a small batch ``q``
     (the operators cost milliseconds a child, and a few candidates per pick suffice)."""
     n_children = min(cfg.ga_candidates, max(20 * q, 50))
-    RDLogger.DisableLog("rdApp.*")  # the operators try many bonds RDKit rejects, loudly
+    silence_rdkit()  # the operators try many bonds RDKit rejects, loudly
     inner = heapq.nlargest(INNER_POPULATION, population)
     found: dict[str, None] = {}
     for _ in range(cfg.ga_generations):
