@@ -23,6 +23,14 @@ CALLED = ("ok", "infeasible", "failed")
 DATA_SOURCE = "data"  # iteration-0 rows from the caller's init data: measured, never charged
 
 
+def call_status(score: float, status: str) -> str:
+    """A row's status from the objective's answer: its own when it scored (``SCORED``, finite),
+    else ``invalid`` when it said so, else ``failed``."""
+    if status in SCORED and np.isfinite(score):
+        return status
+    return "invalid" if status == "invalid" else "failed"
+
+
 def charged_rows(history: pd.DataFrame, free_pool: bool) -> pd.Series:
     """Which rows are oracle calls the budget pays for (bool, aligned with ``history``): the
     rows that reached the objective (``CALLED``) but init data's; with ``free_pool``, proposals

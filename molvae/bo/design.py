@@ -8,14 +8,13 @@ with ``free_pool`` (Kusner's protocol) its ``init_top`` best plus random others,
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
-from molvae.bo.accounting import SCORED
+from molvae.bo.accounting import SCORED, call_status
 from molvae.bo.config import BOConfig, CanonicalFn, EncodeFn, ObjectiveFn, iteration_seed
 from molvae.bo.init_data import _data_rows
 from molvae.bo.iteration import _Run, as_latents
@@ -28,13 +27,6 @@ _PRIOR_SAMPLES = 10_000  # prior samples the latent box is taken from (bounds="p
 # on a few points, so this many data molecules are encoded for it (encoding is free), unscored.
 BOX_MOLECULES = 200
 UNSCORED = "unscored"  # pool.csv status of a molecule encoded only for the latent box
-
-
-def _objective_status(score: float, status: str) -> str:
-    """A row's status from the objective's answer, as `molvae.bo.scoring` records proposals."""
-    if status in SCORED and math.isfinite(score):
-        return status
-    return "invalid" if status == "invalid" else "failed"
 
 
 def _build_pool(
@@ -85,7 +77,7 @@ def _build_pool(
     if scored:
         values, answers = objective_fn([c for _, c in scored])
         scores = np.asarray(values, dtype=float)
-        status = [_objective_status(s, st) for s, st in zip(scores, answers, strict=True)]
+        status = [call_status(s, st) for s, st in zip(scores, answers, strict=True)]
         scores = np.where(np.isin(status, SCORED), scores, np.nan)
     rows = scored + box
     z = encode_fn([c for _, c in rows]).detach().to("cpu", torch.float64).numpy()

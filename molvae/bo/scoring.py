@@ -22,8 +22,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from molvae.bo.accounting import SCORED, call_status
 from molvae.bo.config import BOConfig, CanonicalFn, DecodeFn, ObjectiveFn, iteration_seed
-from molvae.bo.store import SCORED, known_scores
+from molvae.bo.store import known_scores
 
 REDRAW_STATS = ("primary_duplicate", "primary_invalid", "redrawn_attempt", "redrawn_spare",
                 "spares_decoded")  # fmt: skip
@@ -200,9 +201,8 @@ def _score_batch(
     if to_score:
         values, status = objective_fn(to_score)
         for can, s, st in zip(to_score, np.asarray(values, dtype=float), status, strict=True):
-            ok = st in SCORED and math.isfinite(s)  # infeasible: scored, a constraint missed
-            scores[can] = float(s) if ok else math.nan
-            new_status = st if ok else "invalid" if st == "invalid" else "failed"
+            new_status = call_status(s, st)  # infeasible: scored, a constraint missed
+            scores[can] = float(s) if new_status in SCORED else math.nan
             for r in rows:
                 if r["canonical"] == can and r["status"] == "new":
                     r["score"], r["status"] = scores[can], new_status
