@@ -14,7 +14,13 @@ import torch
 from rdkit import Chem, DataStructs
 
 from molvae.bo import BOConfig
-from molvae.bo.candidates import gp_points, propose_molecules, scored_molecules
+from molvae.bo.candidates import (
+    gp_points,
+    heavy_atoms,
+    propose_molecules,
+    scored_molecules,
+    size_limit,
+)
 from molvae.bo.fingerprint import (
     TanimotoKernel,
     fingerprints,
@@ -104,6 +110,39 @@ def test_only_candidates_that_meet_the_constraints_are_proposed():
     assert prop.smiles and all(Chem.MolFromSmiles(s).GetNumHeavyAtoms() <= 8 for s in prop.smiles)
 
 
+def test_no_candidate_outgrows_the_size_limit_though_the_objective_rewards_size():
+    scored = _scored(F.Objective())  # carbons score: unbounded, the GA grows molecules
+    known = {c for c, _ in scored}
+    free = propose_molecules(scored, known, 10, 0, BOConfig(**{**FAST, "ga_generations": 4}),
+                             canonical)  # fmt: skip
+    assert max(map(heavy_atoms, free.smiles)) > 8
+    held = propose_molecules(scored, known, 10, 0, BOConfig(**{**FAST, "ga_generations": 4}),
+                             canonical, limit=8)  # fmt: skip
+    assert held.smiles and max(map(heavy_atoms, held.smiles)) <= 8
+
+
+def test_the_size_limit_follows_the_initial_design_and_a_resumed_campaign_keeps_none(tmp_path):
+    cfg = BOConfig(budget=30, batch_size=8, init_pool=10, seed=2, **FAST)
+    res = run_campaign(cfg, F.decode, F.encode, F.Objective(), F.DATA, tmp_path / "c",
+                       canonical_fn=F.canonical, progress=False, report=False)  # fmt: skip
+    start = res.history[res.history["iteration"] == 0]
+    limit = math.ceil(1.1 * max(heavy_atoms(c) for c in start["canonical"] if c))
+    assert size_limit(res.history, cfg) == limit
+    new = res.history[(res.history["iteration"] > 0) & res.history["canonical"].astype(bool)]
+    assert len(new) and all(heavy_atoms(c) <= limit for c in new["canonical"])
+    assert size_limit(res.history, BOConfig(max_heavy_atoms=0)) is None
+    assert size_limit(res.history, BOConfig(max_heavy_atoms=5)) == 5
+    # a directory from before the limit resumes without one, as it was started
+    out = tmp_path / "c"
+    stored = json.loads((out / "config.json").read_text())
+    del stored["config"]["max_heavy_atoms"]
+    (out / "config.json").write_text(json.dumps(stored))
+    more = run_campaign(BOConfig(**{**vars(cfg), "budget": 40}), F.decode, F.encode,
+                        F.Objective(), F.DATA, out, canonical_fn=F.canonical, progress=False,
+                        report=False)  # fmt: skip
+    assert more.config.max_heavy_atoms == 0
+
+
 class Counting(F.Objective):
     """The fake objective, recording every molecule it is called on."""
 
@@ -172,6 +211,8 @@ def test_bad_settings_are_refused():
         BOConfig(surrogate="graph")
     with pytest.raises(ValueError, match="ga_candidates"):
         BOConfig(ga_candidates=-1)
+    with pytest.raises(ValueError, match="max_heavy_atoms"):
+        BOConfig(max_heavy_atoms=-1)
 
 
 def test_past_fp_max_points_the_gp_keeps_the_best_half_and_a_random_rest():

@@ -24,6 +24,7 @@ import pandas as pd
 import torch
 from mol_ga.graph_ga.gen_candidates import mutate, reproduce
 from mol_ga.sample_population import uniform_quantile_sampling
+from rdkit import Chem
 
 from molvae.bo.accounting import SCORED
 from molvae.bo.config import BOConfig, CanonicalFn, DecodeFn, EncodeFn, SlackFn
@@ -43,6 +44,30 @@ class MoleculeProposal:
     gp_points: int
     fit_s: float
     acq_s: float
+
+
+def heavy_atoms(smiles: str) -> int | None:
+    """Heavy atoms of a molecule, None when RDKit cannot parse it."""
+    mol = Chem.MolFromSmiles(smiles)
+    return None if mol is None else mol.GetNumHeavyAtoms()
+
+
+def size_limit(history: pd.DataFrame, cfg: BOConfig) -> int | None:
+    """The most heavy atoms a candidate may have: ``cfg.max_heavy_atoms`` when set (0: no
+    limit), else 1.1 times the largest molecule the campaign started from (its iteration-0
+    rows: the pool or the caller's data), so it follows the user's chemistry and a resumed
+    campaign computes the same limit."""
+    if cfg.max_heavy_atoms is not None:
+        return cfg.max_heavy_atoms or None
+    start = history.loc[history["iteration"] == 0, "canonical"] if not history.empty else []
+    sizes = [n for n in map(heavy_atoms, {c for c in start if c}) if n is not None]
+    return math.ceil(1.1 * max(sizes)) if sizes else None
+
+
+def _small(smiles: list[str], limit: int | None) -> list[str]:
+    if limit is None:
+        return smiles
+    return [s for s in smiles if (heavy_atoms(s) or 0) <= limit]
 
 
 def _offspring(parents: list[str], n: int, rng: random.Random) -> set[str]:
@@ -90,11 +115,13 @@ def ga_candidates(
     rng: random.Random,
     canonical_fn: CanonicalFn,
     q: int,
+    limit: int | None = None,
 ) -> list[str]:
     """New molecules (canonical SMILES) from ``cfg.ga_generations`` generations of Graph GA
     climbing the GP's UCB, starting from the best scored ``population`` (score, canonical):
     ``cfg.ga_candidates`` children a generation, or 20 per molecule of a small batch ``q``
-    (the operators cost milliseconds a child, and a few candidates per pick suffice)."""
+    (the operators cost milliseconds a child, and a few candidates per pick suffice); children
+    with more than ``limit`` heavy atoms are dropped before they can parent."""
     n_children = min(cfg.ga_candidates, max(20 * q, 50))
     silence_rdkit()  # the operators try many bonds RDKit rejects, loudly
     inner = heapq.nlargest(INNER_POPULATION, population)
@@ -104,7 +131,7 @@ def ga_candidates(
         children = sorted(_offspring(parents, n_children, rng))
         # mol_ga writes RDKit's canonical SMILES; the campaign's canonical_fn decides identity
         cans = dict.fromkeys(c for c in map(canonical_fn, children) if c)
-        new = [c for c in cans if c not in known and c not in found]
+        new = _small([c for c in cans if c not in known and c not in found], limit)
         if not new:
             continue
         found.update(dict.fromkeys(new))
@@ -159,6 +186,7 @@ def propose_molecules(
     decode_fn: DecodeFn | None = None,
     latents: Callable[[list[str]], torch.Tensor] | None = None,
     slack_fn: SlackFn | None = None,
+    limit: int | None = None,
 ) -> MoleculeProposal:
     """Choose ``q`` new molecules given the scored ones ``(canonical, score)``.
 
@@ -167,6 +195,7 @@ def propose_molecules(
     neighbourhoods; without it, or without ``decode_fn``, only Graph GA proposes. With the
     campaign's constraints (``slack_fn``, computed from the molecule, no oracle call) only
     candidates that satisfy them are chosen, or the least violating ones when none does.
+    ``limit``: the most heavy atoms a candidate may have (`size_limit`).
     """
     rng = random.Random(seed)
     fit_on = gp_points(scored, cfg.fp_max_points, rng)
@@ -177,15 +206,15 @@ def propose_molecules(
     fit_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     population = [(float(v), s) for s, v in scored]
-    ga = ga_candidates(model, population, known, cfg, rng, canonical_fn, q)
+    ga = ga_candidates(model, population, known, cfg, rng, canonical_fn, q, limit)
     cands: dict[str, str] = dict.fromkeys(ga, "ga")
     if decode_fn is not None and latents is not None and cfg.vae_neighbours > 0:
         parents = [s for _, s in heapq.nlargest(cfg.vae_parents, population)]
         z = latents(parents)
         z = z[torch.isfinite(z).all(-1)]
-        for raw in latent_candidates(z, cfg, decode_fn, seed):
-            can = canonical_fn(raw)
-            if can and can not in known:
+        raws = latent_candidates(z, cfg, decode_fn, seed)
+        for can in _small([c for c in map(canonical_fn, raws) if c], limit):
+            if can not in known:
                 cands.setdefault(can, "vae")
     pool = _feasible_first(list(cands), slack_fn)
     if not pool:
@@ -243,7 +272,7 @@ def propose_from_history(
         return None
     known = {c for c in history["canonical"] if c}
     prop = propose_molecules(scored, known, q, seed, cfg, canonical_fn, decode_fn,
-                             encode_fn, slack_fn)  # fmt: skip
+                             encode_fn, slack_fn, size_limit(history, cfg))  # fmt: skip
     if not prop.smiles:
         return None
     z = encode_fn(prop.smiles) if encode_fn is not None else None

@@ -76,9 +76,12 @@ class BOConfig:
     generations of ``ga_candidates`` Graph GA children climbing the GP's UCB, plus
     ``vae_neighbours`` decodes around each of the ``vae_parents`` best molecules' latents,
     then a batch by Thompson sampling; the GP is fitted on every scored molecule up to
-    ``fp_max_points``, then on the best half and a random rest. The acquisition, trust region
-    and re-drawing settings apply to ``"latent"``, the GP on the VAE's latent space that
-    proposes z to decode.
+    ``fp_max_points``, then on the best half and a random rest. Candidates larger than
+    ``max_heavy_atoms`` are dropped, as Jensen's Graph GA bounds its children's size: a big
+    molecule shares a small fraction of its bits with any scored one, so the GP is unsure of it,
+    and unbounded the UCB climb grew proposals far past drug size (docs/benchmarks/pmo.md).
+    The acquisition, trust region and re-drawing settings apply to ``"latent"``, the GP on the
+    VAE's latent space that proposes z to decode.
     """
 
     budget: int = 250
@@ -126,6 +129,8 @@ class BOConfig:
     vae_neighbours: int = 0
     vae_parents: int = 20
     fp_max_points: int = 2000
+    # None: 1.1 x the largest molecule the campaign started from (its iteration-0 rows); 0: none
+    max_heavy_atoms: int | None = None
 
     def __post_init__(self) -> None:
         if self.acquisition not in ACQUISITIONS:
@@ -150,6 +155,8 @@ class BOConfig:
             raise ValueError(f"surrogate must be one of {SURROGATES}, not {self.surrogate!r}")
         if min(self.ga_candidates, self.ga_generations, self.vae_neighbours, self.vae_parents) < 0:
             raise ValueError("ga_candidates, ga_generations, vae_neighbours, vae_parents >= 0")
+        if self.max_heavy_atoms is not None and self.max_heavy_atoms < 0:
+            raise ValueError(f"max_heavy_atoms must be >= 0 or None, not {self.max_heavy_atoms}")
         if self.fp_max_points < 2:
             raise ValueError("fp_max_points must be >= 2")
         if self.constraint_model not in CONSTRAINT_MODELS:
@@ -158,6 +165,14 @@ class BOConfig:
         if self.retrain_every < 0 or not self.retrain_k > 0:
             raise ValueError("retrain_every must be >= 0 and retrain_k > 0")
 
+
+# What a campaign directory that predates a setting went on with: it resumes as it started.
+LEGACY_SETTINGS: dict[str, object] = {
+    "constraint_model": "binary",  # before the constraint GPs on slacks
+    "free_pool": True,  # before the pool was charged to the budget
+    "surrogate": "latent",  # before the fingerprint GP
+    "max_heavy_atoms": 0,  # before the candidate size limit
+}
 
 FREE_POOL_SIZE = 2000  # the pool of Kusner's protocol, scored for free
 MAX_COUNTED_POOL = 100

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from molvae.bo.accounting import oracle_calls
 from molvae.bo.chemistry import default_canonical
 from molvae.bo.config import (
+    LEGACY_SETTINGS,
     BOConfig,
     CanonicalFn,
     DecodeFn,
@@ -58,20 +59,15 @@ def _check_config(
 ) -> BOConfig:
     """Record a new directory's settings (``init_pool`` resolved); refuse to resume one started
     with other settings. Returns the settings to run with: ``cfg``, its ``init_pool=None``
-    the stored one, but a directory from before constraint GPs on slacks goes on with the
-    binary GP it started with, and one from before the pool was charged with its free pool."""
+    the stored one, and a directory that predates a setting goes on as it started
+    (`LEGACY_SETTINGS`)."""
     stored = store.read_config()
     if stored is None:
         cfg = resolve_init_pool(cfg, has_init_data, has_pool_data)
         store.write_config({"kind": kind, "config": asdict(cfg), "metadata": metadata or {}})
         return cfg
     old = dict(stored.get("config", {}))
-    if "constraint_model" not in old:
-        cfg = replace(cfg, constraint_model="binary")
-    if "free_pool" not in old:
-        cfg = replace(cfg, free_pool=True)
-    if "surrogate" not in old:  # from before the fingerprint GP: it goes on in latent space
-        cfg = replace(cfg, surrogate="latent")
+    cfg = replace(cfg, **{k: v for k, v in LEGACY_SETTINGS.items() if k not in old})
     unresolved = old.get("init_pool") is None  # a directory written by hand, not by _start
     if unresolved:
         old.pop("init_pool", None)

@@ -34,7 +34,7 @@ import pandas as pd
 import torch
 
 from molvae.bo.accounting import SCORED, oracle_call_counts
-from molvae.bo.config import BOConfig
+from molvae.bo.config import LEGACY_SETTINGS, BOConfig
 from molvae.io import read_json, write_text
 
 EVAL_COLUMNS = (
@@ -284,8 +284,7 @@ def load_campaign(out_dir: str | Path) -> CampaignResult:
         raise FileNotFoundError(f"no campaign in {path} (config.json is missing)")
     store = CampaignStore(path)
     stored = store.read_config() or {}
-    # a directory from before the pool was charged went on with the free pool (`loop`)
-    cfg = BOConfig(**{"free_pool": True, "surrogate": "latent", **stored["config"]})
+    cfg = BOConfig(**{**LEGACY_SETTINGS, **stored["config"]})
     history = store.load_history()
     state = store.read_state() or {"iterations": []}
     iterations = pd.DataFrame(state["iterations"])

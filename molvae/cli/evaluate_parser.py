@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from molvae.cli.parser import _add_grammar, _add_model, _add_out, _param_default, default
+from molvae.cli.args import add_grammar, add_model, add_out, default, param_default
 from molvae.evaluation import EvaluateConfig
 from molvae.runs import evaluate_model
 
@@ -16,7 +16,7 @@ def add_evaluate(sub: Any) -> None:
     p = sub.add_parser(
         "evaluate", help="MOSES metrics, reconstruction and sample statistics of a model"
     )
-    _add_model(p)
+    add_model(p)
     for flag, name, what in (
         ("--n-samples", "n_samples", "samples per row"),
         ("--n-reconstruct", "n_reconstruct", "molecules reconstructed per set"),
@@ -43,7 +43,7 @@ def add_evaluate(sub: Any) -> None:
     p.add_argument(
         "--strategy",
         choices=["sample", "greedy"],
-        default=_param_default(evaluate_model, "strategy"),
+        default=param_default(evaluate_model, "strategy"),
         help="how samples are decoded (default: %(default)s, as MOSES)",
     )
     p.add_argument("--no-fcd", action="store_true", help="skip the Frechet ChemNet Distance")
@@ -51,37 +51,37 @@ def add_evaluate(sub: Any) -> None:
     p.add_argument("--no-cache", action="store_true", help="recompute reference statistics")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     _evaluate_references(p)
-    _add_grammar(p)
-    _add_out(p, "runs/evaluate", "directory for metrics.json, metrics.md, samples, histograms")
+    add_grammar(p)
+    add_out(p, "runs/evaluate", "directory for metrics.json, metrics.md, samples, histograms")
 
 
 def _evaluate_references(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--test",
-        default=_param_default(evaluate_model, "test"),
+        default=param_default(evaluate_model, "test"),
         help="test molecules (default: %(default)s, the MOSES test split)",
     )
     p.add_argument(
         "--test-scaffolds",
-        default=_param_default(evaluate_model, "test_scaffolds"),
+        default=param_default(evaluate_model, "test_scaffolds"),
         help="scaffold-test molecules: auto (the MOSES split when fetched), none, or a file "
         "(default: %(default)s)",
     )
     p.add_argument(
         "--train",
-        default=_param_default(evaluate_model, "train"),
+        default=param_default(evaluate_model, "train"),
         help="training molecules for novelty and the data statistics: auto (the full MOSES "
         "train split when fetched, else the bundled 250k subset) or a file (default: %(default)s)",
     )
     p.add_argument(
         "--recon-set",
-        default=_param_default(evaluate_model, "recon_set"),
+        default=param_default(evaluate_model, "recon_set"),
         help="molecules from outside the training set to reconstruct: auto (2,000 neutral "
         "ZINC-250k molecules, bundled) or a file (default: %(default)s)",
     )
     p.add_argument(
         "--max-reference",
         type=int,
-        default=_param_default(evaluate_model, "max_reference"),
+        default=param_default(evaluate_model, "max_reference"),
         help="use only the first N test and scaffold-test molecules (default: all, as MOSES)",
     )

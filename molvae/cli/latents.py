@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 from molvae.chem import canonical, largest_fragment
-from molvae.cli.parser import CSV_OUT, _add_grammar, _add_model, _add_out, default
+from molvae.cli.args import CSV_OUT, add_grammar, add_model, add_out, default
 from molvae.data import read_latents, read_table
 from molvae.io import write_csv, write_npy
 from molvae.model import GrammarConfig, LatentCodec
@@ -33,7 +33,7 @@ PRIOR_CHOICES = ("auto", "learned", "gaussian")
 def add_latent_verbs(sub: Any) -> None:
     """Add the verbs' parsers to the ``molvae`` subparsers ``sub``."""
     p = sub.add_parser("sample", help="decode samples from the prior")
-    _add_model(p)
+    add_model(p)
     p.add_argument("-n", type=int, default=100, help="number of samples (default: %(default)s)")
     p.add_argument("--strategy", choices=["greedy", "sample", "beam"], default="greedy")
     p.add_argument("--temperature", type=float, default=1.0)
@@ -45,14 +45,14 @@ def add_latent_verbs(sub: Any) -> None:
         help="latent prior: the checkpoint's learned prior, N(0, I), or auto = learned when the "
         "checkpoint has one (default: %(default)s)",
     )
-    _add_grammar(p)
-    _add_out(p, None, CSV_OUT)
+    add_grammar(p)
+    add_out(p, None, CSV_OUT)
 
     p = sub.add_parser("encode", help="SMILES file -> latent means (.npy or .csv)")
-    _add_model(p)
+    add_model(p)
     p.add_argument("input", help="SMILES file (.smi/.txt/.csv, optionally .gz)")
     p.add_argument("--column", default=None, help="SMILES column of a CSV")
-    _add_out(
+    add_out(
         p,
         "latents.npy",
         ".npy (n x d, NaN rows where not encodable, plus a .status.csv) "
@@ -60,22 +60,22 @@ def add_latent_verbs(sub: Any) -> None:
     )
 
     p = sub.add_parser("decode", help="latents (.npy or .csv with z0.. columns) -> SMILES")
-    _add_model(p)
+    add_model(p)
     p.add_argument("input", help=".npy (n x d) or .csv with z0..z{d-1} columns")
     p.add_argument("--strategy", choices=["greedy", "sample", "beam"], default="greedy")
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--beam-width", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
-    _add_grammar(p)
-    _add_out(p, None, CSV_OUT)
+    add_grammar(p)
+    add_out(p, None, CSV_OUT)
 
     p = sub.add_parser("reconstruct", help="encode then decode each molecule of a SMILES file")
-    _add_model(p)
+    add_model(p)
     p.add_argument("input")
     p.add_argument("--column", default=None)
     p.add_argument("--strategy", choices=["greedy", "beam"], default="greedy")
-    _add_grammar(p)
-    _add_out(p, None, CSV_OUT)
+    add_grammar(p)
+    add_out(p, None, CSV_OUT)
     _fit_prior_parser(sub)
 
 

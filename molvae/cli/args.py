@@ -1,0 +1,62 @@
+"""What several verbs' parsers share: the config-default lookup and the common flags."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+from typing import Any
+
+from molvae.resources import DEFAULT_MODEL
+
+CSV_OUT = "CSV file (default: standard output)"
+
+
+def default(cls: type, name: str) -> Any:
+    """The default of field ``name`` of dataclass ``cls``."""
+    for f in dataclasses.fields(cls):
+        if f.name == name:
+            if f.default is not dataclasses.MISSING:
+                return f.default
+            if f.default_factory is not dataclasses.MISSING:
+                return f.default_factory()
+    raise KeyError(f"{cls.__name__} has no field {name!r} with a default")
+
+
+def param_default(fn: Any, name: str) -> Any:
+    """The default of parameter ``name`` of function ``fn``."""
+    return inspect.signature(fn).parameters[name].default
+
+
+def add_model(p: argparse.ArgumentParser) -> None:
+    """``--model`` and ``--device``."""
+    p.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help="checkpoint file, or 'default' for the bundled model (default: %(default)s)",
+    )
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda (default: %(default)s)")
+
+
+def add_grammar(p: argparse.ArgumentParser) -> None:
+    """``--unconstrained``: decoding without the SMILES grammar."""
+    p.add_argument(
+        "--unconstrained",
+        action="store_true",
+        help="decode the model's raw distribution, not through the SMILES grammar "
+        "(more invalid strings; what MOSES-style benchmarks measure)",
+    )
+
+
+def add_out(p: argparse.ArgumentParser, default_: str | None, what: str) -> None:
+    """``--out``/``-o``."""
+    p.add_argument("--out", "-o", default=default_, help=f"{what} (default: %(default)s)")
+
+
+def add_constraint(p: Any, effect: str) -> None:
+    """``--constraint``/``-C``, repeatable; ``effect``: what a constraint does in this verb."""
+    p.add_argument("--constraint", "-C", action="append", default=[], metavar="SPEC",
+                   help="'<property> <= <value>', '<property> >= <value>' (sa, mw, hbd, hba, "
+                   "rotb, rings, heavy_atoms, nn_bonds, logp, qed, tpsa, ...), 'filters' or "
+                   f"'alerts:brenk,pains' (also nih, zinc, chembl); {effect}; "
+                   "repeatable")  # fmt: skip
