@@ -6,7 +6,8 @@ stages above it (and `molvae.io`, `molvae.resources`), never one below:
     molvae.io, molvae.resources   atomic writer and readers; the bundled model and data
     molvae.chem                   RDKit: molecules, properties, objectives (no torch)
     molvae.data                   SMILES files, filtering, ZINC, tokens, token cache, batches
-    molvae.model                  the VAE, decoding, SMILES grammar, checkpoint, LatentCodec
+    molvae.grammar                the SMILES grammar and grammar-constrained decoding
+    molvae.model                  the VAE, decoding, checkpoint, LatentCodec
     molvae.train                  the training loop, schedules, DDP
     molvae.evaluation             MOSES metrics and `evaluate`
     molvae.bo                     BO campaigns: surrogate, acquisition, trust region, store, report
@@ -22,7 +23,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from molvae.version import __version__
 
 # public name -> the module that defines it
 _EXPORTS = {

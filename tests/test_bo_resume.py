@@ -22,8 +22,8 @@ import torch
 from molvae.bo import BOConfig
 from molvae.bo.loop import run_campaign
 from molvae.bo.regions import region_best
-from molvae.bo.scoring import _score_batch
-from molvae.bo.store import EVAL_COLUMNS, CampaignStore, _csv_line
+from molvae.bo.scoring import score_batch
+from molvae.bo.store import EVAL_COLUMNS, CampaignStore, csv_line
 from molvae.bo.trust_region import TrustRegionState
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -65,7 +65,7 @@ class Writes:
             for i, row in enumerate(rows):
                 if self._count(f"append_rows[{i}]"):
                     append(store, rows[:i], dim)
-                    line = _csv_line([*(row[c] for c in EVAL_COLUMNS), *row["z"]])
+                    line = csv_line([*(row[c] for c in EVAL_COLUMNS), *row["z"]])
                     with open(store.eval_path, "a", encoding="utf-8") as fh:
                         fh.write(line[: len(line) // 2])
                     raise Killed(self.log[-1])
@@ -199,7 +199,7 @@ def test_batch_rows_score_the_same_however_much_was_appended_before_a_kill(tmp_p
     args = (CFG, decode, objective, F.canonical)
     store = CampaignStore(tmp_path / "all", writer=True)
     store.append_rows([init], 2)
-    rows, stats = _score_batch(z, pending, store.load_history(), *args)
+    rows, stats = score_batch(z, pending, store.load_history(), *args)
     assert stats["primary_duplicate"] == 6 and stats["primary_invalid"] == 1
     assert [r["status"] for r in rows] == ["ok", "failed", "duplicate", "duplicate", "invalid",
                                            "ok", "duplicate", "duplicate", "invalid", "duplicate",
@@ -207,7 +207,7 @@ def test_batch_rows_score_the_same_however_much_was_appended_before_a_kill(tmp_p
     for cut in range(1, len(rows)):  # rows[:cut] were appended, then the process died
         store = CampaignStore(tmp_path / f"cut{cut}", writer=True)
         store.append_rows([init, *rows[:cut]], 2)
-        rest, again = _score_batch(z, pending, store.load_history(), *args)
+        rest, again = score_batch(z, pending, store.load_history(), *args)
         assert _comparable(rest) == _comparable(rows[cut:]) and again == stats, cut
 
 

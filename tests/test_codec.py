@@ -115,7 +115,7 @@ def test_grammar_constrained_strings_that_end_are_valid(trained) -> None:
     differently on other CPUs (AVX2 against AVX-512/AMX), and a count can move with it.
     """
     from molvae.chem import is_valid
-    from molvae.model.grammar import SmilesGrammar
+    from molvae.grammar.smiles import SmilesGrammar
 
     codec, smiles = trained
     g, vocab = codec.grammar, codec.vocab
@@ -143,8 +143,8 @@ def test_grammar_constrained_strings_that_end_are_valid(trained) -> None:
 def test_raw_first_keeps_each_accepted_raw_draw_in_place(trained, monkeypatch) -> None:
     """Raw and grammar decodings of one seed differ only where the grammar refused the raw
     draw, however many rows (here: many more than one constrained window)."""
+    from molvae.grammar.smiles import GrammarConfig, SmilesGrammar
     from molvae.model import codec as codec_module
-    from molvae.model.grammar import GrammarConfig, SmilesGrammar
 
     monkeypatch.setattr(codec_module, "CONSTRAINED_WINDOW", 1)  # windows of 16 rows
     codec, smiles = trained

@@ -1,4 +1,4 @@
-"""The vectorized first choice of constrained decoding (`molvae.model.constrained.advance`)
+"""The vectorized first choice of constrained decoding (`molvae.grammar.constrained.advance`)
 against a draw-order reference, its sampling law, and the grammar's cheaper RDKit check."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from molvae.chem import parse
-from molvae.model.constrained import ConstrainedState, advance
-from molvae.model.grammar_checks import rdkit_mol
+from molvae.grammar.checks import rdkit_mol
+from molvae.grammar.constrained import ConstrainedState, advance
 
 
 class TakeAll:

@@ -1,7 +1,7 @@
 """Grammar-constrained decoding with the incremental grammar: the batched path (masks, the
 vectorized first choice, table transitions, slots) makes the same choices as asking the grammar
 token by token, and the per-string state undoes exactly what it did. Raw first
-(`molvae.model.grammar_hybrid`) keeps the raw strings the grammar accepts, which for greedy
+(`molvae.model.hybrid`) keeps the raw strings the grammar accepts, which for greedy
 decoding are the constrained decoder's own."""
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from conftest import ZINC_SMALL, overfit_tiny_codec
 
 from molvae.chem import is_valid
 from molvae.data.tokens import tokenize
+from molvae.grammar.smiles import GrammarConfig, SmilesGrammar
 from molvae.model import LatentCodec, decoding
-from molvae.model.grammar import GrammarConfig, SmilesGrammar
-from molvae.model.grammar_hybrid import decode_raw_first
+from molvae.model.hybrid import decode_raw_first
 from molvae.resources import resolve_model
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "zinc" / "test.csv.gz"

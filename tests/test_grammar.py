@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from molvae.data.tokens import Vocab, tokenize
-from molvae.model.grammar import GrammarConfig, SmilesGrammar
-from molvae.model.grammar_reference import PartialSmilesGrammar
+from molvae.grammar.reference import PartialSmilesGrammar
+from molvae.grammar.smiles import GrammarConfig, SmilesGrammar
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "zinc" / "train.csv.gz"
 

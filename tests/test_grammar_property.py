@@ -14,9 +14,9 @@ import random
 import pytest
 from conftest import ROOT, load_pipeline
 
+from molvae.grammar.reference import PartialSmilesGrammar, compare_grammars
+from molvae.grammar.smiles import SmilesGrammar
 from molvae.model import LatentCodec
-from molvae.model.grammar import SmilesGrammar
-from molvae.model.grammar_reference import PartialSmilesGrammar, compare_grammars
 from molvae.resources import resolve_model
 
 

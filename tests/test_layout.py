@@ -11,19 +11,21 @@ import pytest
 import molvae
 
 PKG = Path(molvae.__file__).parent
-BASE = {"io", "resources"}
+BASE = {"io", "resources", "version"}
 # what each part may import (besides itself and the package root's __version__)
 ALLOWED = {
     "io": set(),
     "resources": set(),
+    "version": set(),
     "chem": BASE,
     "data": BASE | {"chem"},
-    "model": BASE | {"chem", "data"},
-    "train": BASE | {"chem", "data", "model"},
+    "grammar": BASE | {"chem", "data"},  # token ids and strings, not the network
+    "model": BASE | {"chem", "data", "grammar"},
+    "train": BASE | {"chem", "data", "grammar", "model"},
     "evaluation": BASE | {"chem"},  # decoupled from the model by callables
     "bo": BASE | {"chem"},  # talks to the model through decode/encode callables
-    "runs": BASE | {"chem", "data", "model", "train", "evaluation", "bo"},
-    "cli": BASE | {"chem", "data", "model", "train", "evaluation", "bo", "runs"},
+    "runs": BASE | {"chem", "data", "grammar", "model", "train", "evaluation", "bo"},
+    "cli": BASE | {"chem", "data", "grammar", "model", "train", "evaluation", "bo", "runs"},
 }
 MAX_MODULE_LINES, MAX_FUNCTION_LINES = 300, 60
 
@@ -82,3 +84,63 @@ def test_public_names_load_from_the_package_root() -> None:
     assert molvae.LatentCodec.__module__ == "molvae.model.codec"
     with pytest.raises(AttributeError):
         molvae.no_such_name  # noqa: B018
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(PKG.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {_module_name(p): p for p in PKG.rglob("*.py")}
+
+
+def _file_imports(name: str) -> tuple[set[str], list[str]]:
+    """The molvae modules module ``name`` imports (any depth, ``TYPE_CHECKING`` and function-level
+    imports too: each is a dependency a reader follows) and the ``_private`` names it takes
+    from another module."""
+    path = MODULES[name]
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    out: set[str] = set()
+    private: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names if a.name in MODULES}
+            continue
+        if not isinstance(node, ast.ImportFrom):
+            continue
+        base = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
+        module = ".".join([*base, node.module] if node.module else base)
+        for alias in node.names:
+            if f"{module}.{alias.name}" in MODULES:  # from molvae.bo import loop
+                out.add(f"{module}.{alias.name}")
+            elif module in MODULES:
+                out.add(module)
+                dunder = alias.name.startswith("__") and alias.name.endswith("__")
+                if alias.name.startswith("_") and not dunder:
+                    private.append(f"{module}.{alias.name}")
+    out.discard(name)
+    return out, private
+
+
+def test_no_two_files_import_each_other_directly_or_in_a_loop() -> None:
+    graph = {name: _file_imports(name)[0] for name in MODULES}
+
+    def reaches(start: str, goal: str) -> list[str] | None:
+        seen, stack = {start}, [(start, [start])]
+        while stack:
+            node, path = stack.pop()
+            for nxt in sorted(graph[node]):
+                if nxt == goal:
+                    return [*path, nxt]
+                if nxt not in seen:
+                    seen.add(nxt)
+                    stack.append((nxt, [*path, nxt]))
+        return None
+
+    loops = [cycle for name in graph if (cycle := reaches(name, name))]
+    assert not loops, f"import loops: {[' -> '.join(c) for c in loops[:5]]}"
+
+
+def test_no_private_name_is_imported_from_another_file() -> None:
+    taken = {name: private for name in MODULES if (private := _file_imports(name)[1])}
+    assert not taken, f"_private names imported across files: {taken}"

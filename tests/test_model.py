@@ -206,7 +206,7 @@ def test_padded_decoder_equals_packed_on_real_positions(zinc_small) -> None:
     z = torch.randn(len(zinc_small), TINY["latent_dim"])
     x_in, n = x[:, :-1], lengths - 1
     fast = model.decoder_logits(x_in, n, z)
-    inp = model._step_input(x_in, z)
+    inp = model.step_input(x_in, z)
     packed = pack_padded_sequence(inp, n, batch_first=True, enforce_sorted=False)
     out, _ = model.decoder_rnn(packed, model.init_hidden(z))
     out, _ = pad_packed_sequence(out, batch_first=True, total_length=x_in.shape[1])
@@ -304,7 +304,7 @@ def test_a_dead_end_undoes_the_previous_token(zinc_small) -> None:
     with torch.no_grad():  # the second token's distribution, to find the runner-up
         h = model.init_hidden(z)
         tok = torch.tensor([[vocab.bos_id], [free[0]]]).T
-        o, _ = model.decoder_rnn(model._step_input(tok, z), h)
+        o, _ = model.decoder_rnn(model.step_input(tok, z), h)
         logits = mask_specials(model.config, model.out(o[:, -1]))[0]
     runner_up = logits.topk(2).indices[1].item()
     assert ids[0] == free[0] and ids[1] == runner_up != free[1]

@@ -15,9 +15,9 @@ import pandas as pd
 import torch
 
 from molvae.bo.accounting import SCORED, call_status
+from molvae.bo.campaign_run import CampaignRun, as_latents
 from molvae.bo.config import BOConfig, CanonicalFn, EncodeFn, ObjectiveFn, iteration_seed
-from molvae.bo.init_data import _data_rows
-from molvae.bo.iteration import _Run, as_latents
+from molvae.bo.init_data import data_rows
 from molvae.bo.store import CampaignStore, z_columns
 from molvae.bo.trust_region import latent_bounds, prior_bounds
 
@@ -129,22 +129,24 @@ def _init_rows(pool: pd.DataFrame, cfg: BOConfig, dim: int, start: int = 0) -> l
     ]
 
 
-def _initial_design(run: _Run, init_smiles: list[str] | None, data: pd.DataFrame | None) -> None:
+def initial_design(
+    run: CampaignRun, init_smiles: list[str] | None, data: pd.DataFrame | None
+) -> None:
     """Encode the init data, score and encode the pool (once), set the latent bounds, append
     the missing iteration-0 rows: the init data's, then the pool's."""
     cfg, fns = run.cfg, run.fns
     if fns.encode_fn is None:
         raise ValueError("an initial design (init_smiles or init_data) needs encode_fn")
-    data_rows = [] if data is None else _data_rows(data, fns.canonical_fn, fns.encode_fn,
+    given_rows = [] if data is None else data_rows(data, fns.canonical_fn, fns.encode_fn,
                                                    fns.slack_fn)  # fmt: skip
     pool = None
     if init_smiles is not None:
-        measured = {r["canonical"] for r in data_rows}  # never scored again
+        measured = {r["canonical"] for r in given_rows}  # never scored again
         pool = _build_pool(run.store, cfg, init_smiles, fns.encode_fn, fns.objective_fn,
                            fns.canonical_fn, measured)  # fmt: skip
         run.dim = sum(c.startswith("z") and c[1:].isdigit() for c in pool.columns)
-    elif data_rows:
-        run.dim = len(data_rows[0]["z"])
+    elif given_rows:
+        run.dim = len(given_rows[0]["z"])
     if run.dim is None:
         raise ValueError("no molecule of the init data is valid: no initial design")
     dim = run.dim
@@ -155,11 +157,11 @@ def _initial_design(run: _Run, init_smiles: list[str] | None, data: pd.DataFrame
         run.bounds = prior_bounds(samples, cfg.bound_quantile)
     else:  # the data's region: every encoded pool molecule (the box ones too), else the init data
         z = (pool[z_columns(dim)].to_numpy(dtype=float) if pool is not None
-             else np.array([r["z"] for r in data_rows]))  # fmt: skip
+             else np.array([r["z"] for r in given_rows]))  # fmt: skip
         run.bounds = latent_bounds(torch.tensor(z), cfg.bound_std)
     history = run.history
     done = set(history.loc[history["iteration"] == 0, "index"]) if len(history) else set()
-    design = data_rows + ([] if pool is None else _init_rows(pool, cfg, dim, len(data_rows)))
+    design = given_rows + ([] if pool is None else _init_rows(pool, cfg, dim, len(given_rows)))
     rows = [r for r in design if r["index"] not in done]
     if rows:
         run.store.append_rows(rows, dim)

@@ -23,6 +23,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from molvae.bo.accounting import oracle_calls
+from molvae.bo.campaign_run import Oracles, pending_batch
 from molvae.bo.config import (
     BOConfig,
     CanonicalFn,
@@ -32,8 +33,8 @@ from molvae.bo.config import (
     SampleFn,
     iteration_seed,
 )
-from molvae.bo.iteration import _Oracles, _pending_batch, _run_batch
-from molvae.bo.loop import InitData, _finish, _initial_calls, _start
+from molvae.bo.iteration import run_batch
+from molvae.bo.loop import InitData, finish_campaign, initial_calls, start_campaign
 from molvae.bo.stopping import iteration_cap, stop_reason
 from molvae.bo.store import CampaignResult, z_columns
 
@@ -227,19 +228,19 @@ def gradient_campaign(
     if gradient.substep_growth == 1.0:  # as campaigns before the setting existed pinned it
         pinned.pop("substep_growth")
     metadata["pinned"] = {**metadata.get("pinned", {}), "gradient": pinned}
-    fns = _Oracles(decode_fn, objective_fn, canonical_fn, encode_fn=encode_fn, prior_fn=prior_fn)
-    run = _start("gradient", config, out_dir, fns, list(init_smiles), metadata, init_data)
+    fns = Oracles(decode_fn, objective_fn, canonical_fn, encode_fn=encode_fn, prior_fn=prior_fn)
+    run = start_campaign("gradient", config, out_dir, fns, list(init_smiles), metadata, init_data)
     config = run.cfg  # init_pool resolved; an old directory's settings
     chain = run.state.get("chain")
     chain = (_starts(run.history, gradient.n_starts, run.dim) if chain is None
              else torch.tensor(chain, dtype=torch.float64))  # fmt: skip
     n_iter = gradient.steps // gradient.decode_every
     t = run.state["iteration"] + 1
-    initial = _initial_calls(run)
+    initial = initial_calls(run)
     total = min(n_iter, iteration_cap(config, initial))
     bar = tqdm(total=total, initial=t - 1, disable=not progress, desc="gradient campaign")
     while True:
-        pending = _pending_batch(run.store, t)
+        pending = pending_batch(run.store, t)
         if pending is None:
             # The budget, the iteration cap and exhaustion end it as they end a BO campaign.
             remaining = config.budget - oracle_calls(run.history, config.free_pool)
@@ -251,8 +252,8 @@ def gradient_campaign(
             pending = _next_batch(run, t, chain, predict_fn, gradient, remaining)
         chain = torch.tensor(pending["z"], dtype=torch.float64)
         run.state["chain"] = pending["z"]  # written with the iteration's record, atomically
-        _run_batch(run, t, pending)
+        run_batch(run, t, pending)
         bar.update(1)
         t += 1
     bar.close()
-    return _finish(run, reason, report)
+    return finish_campaign(run, reason, report)

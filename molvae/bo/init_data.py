@@ -61,7 +61,7 @@ def read_init_data(source: pd.DataFrame | str | Path, score_column: str = "score
     })  # fmt: skip
 
 
-def _data_rows(
+def data_rows(
     data: pd.DataFrame,
     canonical_fn: CanonicalFn,
     encode_fn: EncodeFn,
@@ -106,7 +106,7 @@ def _data_rows(
     ]  # fmt: skip
 
 
-def _pin_init_data(
+def pin_init_data(
     metadata: dict | None, init_data: InitData | None, data: pd.DataFrame | None
 ) -> dict | None:
     """``metadata`` with the init data pinned (``init_data_sha256``: the file's bytes, or the

@@ -1,101 +1,39 @@
 """One iteration of a campaign: propose a batch (or take the one a kill interrupted), decode and
 score it, record it in ``state.json``.
 
-The functions share a ``_Run``, what the loop carries from one iteration to the next.
+The functions share a `molvae.bo.campaign_run.CampaignRun`, what the loop carries from one
+iteration to the next.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
-from molvae.bo.accounting import oracle_calls
 from molvae.bo.acquisition import Proposal, propose_batch
+from molvae.bo.campaign_run import CampaignRun, as_latents, write_state
 from molvae.bo.candidates import propose_from_history
 from molvae.bo.config import (
-    BOConfig,
-    CanonicalFn,
-    DecodeFn,
-    EncodeFn,
-    ObjectiveFn,
-    SampleFn,
-    SlackFn,
     iteration_seed,
 )
 from molvae.bo.regions import region_best, region_center, restart_region
-from molvae.bo.retrain_data import RetrainFn, in_latent_space
-from molvae.bo.scoring import _score_batch
+from molvae.bo.scoring import score_batch
 from molvae.bo.store import (
-    SCORED,
     STATUSES,
-    CampaignStore,
     best_of,
     observations,
     observed_rows,
 )
-from molvae.bo.trust_region import TrustRegionState, update_trust_region
+from molvae.bo.trust_region import update_trust_region
 
 
-@dataclass
-class _Oracles:
-    """The callables a campaign reaches the model and the chemistry through."""
-
-    decode_fn: DecodeFn
-    objective_fn: ObjectiveFn
-    canonical_fn: CanonicalFn | None  # None: molvae.chem's, filled in by _start
-    encode_fn: EncodeFn | None = None
-    prior_fn: SampleFn | None = None
-    retrain_fn: RetrainFn | None = None  # weighted retraining (`molvae.bo.retrain`)
-    slack_fn: SlackFn | None = None  # constraint slacks, for one GP per constraint
-
-
-@dataclass
-class _Run:
-    """What a running campaign carries from one iteration to the next."""
-
-    kind: str  # "bo" or "random"
-    cfg: BOConfig
-    store: CampaignStore
-    fns: _Oracles
-    history: pd.DataFrame
-    state: dict[str, Any]
-    bounds: torch.Tensor | None = None  # 2 x d latent box, set by the initial design
-    dim: int | None = None
-    tr: TrustRegionState | None = None
-    # after weighted retraining: every molecule's latents in the current model (canonical, z..),
-    # and the iteration it was retrained after (rows up to it are seen at these latents)
-    latents: pd.DataFrame | None = None
-    since: int = 0
-    slacks: dict[str, np.ndarray] = field(default_factory=dict)  # canonical -> slack_fn row
-
-    def gp_history(self) -> pd.DataFrame:
-        """The history with every row's z in the current model's latent space."""
-        return in_latent_space(self.history, self.latents, self.since, self.dim)
-
-
-def as_latents(z: Any) -> torch.Tensor:
-    """A ``SampleFn``'s samples (numpy array or tensor, ``n x d``) as a float64 CPU tensor."""
-    if isinstance(z, torch.Tensor):
-        return z.detach().to("cpu", torch.float64)
-    return torch.as_tensor(np.asarray(z, dtype=np.float64))
-
-
-def _pending_batch(store: CampaignStore, t: int) -> dict[str, Any] | None:
-    """The persisted batch of iteration ``t`` (a kill interrupted it), or None."""
-    pending = store.read_pending()
-    if pending is not None and pending["iteration"] != t:
-        store.clear_pending()  # state.json already records that batch
-        pending = None
-    return pending
-
-
-def _slacks(run: _Run, history: pd.DataFrame, feasible: torch.Tensor) -> torch.Tensor | None:
+def _slacks(run: CampaignRun, history: pd.DataFrame, feasible: torch.Tensor) -> torch.Tensor | None:
     """``n x m`` constraint slacks of the rows `observations` returned (computed once per
     molecule), or None where one binary GP models feasibility: no ``slack_fn``,
     ``constraint_model="binary"``, or nothing missed yet."""
@@ -109,7 +47,7 @@ def _slacks(run: _Run, history: pd.DataFrame, feasible: torch.Tensor) -> torch.T
     return torch.tensor(np.stack([run.slacks[c] for c in canon]), dtype=torch.float64)
 
 
-def _propose(run: _Run, t: int, q: int, start: float) -> dict[str, Any]:
+def propose(run: CampaignRun, t: int, q: int, start: float) -> dict[str, Any]:
     """Propose the ``q`` z of iteration ``t`` and persist them (``pending.json``) before any is
     decoded; ``start`` is when the iteration began (for ``propose_s``)."""
     cfg, seed_t = run.cfg, iteration_seed(run.cfg.seed, t)
@@ -146,7 +84,9 @@ def _propose(run: _Run, t: int, q: int, start: float) -> dict[str, Any]:
     return pending
 
 
-def _propose_molecules(run: _Run, t: int, q: int, seed: int, start: float) -> dict[str, Any] | None:
+def _propose_molecules(
+    run: CampaignRun, t: int, q: int, seed: int, start: float
+) -> dict[str, Any] | None:
     """The fingerprint GP's batch of molecules (`molvae.bo.candidates`), persisted with their
     SMILES so a resumed batch scores the same molecules; None when it has nothing to propose
     (nothing scored yet, no new candidate): the latent GP proposes that batch."""
@@ -168,13 +108,13 @@ def _propose_molecules(run: _Run, t: int, q: int, seed: int, start: float) -> di
     return pending
 
 
-def _run_batch(run: _Run, t: int, pending: dict[str, Any]) -> None:
+def run_batch(run: CampaignRun, t: int, pending: dict[str, Any]) -> None:
     """Decode and score the rows of the pending batch still missing, then record iteration ``t``."""
     t_eval = time.perf_counter()  # propose_s is already in the record (or was, before a kill)
     z = torch.tensor(pending["z"], dtype=torch.float64)
     run.dim = z.shape[1]
     fns = run.fns
-    rows, stats = _score_batch(z, pending, run.history, run.cfg, fns.decode_fn,
+    rows, stats = score_batch(z, pending, run.history, run.cfg, fns.decode_fn,
                                fns.objective_fn, fns.canonical_fn)  # fmt: skip
     if rows:
         run.store.append_rows(rows, run.dim)
@@ -182,7 +122,7 @@ def _run_batch(run: _Run, t: int, pending: dict[str, Any]) -> None:
     _record_iteration(run, t, pending, stats, t_eval)
 
 
-def _update_region(run: _Run, t: int, batch_best: float, waste: float) -> dict[str, Any]:
+def _update_region(run: CampaignRun, t: int, batch_best: float, waste: float) -> dict[str, Any]:
     """Update the trust region after batch ``t`` (restarting it elsewhere when it collapsed);
     the iteration record's trust-region fields."""
     tr = run.tr
@@ -212,7 +152,7 @@ def _batch_counts(batch: pd.DataFrame, stats: dict[str, int]) -> dict[str, Any]:
 
 
 def _record_iteration(
-    run: _Run, t: int, pending: dict[str, Any], stats: dict[str, int], t_eval: float
+    run: CampaignRun, t: int, pending: dict[str, Any], stats: dict[str, int], t_eval: float
 ) -> None:
     """Update the trust region, write ``state.json`` with the iteration's record, drop
     ``pending.json``."""
@@ -228,30 +168,5 @@ def _record_iteration(
            "wall_s": pending["record"]["propose_s"] + time.perf_counter() - t_eval}  # fmt: skip
     run.state = {**run.state, "iteration": t, "iterations": [*run.state["iterations"], rec],
                  "trust_region": asdict(run.tr) if run.tr else None}  # fmt: skip
-    _write_state(run.store, run.state, history, run.cfg)
+    write_state(run.store, run.state, history, run.cfg)
     run.store.clear_pending()
-
-
-def _write_state(
-    store: CampaignStore, state: dict[str, Any], history: pd.DataFrame, cfg: BOConfig
-) -> None:
-    """Rewrite ``state.json``: ``state`` plus the best molecule, counts, the oracle calls spent
-    of the budget, and GP fallbacks."""
-    best, best_smiles = best_of(history)
-    counts = history["status"].value_counts() if len(history) else pd.Series(dtype=int)
-    new = history[history["iteration"] > 0] if len(history) else history
-    store.write_state({
-        **state,
-        "best_score": best,
-        "best_smiles": best_smiles,
-        "counts": {s: int(counts.get(s, 0)) for s in STATUSES},
-        "oracle_calls": oracle_calls(history, cfg.free_pool),
-        "budget": cfg.budget,
-        # proposals scored ok or infeasible: what the budget counted before the pool was charged
-        "n_scored_new": int(new["status"].isin(SCORED).sum()) if len(new) else 0,
-        "gp_fallbacks": [
-            {"iteration": r["iteration"], "fallback": r["fallback"]}
-            for r in state["iterations"]
-            if r.get("fallback")
-        ],
-    })  # fmt: skip

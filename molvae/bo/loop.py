@@ -16,6 +16,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from molvae.bo.accounting import oracle_calls
+from molvae.bo.campaign_run import CampaignRun, Oracles, pending_batch, write_state
 from molvae.bo.chemistry import default_canonical
 from molvae.bo.config import (
     LEGACY_SETTINGS,
@@ -28,16 +29,9 @@ from molvae.bo.config import (
     SlackFn,
     resolve_init_pool,
 )
-from molvae.bo.design import _initial_design
-from molvae.bo.init_data import InitData, _pin_init_data, read_init_data
-from molvae.bo.iteration import (
-    _Oracles,
-    _pending_batch,
-    _propose,
-    _Run,
-    _run_batch,
-    _write_state,
-)
+from molvae.bo.design import initial_design
+from molvae.bo.init_data import InitData, pin_init_data, read_init_data
+from molvae.bo.iteration import propose, run_batch
 from molvae.bo.report import write_report
 from molvae.bo.retrain import fresh_region, restore_model, retrain, retrain_due
 from molvae.bo.retrain_data import RetrainFn
@@ -68,7 +62,7 @@ def _check_config(
         return cfg
     old = dict(stored.get("config", {}))
     cfg = replace(cfg, **{k: v for k, v in LEGACY_SETTINGS.items() if k not in old})
-    unresolved = old.get("init_pool") is None  # a directory written by hand, not by _start
+    unresolved = old.get("init_pool") is None  # a directory written by hand, not by start_campaign
     if unresolved:
         old.pop("init_pool", None)
     if cfg.init_pool is None:  # the pool the campaign began with, whatever the budget now
@@ -98,27 +92,27 @@ def _check_config(
     return cfg
 
 
-def _start(
+def start_campaign(
     kind: str,
     cfg: BOConfig,
     out_dir: str | Path,
-    fns: _Oracles,
+    fns: Oracles,
     init_smiles: list[str] | None,
     metadata: dict | None,
     init_data: InitData | None = None,
-) -> _Run:
+) -> CampaignRun:
     """Open (or resume) the directory: check the settings, record the initial design, load the
     state and the trust region."""
     if cfg.retrain_every and (kind != "bo" or fns.retrain_fn is None):
         raise ValueError("retrain_every needs a BO campaign (run_campaign) with a retrain_fn")
     data = None if init_data is None else read_init_data(init_data)
-    metadata = _pin_init_data(metadata, init_data, data)
+    metadata = pin_init_data(metadata, init_data, data)
     store = CampaignStore(out_dir, writer=True)
     cfg = _check_config(store, kind, cfg, metadata, data is not None, init_smiles is not None)
     fns.canonical_fn = fns.canonical_fn or default_canonical()
-    run = _Run(kind, cfg, store, fns, history=store.load_history(), state={})
+    run = CampaignRun(kind, cfg, store, fns, history=store.load_history(), state={})
     if init_smiles is not None or data is not None:
-        _initial_design(run, init_smiles, data)
+        initial_design(run, init_smiles, data)
     run.state = store.read_state() or {"iteration": 0, "iterations": [], "trust_region": None}
     run.state.pop("stop_reason", None)  # decided again when this run stops
     run.tr = _initial_trust_region(run)
@@ -126,7 +120,7 @@ def _start(
     return run
 
 
-def _initial_trust_region(run: _Run) -> TrustRegionState | None:
+def _initial_trust_region(run: CampaignRun) -> TrustRegionState | None:
     """The stored trust region, a fresh one, or None (random search, no initial design, off)."""
     cfg, stored = run.cfg, run.state["trust_region"]
     if run.kind != "bo" or not cfg.trust_region or run.dim is None or cfg.surrogate != "latent":
@@ -134,7 +128,7 @@ def _initial_trust_region(run: _Run) -> TrustRegionState | None:
     return TrustRegionState(**stored) if stored else fresh_region(cfg, run.dim)
 
 
-def _advance_bar(bar: tqdm, run: _Run, t: int) -> None:
+def _advance_bar(bar: tqdm, run: CampaignRun, t: int) -> None:
     """Count iteration ``t`` as done on the progress bar, with best, validity and oracle calls."""
     history = run.history
     new = history[history["iteration"] > 0]
@@ -146,7 +140,7 @@ def _advance_bar(bar: tqdm, run: _Run, t: int) -> None:
                     calls=oracle_calls(history, run.cfg.free_pool))  # fmt: skip
 
 
-def _initial_calls(run: _Run) -> int:
+def initial_calls(run: CampaignRun) -> int:
     """Oracle calls the initial design was charged (a charged pool; 0 with a free one)."""
     h = run.history
     return oracle_calls(h[h["iteration"] == 0], run.cfg.free_pool) if len(h) else 0
@@ -155,7 +149,7 @@ def _initial_calls(run: _Run) -> int:
 def _campaign(
     kind: str,
     cfg: BOConfig,
-    fns: _Oracles,
+    fns: Oracles,
     out_dir: str | Path,
     *,
     init_smiles: list[str] | None,
@@ -165,15 +159,15 @@ def _campaign(
     init_data: InitData | None = None,
 ) -> CampaignResult:
     """The loop shared by ``run_campaign`` and ``random_search`` (``kind`` "bo" or "random")."""
-    run = _start(kind, cfg, out_dir, fns, init_smiles, metadata, init_data)
+    run = start_campaign(kind, cfg, out_dir, fns, init_smiles, metadata, init_data)
     cfg = run.cfg  # init_pool resolved; an old directory's settings
     t = run.state["iteration"] + 1
-    initial = _initial_calls(run)
+    initial = initial_calls(run)
     # The bar counts the iterations the budget needs when every proposal scores.
     expected = cfg.max_iterations or math.ceil(max(cfg.budget - initial, 0) / cfg.batch_size)
     bar = tqdm(total=expected, initial=t - 1, disable=not progress, desc=f"{kind} campaign")
     while True:
-        pending = _pending_batch(run.store, t)
+        pending = pending_batch(run.store, t)
         remaining = cfg.budget - oracle_calls(run.history, cfg.free_pool)
         if pending is None:
             reason = stop_reason(cfg, run.state["iterations"], t, remaining, initial)
@@ -183,18 +177,18 @@ def _campaign(
                 retrain(run, t - 1)
         start = time.perf_counter()
         if pending is None:
-            pending = _propose(run, t, min(cfg.batch_size, remaining), start)
-        _run_batch(run, t, pending)
+            pending = propose(run, t, min(cfg.batch_size, remaining), start)
+        run_batch(run, t, pending)
         _advance_bar(bar, run, t)
         t += 1
     bar.close()
-    return _finish(run, reason, report)
+    return finish_campaign(run, reason, report)
 
 
-def _finish(run: _Run, reason: str, report: bool) -> CampaignResult:
+def finish_campaign(run: CampaignRun, reason: str, report: bool) -> CampaignResult:
     """Record why the campaign stopped, reload it from its directory, write its report."""
     run.state["stop_reason"] = reason
-    _write_state(run.store, run.state, run.history, run.cfg)
+    write_state(run.store, run.state, run.history, run.cfg)
     result = load_campaign(run.store.dir)
     if report:
         write_report(result, top_k=run.cfg.top_k)
@@ -241,7 +235,7 @@ def run_campaign(
     signed slacks of scored molecules, so each constraint gets its own GP
     (``config.constraint_model="slack"``); without it one GP models feasible / infeasible.
     """
-    fns = _Oracles(decode_fn, objective_fn, canonical_fn, encode_fn=encode_fn, prior_fn=prior_fn,
+    fns = Oracles(decode_fn, objective_fn, canonical_fn, encode_fn=encode_fn, prior_fn=prior_fn,
                    retrain_fn=retrain_fn, slack_fn=slack_fn)  # fmt: skip
     return _campaign(
         "bo", config, fns, out_dir, init_smiles=list(init_smiles), progress=progress,
@@ -270,7 +264,7 @@ def random_search(
     ``init_smiles`` and ``init_data`` (and ``encode_fn``) it starts from the same initial
     design as BO does; without ``init_smiles`` a charged pool is empty (``init_pool`` 0).
     """
-    fns = _Oracles(decode_fn, objective_fn, canonical_fn, encode_fn=encode_fn, prior_fn=prior_fn)
+    fns = Oracles(decode_fn, objective_fn, canonical_fn, encode_fn=encode_fn, prior_fn=prior_fn)
     return _campaign(
         "random", config, fns, out_dir,
         init_smiles=None if init_smiles is None else list(init_smiles), progress=progress,

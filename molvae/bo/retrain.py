@@ -27,8 +27,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from molvae.bo.campaign_run import CampaignRun, write_state
 from molvae.bo.config import BOConfig
-from molvae.bo.iteration import _Run, _write_state
 from molvae.bo.retrain_data import (
     RetrainedModel,
     latents_path,
@@ -61,7 +61,7 @@ def retrain_seed(seed: int, iteration: int) -> int:
     return int(np.random.SeedSequence([seed, iteration, 2]).generate_state(1)[0])
 
 
-def retrain_due(run: _Run, t: int) -> bool:
+def retrain_due(run: CampaignRun, t: int) -> bool:
     """Whether the model is to be fine-tuned after iteration ``t`` (and has not been)."""
     every = run.cfg.retrain_every
     if run.kind != "bo" or not every or t < 1 or t % every:
@@ -70,7 +70,7 @@ def retrain_due(run: _Run, t: int) -> bool:
     return not done or done[-1]["iteration"] < t
 
 
-def _fit(run: _Run, version: int, t: int) -> tuple[RetrainedModel, dict[str, Any]]:
+def _fit(run: CampaignRun, version: int, t: int) -> tuple[RetrainedModel, dict[str, Any]]:
     """Fine-tune (or load) model ``version`` on the data recorded up to iteration ``t``."""
     history = run.history[run.history["iteration"] <= t] if len(run.history) else run.history
     data = retraining_set(run.store.read_pool(), history)
@@ -87,7 +87,7 @@ def _fit(run: _Run, version: int, t: int) -> tuple[RetrainedModel, dict[str, Any
     return model, rec
 
 
-def _latents(run: _Run, version: int, model: RetrainedModel) -> tuple[pd.DataFrame, dict]:
+def _latents(run: CampaignRun, version: int, model: RetrainedModel) -> tuple[pd.DataFrame, dict]:
     """Every valid molecule's latents in model ``version`` (read back when already written)."""
     path = latents_path(run.store.dir, version)
     t0 = time.perf_counter()
@@ -103,7 +103,7 @@ def _latents(run: _Run, version: int, model: RetrainedModel) -> tuple[pd.DataFra
                      "encode_s": time.perf_counter() - t0}  # fmt: skip
 
 
-def _apply(run: _Run, model: RetrainedModel, latents: pd.DataFrame, t: int) -> None:
+def _apply(run: CampaignRun, model: RetrainedModel, latents: pd.DataFrame, t: int) -> None:
     """Go on in the new model's space: its callables, the molecules' latents, the latent box."""
     run.fns.decode_fn, run.fns.encode_fn = model.decode_fn, model.encode_fn
     if model.prior_fn is not None:
@@ -113,7 +113,7 @@ def _apply(run: _Run, model: RetrainedModel, latents: pd.DataFrame, t: int) -> N
     run.bounds = latent_bounds(z, run.cfg.bound_std)
 
 
-def retrain(run: _Run, t: int) -> None:
+def retrain(run: CampaignRun, t: int) -> None:
     """Fine-tune after iteration ``t``, re-encode, move the GP to the new space, reset the trust
     region, and record the new version in ``state.json``."""
     version = run.state.get("model_version", 0) + 1
@@ -125,10 +125,10 @@ def retrain(run: _Run, t: int) -> None:
     run.state = {**run.state, "model_version": version,
                  "retrains": [*run.state.get("retrains", []), {**rec, **enc}],
                  "trust_region": asdict(run.tr) if run.tr else None}  # fmt: skip
-    _write_state(run.store, run.state, run.history, run.cfg)
+    write_state(run.store, run.state, run.history, run.cfg)
 
 
-def restore_model(run: _Run) -> None:
+def restore_model(run: CampaignRun) -> None:
     """On resume: go on with the model version ``state.json`` records (loaded, not retrained)."""
     version = run.state.get("model_version", 0)
     if not version:

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from molvae.bo.config import DecodeFn, EncodeFn, SampleFn
-from molvae.bo.store import _csv_line, read_table, z_columns
+from molvae.bo.store import csv_line, read_table, z_columns
 from molvae.io import write_text
 
 
@@ -89,8 +89,8 @@ def latents_path(campaign_dir: Path, version: int) -> Path:
 def write_latents(path: Path, canonical: list[str], z: np.ndarray) -> None:
     """Write ``canonical`` + ``z0..`` (``n x d``; NaN rows: could not be encoded) atomically,
     floats by ``repr`` so they read back exactly."""
-    lines = [_csv_line(["canonical", *z_columns(z.shape[1])])]
-    lines += [_csv_line([c, *map(float, row)]) for c, row in zip(canonical, z, strict=True)]
+    lines = [csv_line(["canonical", *z_columns(z.shape[1])])]
+    lines += [csv_line([c, *map(float, row)]) for c, row in zip(canonical, z, strict=True)]
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text(path, "".join(lines))
 

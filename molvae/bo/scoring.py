@@ -168,7 +168,7 @@ def given_batch(
     return rows, stats
 
 
-def _score_batch(
+def score_batch(
     z: torch.Tensor,
     pending: dict[str, Any],
     history: pd.DataFrame,

@@ -68,7 +68,7 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _csv_line(cells: Sequence[Any]) -> str:
+def csv_line(cells: Sequence[Any]) -> str:
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\n").writerow([_fmt(c) for c in cells])
     return buf.getvalue()
@@ -141,11 +141,11 @@ class CampaignStore:
     def append_rows(self, rows: Sequence[dict[str, Any]], dim: int) -> None:
         """Append finished proposals (dicts with EVAL_COLUMNS and ``z``: d floats), fsynced."""
         if not self.eval_path.exists() or self.eval_path.stat().st_size == 0:
-            write_text(self.eval_path, _csv_line([*EVAL_COLUMNS, *z_columns(dim)]))
+            write_text(self.eval_path, csv_line([*EVAL_COLUMNS, *z_columns(dim)]))
         with open(self.eval_path, "a", encoding="utf-8") as fh:
             for row in rows:
                 cells = [row[c] for c in EVAL_COLUMNS] + [float(v) for v in row["z"]]
-                fh.write(_csv_line(cells))
+                fh.write(csv_line(cells))
                 fh.flush()
                 os.fsync(fh.fileno())
 
@@ -159,9 +159,9 @@ class CampaignStore:
     def write_pool(self, pool: pd.DataFrame) -> None:
         """Write the scored, encoded initial pool atomically."""
         buf = io.StringIO()
-        buf.write(_csv_line(list(pool.columns)))
+        buf.write(csv_line(list(pool.columns)))
         for row in pool.itertuples(index=False):
-            buf.write(_csv_line(list(row)))
+            buf.write(csv_line(list(row)))
         write_text(self.pool_path, buf.getvalue())
 
     def read_pool(self) -> pd.DataFrame | None:

@@ -1,9 +1,10 @@
 """RDKit chemistry: parsing, canonical SMILES, properties and the objective registry.
 
 Owns everything molvae knows about molecules: `molecules` (parse, canonical SMILES),
-`properties` (logP, QED, SA score, penalized logP, fingerprints, property tables) and
-`objectives` (the registry, ``similarity:<SMILES>``, user ``module:function``, scoring),
-`pmo` (``pmo:<task>``: the PMO benchmark's oracles through PyTDC, imported on first use),
+`properties` (logP, QED, SA score, penalized logP, fingerprints, property tables),
+`objectives` (the registry, ``similarity:<SMILES>``, user ``module:function``), `scoring`
+(SMILES lists to scores and statuses, in a process pool if asked), `pmo` (``pmo:<task>``: the
+PMO benchmark's oracles through PyTDC, imported on first use),
 `filters` (MOSES's sanity filters) and `constraints` (``sa<=4.5``, ``filters``, ...).
 Everything is a pure function of a SMILES string or an RDKit ``Mol``; nothing heavy runs at
 import time (the SA-score contrib module and pandas load on first use).
@@ -22,13 +23,11 @@ from molvae.chem.molecules import canonical, is_valid, largest_fragment, parse, 
 from molvae.chem.objectives import (
     OBJECTIVES,
     Objective,
-    ScoreResult,
     TanimotoTo,
     available_objectives,
     get_objective,
     neg_sa_score,
     qed_minus_sa,
-    score_smiles,
 )
 from molvae.chem.properties import (
     LOGP_MEAN,
@@ -50,6 +49,7 @@ from molvae.chem.properties import (
     tanimoto_similarity,
     tpsa,
 )
+from molvae.chem.scoring import ScoreResult, score_smiles
 
 __all__ = [
     "LOGP_MEAN",

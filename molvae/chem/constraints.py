@@ -29,6 +29,7 @@ from rdkit.Chem.FilterCatalog import FilterCatalog, FilterCatalogParams
 
 from molvae.chem.filters import passes_filters
 from molvae.chem.molecules import parse
+from molvae.chem.objectives import get_objective
 from molvae.chem.properties import PROPERTIES, mol_weight, sa_score
 
 if TYPE_CHECKING:
@@ -137,8 +138,6 @@ class Constraint:
 
 
 def _property(name: str) -> Callable[[Mol], float]:
-    from molvae.chem.objectives import get_objective  # objectives import this module's users
-
     if name in CONSTRAINT_PROPERTIES:
         return CONSTRAINT_PROPERTIES[name][0]
     if name in PROPERTIES:

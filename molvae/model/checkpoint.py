@@ -16,12 +16,12 @@ from typing import Any
 import torch
 from torch import nn
 
-import molvae
 from molvae.data.tokens import Vocab
 from molvae.io import write_with
 from molvae.model.domain import TrainingDomain
 from molvae.model.prior import LatentPrior
 from molvae.model.vae import VAEConfig
+from molvae.version import __version__
 
 FORMAT_VERSION = 1
 _REQUIRED = ("format", "config", "vocab", "state_dict")
@@ -69,7 +69,7 @@ class Checkpoint:
 
 def versions() -> dict[str, str]:
     """Library versions recorded in ``meta["versions"]`` (plain strings for weights_only)."""
-    return {"torch": str(torch.__version__), "molvae": str(molvae.__version__)}
+    return {"torch": str(torch.__version__), "molvae": __version__}
 
 
 def save_checkpoint(

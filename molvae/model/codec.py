@@ -17,12 +17,12 @@ from torch import Tensor
 
 from molvae.data.batching import PadCollate
 from molvae.data.tokens import Vocab, tokenize
+from molvae.grammar.smiles import GrammarConfig, SmilesGrammar
 from molvae.model.checkpoint import load_checkpoint
 from molvae.model.decoding import CONSTRAINED_WINDOW
 from molvae.model.device import resolve_device
 from molvae.model.domain import TrainingDomain
-from molvae.model.grammar import GrammarConfig, SmilesGrammar
-from molvae.model.grammar_hybrid import decode_raw_first
+from molvae.model.hybrid import decode_raw_first
 from molvae.model.prior import LatentPrior
 from molvae.model.vae import MolVAE
 
@@ -50,7 +50,7 @@ class LatentCodec:
     """Wraps a model, its vocabulary and a device; encodes SMILES and decodes latents.
 
     By default greedy and sampled strings are decoded through the SMILES grammar
-    (`molvae.model.grammar.SmilesGrammar`, settings in ``grammar``), so they are far more often
+    (`molvae.grammar.smiles.SmilesGrammar`, settings in ``grammar``), so they are far more often
     valid;
     ``grammar=None`` decodes the model's raw distribution, as MOSES benchmarks other models.
     ``prior`` (`LatentPrior`) is the learned prior that `sample_latents` draws from by default;
@@ -164,7 +164,7 @@ class LatentCodec:
         flight within one call and refills finished slots, so it gets larger calls (the slow tail
         of backtracking rows is then paid once per call, not once per ``batch_size`` rows). With
         ``grammar.raw_first`` the rows are decoded raw first, ``batch_size`` at a time, and only
-        those the grammar refuses are decoded through it (`molvae.model.grammar_hybrid`), all
+        those the grammar refuses are decoded through it (`molvae.model.hybrid`), all
         rows in one call: the first raw pass then draws, with the same ``generator``, exactly
         the strings this codec without a grammar draws, and every one the grammar accepts is
         kept where it is (raw and grammar rows of one seed differ only where the grammar

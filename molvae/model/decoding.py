@@ -7,42 +7,56 @@ here take the model as their first argument; `MolVAE.decode` picks one. Knows to
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from molvae.model.constrained import ConstrainedState, batched
-from molvae.model.constrained_loop import MIN_LANE_ROWS, Loop
+from molvae.grammar.constrained import ConstrainedState, batched
+from molvae.grammar.lanes import MIN_LANE_ROWS, Loop
 
-if TYPE_CHECKING:
-    from molvae.model.vae import MolVAE, VAEConfig
+
+class DecoderModel(Protocol):
+    """What the strategies here use of a model; `molvae.model.vae.MolVAE` is one (a Protocol,
+    so this module need not import the model that calls it)."""
+
+    config: Any  # a `VAEConfig`: pad_id, bos_id, eos_id, vocab_size
+    decoder_rnn: torch.nn.Module
+    out: torch.nn.Module
+
+    def init_hidden(self, z: Tensor) -> Tensor:
+        """Decoder GRU's initial state ``layers x batch x hidden`` from z ``batch x d``."""
+        ...
+
+    def step_input(self, tok: Tensor, z: Tensor) -> Tensor:
+        """Decoder input ``batch x steps x (emb + d)`` for tokens ``batch x steps``."""
+        ...
 
 
 class TokenConstraint(Protocol):
-    """Which next tokens a constrained decoder may emit (`molvae.model.grammar.SmilesGrammar`)."""
+    """Which next tokens a constrained decoder may emit (`molvae.grammar.smiles.SmilesGrammar`)."""
 
     def allows(self, prefix: Sequence[int], token: int) -> bool:
         """Whether ``token`` may follow the token ids ``prefix`` (bos excluded)."""
         ...
 
 
-def mask_specials(config: VAEConfig, logits: Tensor) -> Tensor:
+def mask_specials(config: Any, logits: Tensor) -> Tensor:
     """pad and bos are never targets, so a decoder must not emit them: ``rows x vocab``."""
     logits = logits.clone()
     logits[:, [config.pad_id, config.bos_id]] = float("-inf")
     return logits
 
 
-def _step_logits(model: MolVAE, tok: Tensor, z: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
+def _step_logits(model: DecoderModel, tok: Tensor, z: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
     """One decoder step: tokens ``rows x 1`` -> (masked float logits ``rows x vocab``, new h)."""
-    o, h = model.decoder_rnn(model._step_input(tok, z), h)
+    o, h = model.decoder_rnn(model.step_input(tok, z), h)
     return mask_specials(model.config, model.out(o[:, -1]).float()), h
 
 
 def decode_rows(
-    model: MolVAE,
+    model: DecoderModel,
     z: Tensor,
     strategy: str,
     temperature: float,
@@ -81,7 +95,7 @@ CONSTRAINED_WINDOW = 1024  # rows in flight at once in constrained decoding
 
 
 def decode_constrained(
-    model: MolVAE,
+    model: DecoderModel,
     z: Tensor,
     strategy: str,
     temperature: float,
@@ -98,10 +112,10 @@ def decode_constrained(
     own pace; every GRU call batches the rows that have just accepted a token. At most
     `CONSTRAINED_WINDOW` rows are in flight: a row takes the slot of one that finished, so the
     few rows that backtrack for long share their GRU calls with fresh ones instead of running
-    alone at the end. A grammar with a batched state (`molvae.model.grammar.SmilesGrammar`)
-    masks each step's distributions before the batch chooses (`molvae.model.constrained`);
+    alone at the end. A grammar with a batched state (`molvae.grammar.smiles.SmilesGrammar`)
+    masks each step's distributions before the batch chooses (`molvae.grammar.constrained`);
     with enough rows, two lanes overlap one's GRU step with the other's choices
-    (`molvae.model.constrained_loop`).
+    (`molvae.grammar.lanes`).
     """
     c = model.config
     b, dev = z.shape[0], z.device
@@ -142,7 +156,7 @@ def _pack_rows(
     return torch.as_tensor(out, dtype=torch.long)
 
 
-def decode_beam(model: MolVAE, z: Tensor, k: int, max_len: int) -> Tensor:
+def decode_beam(model: DecoderModel, z: Tensor, k: int, max_len: int) -> Tensor:
     """Batched beam search: ``batch x d`` -> best beam per row ``batch x T``.
 
     Beams are ranked by plain (not length-normalised) summed log-probability; the best finished

@@ -7,7 +7,7 @@ The decoding strategies live in `molvae.model.decoding`; `MolVAE.decode` chooses
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -20,8 +20,14 @@ from molvae.model.device import autocast
 from molvae.model.gru import gru_final_states, gru_layers
 from molvae.model.property_head import PropertyScale, masked_mse
 
-if TYPE_CHECKING:
-    from molvae.model.checkpoint import Checkpoint
+
+class ModelWeights(Protocol):
+    """What `MolVAE.from_checkpoint` reads: a loaded `molvae.model.checkpoint.Checkpoint` (a
+    Protocol, so the model need not import the checkpoint format that imports it)."""
+
+    config: VAEConfig
+    state_dict: dict[str, Tensor]
+    meta: dict[str, Any]
 
 
 @dataclass
@@ -117,7 +123,9 @@ class MolVAE(nn.Module):
             )
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: Checkpoint, device: torch.device | str = "cpu") -> MolVAE:
+    def from_checkpoint(
+        cls, checkpoint: ModelWeights, device: torch.device | str = "cpu"
+    ) -> MolVAE:
         """The model a loaded `~molvae.model.checkpoint.Checkpoint` describes, on ``device``, in
         eval mode."""
         model = cls(checkpoint.config)
@@ -154,7 +162,7 @@ class MolVAE(nn.Module):
         h = torch.tanh(self.z_to_hidden(z)).view(z.shape[0], c.dec_layers, c.dec_hidden)
         return h.transpose(0, 1).contiguous()
 
-    def _step_input(self, tokens: Tensor, z: Tensor) -> Tensor:
+    def step_input(self, tokens: Tensor, z: Tensor) -> Tensor:
         """tokens ``batch x T``, z ``batch x d`` -> ``batch x T x (emb+d)``."""
         emb = self.emb_dropout(self.embedding(tokens))
         return torch.cat([emb, z.unsqueeze(1).expand(-1, tokens.shape[1], -1).to(emb.dtype)], -1)
@@ -175,7 +183,7 @@ class MolVAE(nn.Module):
             h0 = self.init_hidden(z).to(emb.dtype)
             out = gru_layers(self.decoder_rnn, emb, h0, z.to(emb.dtype), self.training)
             return self.out(out).transpose(0, 1)
-        inp = self._step_input(x_in, z)
+        inp = self.step_input(x_in, z)
         out, _ = self.decoder_rnn(inp, self.init_hidden(z).to(inp.dtype))
         return self.out(out)
 

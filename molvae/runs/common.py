@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from molvae import __version__
+from molvae.version import __version__
 
 
 def environment() -> dict[str, Any]:

@@ -19,17 +19,17 @@ from molvae.model.device import autocast
 from molvae.train.distributed import all_finite
 from molvae.train.schedules import kl_term, kl_weight
 from molvae.train.state import LoopState, append_metrics
-from molvae.train.validation import _props
+from molvae.train.validation import batch_props
 
 if TYPE_CHECKING:
-    from molvae.train.loop import _Run
+    from molvae.train.run import TrainingRun
 
 
 class TrainingDiverged(RuntimeError):
     """Too many consecutive non-finite losses: the run stopped (the message says where)."""
 
 
-def train_epoch(run: _Run, st: LoopState) -> None:
+def train_epoch(run: TrainingRun, st: LoopState) -> None:
     """This rank's updates for epoch ``st.epoch`` from batch ``st.batch`` on; the loss sums,
     molecules and seconds accumulate in ``st`` (``sums``, ``n_mol``, ``train_time``)."""
     run.net.train()
@@ -59,13 +59,13 @@ def train_epoch(run: _Run, st: LoopState) -> None:
     bar.close()
 
 
-def train_step(run: _Run, st: LoopState, batch: list[int]) -> tuple[float, float]:
+def train_step(run: TrainingRun, st: LoopState, batch: list[int]) -> tuple[float, float]:
     """One update on the molecules ``batch`` (indices into the run's ids): the loss and the KL
     weight. Adds to the epoch's sums in ``st`` and advances ``st.step``."""
     config, device = run.config, run.device
     x, lengths, idx = collate(run.ids, batch, run.model.config.pad_id)
     x = x.to(device, non_blocking=True)
-    props = _props(run.train_props, idx, device)
+    props = batch_props(run.train_props, idx, device)
     beta = kl_weight(st.step, run.steps_per_epoch, config)
     with autocast(device, config.amp):
         o = run.net(x, lengths, props)
@@ -82,7 +82,7 @@ def train_step(run: _Run, st: LoopState, batch: list[int]) -> tuple[float, float
     return loss.item(), beta
 
 
-def _update(run: _Run, st: LoopState, loss: torch.Tensor) -> bool:
+def _update(run: TrainingRun, st: LoopState, loss: torch.Tensor) -> bool:
     """Backward, clip and step when the loss and gradients are finite on every rank; otherwise
     skip the update and count it (too many in a row raise :class:`TrainingDiverged`)."""
     run.opt.zero_grad(set_to_none=True)
@@ -107,7 +107,7 @@ def _update(run: _Run, st: LoopState, loss: torch.Tensor) -> bool:
     return True
 
 
-def _maybe_checkpoint(run: _Run, st: LoopState) -> None:
+def _maybe_checkpoint(run: TrainingRun, st: LoopState) -> None:
     """Write ``last.pt`` with the position inside the epoch when ``checkpoint_minutes`` have
     passed since the last write (one process only: under DDP, only at epoch ends)."""
     minutes = run.config.checkpoint_minutes
@@ -119,7 +119,7 @@ def _maybe_checkpoint(run: _Run, st: LoopState) -> None:
     run.last_save = time.monotonic()
 
 
-def metrics_row(run: _Run, st: LoopState, val: dict[str, float]) -> dict[str, Any]:
+def metrics_row(run: TrainingRun, st: LoopState, val: dict[str, float]) -> dict[str, Any]:
     """The epoch's ``metrics.csv`` row (``st`` holds the epoch's sums over all ranks)."""
     return {
         "epoch": st.epoch + 1,
@@ -134,7 +134,7 @@ def metrics_row(run: _Run, st: LoopState, val: dict[str, float]) -> dict[str, An
     }
 
 
-def save_epoch(run: _Run, st: LoopState, row: dict[str, Any]) -> None:
+def save_epoch(run: TrainingRun, st: LoopState, row: dict[str, Any]) -> None:
     """``best.pt`` when the validation loss improved, then ``last.pt``, then the metrics row."""
     meta = {**run.base_meta, "epochs": st.epoch + 1, "metrics": row}
     if row["val_loss"] < st.best_val_loss:

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from molvae.train.config import TrainConfig
 from molvae.train.distributed import ShardedBatchSampler, init_distributed, sum_over_ranks
 from molvae.train.epoch import TrainingDiverged, metrics_row, save_epoch, train_epoch
 from molvae.train.memory import retain_freed_memory, use_fused_rnn
+from molvae.train.run import TrainingRun
 from molvae.train.schedules import lr_factor
 from molvae.train.state import LoopState, seed_all, start_state
 from molvae.train.validation import evaluate
@@ -58,40 +58,6 @@ class TrainResult:
     nonfinite_steps: int
     model: MolVAE | None = None  # the trained module (every rank has the same weights)
     world_size: int = 1
-
-
-@dataclass
-class _Run:
-    """What stays fixed for the whole run: where, on which rank and device, with what."""
-
-    out: Path
-    config: TrainConfig
-    rank: int
-    world: int
-    device: torch.device
-    created_group: bool  # the process group was created here, so it is destroyed here
-    progress: bool
-    model: MolVAE
-    net: torch.nn.Module  # the model, or its DDP wrapper
-    opt: torch.optim.Optimizer
-    ids: Sequence[np.ndarray]
-    train_props: np.ndarray | None
-    vocab_tokens: list[str]
-    base_meta: dict[str, Any]
-    on_step: Callable[[LoopState], None] | None
-    sched: torch.optim.lr_scheduler.LambdaLR | None = None
-    sampler: Sampler | None = None  # this rank's batches, epoch by epoch (`set_epoch`)
-    steps_per_epoch: int = 0
-    total_steps: int = 0
-    last_save: float = field(default_factory=time.monotonic)  # when last.pt was last written
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def metrics_path(self) -> Path:
-        return self.out / "metrics.csv"
 
 
 def train(
@@ -161,7 +127,7 @@ def prepare(
     meta: dict | None = None,
     progress: bool = False,
     on_step: Callable[[LoopState], None] | None = None,
-) -> tuple[_Run, LoopState]:
+) -> tuple[TrainingRun, LoopState]:
     """Everything `train` sets up before its first step (arguments as there): the run and the
     loop state to start from. With `molvae.train.epoch.train_step` it lets a benchmark step
     the trainer one batch at a time."""
@@ -184,7 +150,7 @@ def _setup(
     vocab_tokens: list[str],
     base_meta: dict[str, Any],
     on_step: Callable[[LoopState], None] | None,
-) -> _Run:
+) -> TrainingRun:
     """Process group, seeds, ``config.json``, model, optimizer and LR schedule (its length is
     known once the batches are: `_schedule`; the factor at step 0 does not depend on it)."""
     rank, world, device, created_group = init_distributed(resolve_device(config.device))
@@ -213,15 +179,16 @@ def _setup(
             find_unused_parameters=model.prop_head is not None and train_props is None,
         )
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    run = _Run(out, config, rank, world, device, created_group, progress and rank == 0, model,
-               net, opt, train_ids, train_props, vocab_tokens, base_meta, on_step)  # fmt: skip
+    run = TrainingRun(out, config, rank, world, device, created_group, progress and rank == 0,
+                      model, net, opt, train_ids, train_props, vocab_tokens, base_meta,
+                      on_step)  # fmt: skip
     run.sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: lr_factor(s, run.total_steps, config)
     )
     return run
 
 
-def _schedule(run: _Run, st: LoopState) -> None:
+def _schedule(run: TrainingRun, st: LoopState) -> None:
     """The batches and the LR schedule's length. A resumed run keeps the batching its ``last.pt``
     records (runs written before batching was a setting: the one they used)."""
     config = run.config
@@ -258,7 +225,7 @@ def load_matching(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> Non
                  "(property_dim %d)", len(fits), model.config.property_dim)  # fmt: skip
 
 
-def _finish(run: _Run, st: LoopState) -> TrainResult:
+def _finish(run: TrainingRun, st: LoopState) -> TrainResult:
     """Wait for rank 0's files, read the history and leave the process group."""
     if run.world > 1:
         dist.barrier()  # rank 0's files are complete before any rank returns

@@ -38,7 +38,7 @@ def evaluate(
     for start in range(0, len(ids), bs):
         x, lengths, idx = collate(ids, range(start, min(start + bs, len(ids))), model.config.pad_id)
         x = x.to(device)
-        p = _props(props, idx, device)
+        p = batch_props(props, idx, device)
         with autocast(device, config.amp):
             out = model(x, lengths, p)
         b = x.shape[0]
@@ -87,7 +87,7 @@ def _greedy_hits(
     return hits
 
 
-def _props(
+def batch_props(
     props: np.ndarray | None, idx: torch.Tensor, device: torch.device
 ) -> torch.Tensor | None:
     """The property rows of a batch's molecules (``batch x property_dim``), or None."""

@@ -36,10 +36,10 @@ import pandas as pd
 import torch
 
 from molvae.chem import canonical
+from molvae.grammar.smiles import GrammarConfig
+from molvae.grammar.tables import tables_for
 from molvae.io import markdown_table
 from molvae.model import LatentCodec
-from molvae.model.grammar import GrammarConfig
-from molvae.model.grammar_tables import tables_for
 from molvae.resources import resolve_model
 
 

@@ -4,7 +4,7 @@
     python pipelines/benchmarks/grammar_property.py --smoke      # 2,000 prefixes (seconds)
 
 Every prefix of three kinds of strings is asked of both grammars with every token of the
-bundled model's vocabulary (`molvae.model.grammar_reference.compare_grammars`): ZINC test
+bundled model's vocabulary (`molvae.grammar.reference.compare_grammars`): ZINC test
 molecules; the same molecules broken by one to three random token edits; and strings the
 bundled model samples without the grammar (temperature 1 and 1.5; most are valid, many are
 not). A string is followed while the reference accepts it. The incremental grammar must never
@@ -26,10 +26,10 @@ import torch
 
 from molvae.data import read_smiles
 from molvae.data.tokens import Vocab, tokenize
+from molvae.grammar.reference import PartialSmilesGrammar, compare_grammars
+from molvae.grammar.smiles import SmilesGrammar
 from molvae.io import markdown_table
 from molvae.model import GrammarConfig, LatentCodec
-from molvae.model.grammar import SmilesGrammar
-from molvae.model.grammar_reference import PartialSmilesGrammar, compare_grammars
 from molvae.resources import resolve_model
 
 MUST_NOT = ("forbids_allowed", "ended_invalid")

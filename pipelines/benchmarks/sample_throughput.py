@@ -44,9 +44,9 @@ from train_throughput import (  # a sibling script (its directory is on sys.path
 from molvae.chem import is_valid
 from molvae.data import cache_dir, encode_all, read_smiles
 from molvae.data.tokens import Vocab
+from molvae.grammar.tables import tables_for
 from molvae.io import markdown_table
 from molvae.model import GrammarConfig, LatentCodec, MolVAE, fast_bf16
-from molvae.model.grammar_tables import tables_for
 from molvae.train import TrainConfig, train
 
 
@@ -99,7 +99,7 @@ DECODINGS = {
     "grammar": GrammarConfig(),
     "grammar-every-row": GrammarConfig(raw_first=False),
 }
-"""Each row's `LatentCodec` grammar: none, the default (raw first, `molvae.model.grammar_hybrid`)
+"""Each row's `LatentCodec` grammar: none, the default (raw first, `molvae.model.hybrid`)
 and every row through the grammar (the decoder before raw first)."""
 
 

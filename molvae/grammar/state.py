@@ -7,20 +7,17 @@ ring closes or an aromatic system is finished) and `pop` undoes it, so a decoder
 
 Which tokens may follow depends on the state only through its *view* (the previous token's kind,
 the pending bond, branch depth, the current atom's record, the open labels); the shared
-`molvae.model.grammar_tables.GrammarTables` caches, per view, which tokens are allowed, which
+`molvae.grammar.tables.GrammarTables` caches, per view, which tokens are allowed, which
 refused, and which need a check against the whole graph ("verify": ring closures, eos, a token
-that finishes an aromatic system; `molvae.model.grammar_checks`), so most steps cost a
+that finishes an aromatic system; `molvae.grammar.checks`), so most steps cost a
 dictionary lookup.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
-from molvae.model.grammar_atoms import ATOM, BOND, CLOSE, EOS, OPEN, RING
-
-if TYPE_CHECKING:
-    from molvae.model.grammar_tables import GrammarTables
+from molvae.grammar.atoms import ATOM, BOND, CLOSE, EOS, OPEN, RING
 
 START = -1  # the previous token's kind before any token
 FORBID, ALLOW, VERIFY = 0, 1, 2
@@ -31,13 +28,29 @@ FORBID, ALLOW, VERIFY = 0, 1, 2
 T, VAL, DEG, NAROM, HI, PROM, NOPEN, FN = range(8)
 
 
+class Tables(Protocol):
+    """What a row's state and the checks read of its vocabulary's tables (a Protocol: the
+    tables, `molvae.grammar.tables.GrammarTables`, build on this module)."""
+
+    tokens: list[str]
+    labels: list[str]
+    atypes: list[Any]
+    aromatic: list[bool]
+    elem: list[Any]
+    stats: Any
+
+    def view_id(self, st: RowState) -> int:
+        """The id of the view (the part of the state a verdict depends on) ``st`` is in."""
+        ...
+
+
 class RowState:
     """The grammar state of one string; `push` a token id (False: refused, state unchanged)."""
 
     __slots__ = ("atoms", "g", "labels", "last", "nbrs", "openb", "paren", "pend", "prev",
                  "ring_cap", "toks", "trail", "vid")  # fmt: skip
 
-    def __init__(self, tables: GrammarTables, ring_cap: int = 0):
+    def __init__(self, tables: Tables, ring_cap: int = 0):
         self.g = tables
         self.ring_cap = ring_cap  # the largest ring a closure may make (0: any)
         self.atoms: list[tuple] = []

@@ -1,6 +1,6 @@
 """The step loop of grammar-constrained decoding, in lanes that overlap GRU and bookkeeping.
 
-The slots in flight (`molvae.model.constrained.ConstrainedState`) are split into lanes by slot
+The slots in flight (`molvae.grammar.constrained.ConstrainedState`) are split into lanes by slot
 number. While one lane's decoder step runs in a worker thread (PyTorch releases the GIL), the
 main thread chooses the tokens of the other lane; so on a machine with two cores the GRU and
 the per-row grammar work run side by side instead of one after the other. Every choice, and
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from molvae.model.constrained import ConstrainedState, advance
+from molvae.grammar.constrained import ConstrainedState, advance
 
 MIN_LANE_ROWS = 64  # below this many rows in flight, one lane (a thread would not pay)
 

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from molvae.model.grammar import GrammarConfig, SmilesGrammar
+from molvae.grammar.smiles import GrammarConfig, SmilesGrammar
 
 if TYPE_CHECKING:
     from molvae.model.vae import MolVAE

@@ -2,7 +2,7 @@
 
 `molvae.model.decoding.decode_constrained` runs the decoder GRU; this module decides, for a
 batch of rows that each have a fresh next-token distribution, which token each row takes. A
-constraint with a batched state (`molvae.model.grammar.SmilesGrammar.start`) masks every row's
+constraint with a batched state (`molvae.grammar.smiles.SmilesGrammar.start`) masks every row's
 distribution in one table read before anything is chosen, and the choice itself is vectorized
 over the batch; only a row whose chosen token fails a check the mask could not make (a ring
 closure, eos, a finished aromatic ring), or that hit a dead end, takes the per-row path with

@@ -1,5 +1,5 @@
 """The reference grammar: partialsmiles parses each whole prefix, and a checker that holds the
-incremental grammar (`molvae.model.grammar.SmilesGrammar`) against it.
+incremental grammar (`molvae.grammar.smiles.SmilesGrammar`) against it.
 
 `PartialSmilesGrammar` is the grammar decoding used before the incremental state existed: it
 asks partialsmiles (a validating parser for incomplete SMILES, by Noel O'Boyle) whether a prefix
@@ -19,7 +19,7 @@ import partialsmiles
 
 from molvae.chem import is_valid, parse
 from molvae.data.tokens import Vocab
-from molvae.model.grammar_atoms import HALOGENS
+from molvae.grammar.atoms import HALOGENS
 
 
 class PartialSmilesGrammar:
@@ -135,7 +135,7 @@ def compare_grammars(
     fast, reference: PartialSmilesGrammar, sequences: Iterable[Sequence[int]], limit: int = 0
 ) -> Comparison:
     """Every token after every prefix of ``sequences`` that the reference accepts, asked of both
-    grammars; ``fast`` is a `molvae.model.grammar.SmilesGrammar`. A string is followed while the
+    grammars; ``fast`` is a `molvae.grammar.smiles.SmilesGrammar`. A string is followed while the
     reference accepts it (broken strings give their prefixes up to the first error); ``limit``
     stops after that many prefixes. Kinds counted: ``forbids_allowed`` (fast refuses what the
     reference allows: must not happen), ``allows_forbidden`` (fast is more lenient), and

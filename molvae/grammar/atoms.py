@@ -1,6 +1,6 @@
 """Atom-level rules of the incremental SMILES grammar: token kinds, valences, kekulization.
 
-`molvae.model.grammar_state` keeps a graph per string and asks these pure functions whether an
+`molvae.grammar.state` keeps a graph per string and asks these pure functions whether an
 atom's valence is still possible and whether a finished aromatic system can be kekulized. The
 rules are partialsmiles' (`partialsmiles.smiparser.SmilesParser.hasCommonValence`,
 `partialsmiles.valence.NeedsDblBond`), restated over plain numbers so that a check costs a few

@@ -1,7 +1,7 @@
-"""The checks of the incremental SMILES grammar, on a `molvae.model.grammar_state.RowState`.
+"""The checks of the incremental SMILES grammar, on a `molvae.grammar.state.RowState`.
 
 Local checks read only what a state's view holds (syntax, the valence of the atoms a token
-touches) and are cached per view by `molvae.model.grammar_tables`; the rest (a finished aromatic
+touches) and are cached per view by `molvae.grammar.tables`; the rest (a finished aromatic
 system's kekulization, a ring closure's opener, duplicate bond and ring size, eos) read the
 whole graph and run when such a token is chosen.
 """
@@ -13,7 +13,7 @@ from collections import Counter
 from rdkit import Chem
 
 from molvae.chem import parse
-from molvae.model.grammar_atoms import (
+from molvae.grammar.atoms import (
     ATOM,
     BOND,
     CLOSE,
@@ -24,7 +24,7 @@ from molvae.model.grammar_atoms import (
     perfect_matching,
     valence_ok,
 )
-from molvae.model.grammar_state import DEG, FN, HI, NAROM, NOPEN, PROM, VAL, RowState
+from molvae.grammar.state import DEG, FN, HI, NAROM, NOPEN, PROM, VAL, RowState
 
 
 def complete(st: RowState, a: int) -> bool:

@@ -1,5 +1,5 @@
 """Per-vocabulary tables of the incremental SMILES grammar: each token's kind and, per view of a
-`molvae.model.grammar_state.RowState`, which tokens are allowed.
+`molvae.grammar.state.RowState`, which tokens are allowed.
 
 A view's row is filled the first time a string reaches it, by trying every token on that
 string's state (apply, check the atoms it touched, undo); later strings in the same view read
@@ -16,9 +16,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from molvae.data.tokens import SPECIALS, Vocab
-from molvae.model import grammar_checks
-from molvae.model.grammar_atoms import ATOM, EOS, NEVER, RING, classify
-from molvae.model.grammar_state import ALLOW, FORBID, VERIFY, RowState
+from molvae.grammar import checks as grammar_checks
+from molvae.grammar.atoms import ATOM, EOS, NEVER, RING, classify
+from molvae.grammar.state import ALLOW, FORBID, VERIFY, RowState
 
 _SHARED: dict[tuple[str, ...], GrammarTables] = {}
 _SHARED_LOCK = threading.Lock()

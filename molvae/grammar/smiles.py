@@ -3,15 +3,15 @@
 A character VAE samples one token at a time and, at temperature 1, writes many strings RDKit
 rejects: rings left open, unbalanced branches, over-full valences, aromatic rings that cannot be
 kekulized. `SmilesGrammar` keeps, per string, an incremental state of what the prefix has built
-(`molvae.model.grammar_state`): the branch stack, the open ring bonds and their orders, each
+(`molvae.grammar.state`): the branch stack, the open ring bonds and their orders, each
 atom's bonds, the aromatic atoms still to be kekulized. Whether a token may follow is a table
-lookup for that state's view (`molvae.model.grammar_tables`), so a constrained decoder
+lookup for that state's view (`molvae.grammar.tables`), so a constrained decoder
 (`molvae.model.vae.MolVAE.decode` with ``constraint=``) masks a whole batch's logits per step
 instead of parsing every prefix. The decoder's distribution over the allowed tokens is
 unchanged up to renormalisation.
 
 The rules are partialsmiles' (a validating parser for incomplete SMILES, by Noel O'Boyle), which
-`molvae.model.grammar_reference.PartialSmilesGrammar` still runs as the reference; RDKit has the
+`molvae.grammar.reference.PartialSmilesGrammar` still runs as the reference; RDKit has the
 final word when a string ends.
 """
 
@@ -25,10 +25,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from molvae.data.tokens import Vocab
-from molvae.model.grammar_atoms import NEVER
-from molvae.model.grammar_checks import molecule_ok
-from molvae.model.grammar_state import ALLOW, FORBID, RowState
-from molvae.model.grammar_tables import tables_for
+from molvae.grammar.atoms import NEVER
+from molvae.grammar.checks import molecule_ok
+from molvae.grammar.state import ALLOW, FORBID, RowState
+from molvae.grammar.tables import tables_for
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ class GrammarConfig:
     macrocycles were 4x as frequent (3.1% of samples against 0.7% raw). Set None for a model
     trained on macrocycles.
 
-    ``raw_first`` (`molvae.model.grammar_hybrid`): decode every row raw, keep the strings the
+    ``raw_first`` (`molvae.model.hybrid`): decode every row raw, keep the strings the
     grammar takes, and decode only the others with the grammar. Greedy keeps a string the
     grammar accepts token by token and at eos, so its output is the same string for string (a
     row's raw string is accepted only if its best token is allowed at every step, and then
@@ -183,7 +183,7 @@ def _no_gc() -> Iterator[None]:
 
 
 class BatchGrammar:
-    """The states of a batch of strings, one per slot, driven by `molvae.model.constrained`.
+    """The states of a batch of strings, one per slot, driven by `molvae.grammar.constrained`.
 
     `masks` reads each slot's view in one table lookup. `fast` takes, for a whole batch at once,
     every chosen token whose verdict is "allowed" and whose next view the tables already know
