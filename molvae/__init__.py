@@ -45,7 +45,7 @@ _EXPORTS = {
     "molvae.evaluation": ("EvaluateConfig", "EvaluationResult", "evaluate"),
     "molvae.bo": (
         "BOConfig", "CampaignResult", "load_campaign", "random_search", "run_campaign",
-        "write_report", "GradientConfig", "gradient_campaign",
+        "write_report", "write_html_report", "GradientConfig", "gradient_campaign",
     ),
     "molvae.runs": (
         "OptimizeRunConfig", "TrainRunConfig", "evaluate_model", "optimize", "train_on_smiles",
@@ -115,6 +115,7 @@ __all__ = [
     "token_cache",
     "tokenize",
     "train_on_smiles",
+    "write_html_report",
     "write_report",
 ]
 
@@ -141,6 +142,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time the names load
         load_campaign,
         random_search,
         run_campaign,
+        write_html_report,
         write_report,
     )
     from molvae.chem import (

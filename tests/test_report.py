@@ -54,7 +54,7 @@ def test_best_so_far_counts_charged_oracle_calls():
 
 def test_write_report_files_and_images(campaign):
     files = write_report(campaign, top_k=4)
-    assert set(files) == {"trace", "top_molecules", "summary"}
+    assert set(files) == {"trace", "top_molecules", "summary", "html"}
     assert all(p.parent == campaign / "report" and p.stat().st_size > 0 for p in files.values())
     for name in ("trace", "top_molecules"):
         with Image.open(files[name]) as im:

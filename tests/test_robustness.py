@@ -376,7 +376,9 @@ def test_data_never_names_a_file(tiny_campaign) -> None:
     """Campaign files have fixed names: no SMILES or objective name becomes a path."""
     names = {str(p.relative_to(tiny_campaign.dir)) for p in tiny_campaign.dir.rglob("*")}
     fixed = ["config.json", "pool.csv", "evaluations.csv", "state.json", "report",
-             "report/trace.png", "report/top_molecules.png", "report/summary.md"]  # fmt: skip
+             "report/trace.png", "report/top_molecules.png", "report/summary.md",
+             "report/index.html", "report/depictions.json",
+             "report/substructures.json"]  # fmt: skip
     assert names == set(fixed)
 
 

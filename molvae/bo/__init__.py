@@ -10,8 +10,9 @@ where the trust region sits and restarts (``regions``), weighted retraining's sc
 (``retrain``) and data (``retrain_data``), when a campaign stops (``stopping``), one iteration
 (``iteration``), the loop with ``run_campaign`` and ``random_search`` (``loop``),
 property-guided latent ascent (``gradient``), best / top-10 / PMO top-10 AUC (``metrics``), the
-report (``report``), and the ``molvae.chem``-backed default callables
-(``chemistry``).
+report (``report``; its offline HTML page ``html_report``, with ``html_page``, ``depictions``,
+``substructures``, ``trace_chart``, ``latent_map``, ``svg_plot``, ``iteration_table``), and
+the ``molvae.chem``-backed default callables (``chemistry``).
 
 Must not import ``molvae.model``, ``molvae.train``, ``molvae.evaluation``, ``molvae.runs`` or
 ``molvae.cli``: the loop never sees the VAE, it gets decode/encode/objective callables. It may
@@ -43,6 +44,7 @@ from molvae.bo.gradient import (
     ascent_step,
     gradient_campaign,
 )
+from molvae.bo.html_report import read_campaign, write_html_report
 from molvae.bo.loop import random_search, run_campaign
 from molvae.bo.metrics import campaign_metrics, top_k_auc, top_k_mean
 from molvae.bo.regions import restart_region
@@ -143,6 +145,7 @@ __all__ = [
     "propose_molecules",
     "random_search",
     "rank_weights",
+    "read_campaign",
     "read_table",
     "resolve_batch",
     "restart_region",
@@ -157,6 +160,7 @@ __all__ = [
     "top_molecules",
     "trust_region_box",
     "update_trust_region",
+    "write_html_report",
     "write_report",
     "z_columns",
 ]

@@ -34,7 +34,13 @@ from molvae.bo.config import (
     iteration_seed,
 )
 from molvae.bo.iteration import run_batch
-from molvae.bo.loop import InitData, finish_campaign, initial_calls, start_campaign
+from molvae.bo.loop import (
+    InitData,
+    finish_campaign,
+    initial_calls,
+    refresh_report,
+    start_campaign,
+)
 from molvae.bo.stopping import iteration_cap, stop_reason
 from molvae.bo.store import CampaignResult, z_columns
 
@@ -221,10 +227,9 @@ def gradient_campaign(
     ``gradient.n_starts`` best of it start the chains. ``config`` supplies the budget, seed,
     decode attempts and re-drawing among attempts (there are no spare candidates). The
     gradient settings are pinned in ``config.json`` with the caller's ``metadata["pinned"]``:
-    a resume with others is refused.
+    a resume with others is refused. The report is rewritten after every batch.
     """
-    metadata = dict(metadata or {})
-    pinned = asdict(gradient)
+    metadata, pinned = dict(metadata or {}), asdict(gradient)
     if gradient.substep_growth == 1.0:  # as campaigns before the setting existed pinned it
         pinned.pop("substep_growth")
     metadata["pinned"] = {**metadata.get("pinned", {}), "gradient": pinned}
@@ -253,6 +258,7 @@ def gradient_campaign(
         chain = torch.tensor(pending["z"], dtype=torch.float64)
         run.state["chain"] = pending["z"]  # written with the iteration's record, atomically
         run_batch(run, t, pending)
+        refresh_report(run, report)
         bar.update(1)
         t += 1
     bar.close()

@@ -158,7 +158,8 @@ def _campaign(
     report: bool,
     init_data: InitData | None = None,
 ) -> CampaignResult:
-    """The loop shared by ``run_campaign`` and ``random_search`` (``kind`` "bo" or "random")."""
+    """The loop shared by ``run_campaign`` and ``random_search`` (``kind`` "bo" or "random");
+    with ``report`` the report is rewritten after every batch and when the campaign stops."""
     run = start_campaign(kind, cfg, out_dir, fns, init_smiles, metadata, init_data)
     cfg = run.cfg  # init_pool resolved; an old directory's settings
     t = run.state["iteration"] + 1
@@ -179,10 +180,18 @@ def _campaign(
         if pending is None:
             pending = propose(run, t, min(cfg.batch_size, remaining), start)
         run_batch(run, t, pending)
+        refresh_report(run, report)
         _advance_bar(bar, run, t)
         t += 1
     bar.close()
     return finish_campaign(run, reason, report)
+
+
+def refresh_report(run: CampaignRun, report: bool) -> None:
+    """Rewrite the report after a batch (when ``report``): with an oracle of minutes a molecule
+    a campaign runs for days, and its report should show where it stands."""
+    if report:
+        write_report(load_campaign(run.store.dir), top_k=run.cfg.top_k)
 
 
 def finish_campaign(run: CampaignRun, reason: str, report: bool) -> CampaignResult:

@@ -6,6 +6,7 @@ Reads a campaign through ``molvae.bo.store`` (never the loop); writes through ``
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -13,8 +14,11 @@ import numpy as np
 import pandas as pd
 
 from molvae.bo.accounting import CALLED, charged_rows
+from molvae.bo.html_report import read_campaign, write_html_report
+from molvae.bo.iteration_table import iteration_table
 from molvae.bo.metrics import PMO_FREQ_LOG, campaign_metrics
-from molvae.bo.store import STATUSES, CampaignResult, load_campaign, top_molecules
+from molvae.bo.store import STATUSES, CampaignResult, top_molecules
+from molvae.bo.substructures import substructures
 from molvae.io import markdown_table, write_bytes, write_text, write_with
 
 
@@ -59,7 +63,7 @@ def _plot_trace(ax, result: CampaignResult, label: str, mark_init: bool) -> None
 
 
 def _as_result(campaign: CampaignResult | str | Path) -> CampaignResult:
-    return load_campaign(campaign) if isinstance(campaign, (str, Path)) else campaign
+    return read_campaign(campaign)  # a directory that is no campaign: one clear error
 
 
 def plot_trace(result: CampaignResult, path: Path) -> Path:
@@ -145,23 +149,8 @@ def oracle_calls_line(result: CampaignResult) -> str:
             f"{c['free_pool']} free pool).")  # fmt: skip
 
 
-# Per iteration: what was proposed and what it decoded to (new-molecule rate, duplicates and
-# invalid rows, and before re-drawing), the trust region and its restarts, timings.
-_ITERATION_COLUMNS = (
-    "iteration", "source", "q", "n_ok", "n_new", "new_rate", "duplicate_rate", "invalid_rate",
-    "primary_duplicate", "primary_invalid", "redrawn_attempt", "redrawn_spare", "best",
-    "tr_length", "tr_restarted", "tr_center", "gp_points", "fit_s", "acq_s", "wall_s",
-    "fallback",
-)  # fmt: skip
-
-
 def _iterations_table(iterations: pd.DataFrame) -> str:
-    cols = [c for c in _ITERATION_COLUMNS if c in iterations.columns]
-    table = iterations[cols].copy()
-    for c in ("new_rate", "duplicate_rate", "invalid_rate"):
-        if c in table.columns:
-            table[c] = table[c].map(lambda v: f"{100 * v:.0f}%")
-    return markdown_table(table)
+    return markdown_table(iteration_table(iterations))
 
 
 def summary_markdown(result: CampaignResult, images: dict[str, Path], top_k: int = 12) -> str:
@@ -198,14 +187,24 @@ def summary_markdown(result: CampaignResult, images: dict[str, Path], top_k: int
     if result.metadata:
         parts += ["## Run metadata", "\n".join(f"- {k}: {v}" for k, v in result.metadata.items())]
     parts += ["## Images", *(f"![{name}]({p.name})" for name, p in images.items())]
+    parts += [
+        "Interactive report (every scored molecule, trace, latent map): [index.html](index.html)"
+    ]
     return "\n\n".join(parts) + "\n"
 
 
-def write_report(campaign: CampaignResult | str | Path, top_k: int = 12) -> dict[str, Path]:
-    """Write ``trace.png``, ``top_molecules.png`` and ``summary.md`` into ``out_dir/report/``.
+def write_report(
+    campaign: CampaignResult | str | Path, top_k: int = 12, smarts: Iterable[str] = ()
+) -> dict[str, Path]:
+    """Write ``trace.png``, ``top_molecules.png``, ``summary.md`` and the HTML report
+    ``index.html`` (`molvae.bo.html_report.write_html_report`, its substructure filter with the
+    extra ``smarts``) into ``out_dir/report/``.
 
-    Returns the written files by name (``top_molecules`` is missing when nothing parses).
+    Returns the written files by name (``top_molecules`` is missing when nothing parses). An
+    invalid SMARTS raises ValueError before anything is written.
     """
+    smarts = list(smarts)
+    substructures(smarts)
     result = _as_result(campaign)
     report_dir = Path(result.out_dir) / "report"
     images: dict[str, Path] = {"trace": plot_trace(result, report_dir / "trace.png")}
@@ -215,4 +214,4 @@ def write_report(campaign: CampaignResult | str | Path, top_k: int = 12) -> dict
     if grid is not None:
         images["top_molecules"] = grid
     summary = write_text(report_dir / "summary.md", summary_markdown(result, images, top_k))
-    return {**images, "summary": summary}
+    return {**images, "summary": summary, "html": write_html_report(result, smarts)}

@@ -66,10 +66,10 @@ def make_campaign(path: Path, n: int, cfg: BOConfig, dim: int, seed: int = 0) ->
         rows.append({"iteration": int(it), "index": i % cfg.batch_size, "source": "bo",
                      "smiles": _name(zi), "canonical": _name(zi), "score": float(si),
                      "status": "ok", "valid_fraction": 1.0, "z": zi})  # fmt: skip
-    from molvae.bo.store import EVAL_COLUMNS, _csv_line
+    from molvae.bo.store import EVAL_COLUMNS, csv_line
 
-    lines = [_csv_line([*EVAL_COLUMNS, *z_columns(dim)])]
-    lines += [_csv_line([r[c] for c in EVAL_COLUMNS] + [float(v) for v in r["z"]]) for r in rows]
+    lines = [csv_line([*EVAL_COLUMNS, *z_columns(dim)])]
+    lines += [csv_line([r[c] for c in EVAL_COLUMNS] + [float(v) for v in r["z"]]) for r in rows]
     write_text(store.eval_path, "".join(lines))
     last = int(its[-1]) if len(its) else 0
     store.write_state({"iteration": last, "iterations": [], "trust_region": None})
