@@ -6,7 +6,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: install pmo-install demo test test-avx2 lint format clean
+.PHONY: install pmo-install demo test test-slow test-avx2 lint format docs clean
 
 $(BIN)/molvae: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,8 +31,11 @@ pmo-install: $(PMO_STAMP)  ## PyTDC's PMO oracles for `pmo:<task>` objectives (p
 demo: install  ## the main job: a short BO campaign with the bundled model and data
 	$(BIN)/molvae optimize --budget 100 --batch-size 25 --out campaigns/demo
 
-test: install  ## the test suite (CPU, a few minutes)
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+test: install  ## the quick suite: every test but the end-to-end ones marked slow (CPU, minutes)
+	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+test-slow: install  ## the end-to-end tests (whole campaigns, kills and resumes, benchmark smokes)
+	$(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
 
 # The tests float rounding could move (and the constrained acquisition), with PyTorch's and oneDNN's kernels capped at AVX2.
 ROUNDING_TESTS := tests/test_model.py tests/test_codec.py tests/test_grammar.py tests/test_decoding.py tests/test_grammar_property.py tests/test_prior.py tests/test_train_gru.py tests/test_train_resume.py tests/test_constraints.py tests/test_bo_candidates.py
@@ -43,9 +46,12 @@ lint: install
 	$(BIN)/ruff check molvae tests pipelines
 	$(BIN)/ruff format --check molvae tests pipelines
 
+docs: install  ## the documentation site (mkdocs.yml, docs/) into site/; a warning fails it
+	$(BIN)/mkdocs build --strict --site-dir site
+
 format: install
 	$(BIN)/ruff check --fix molvae tests pipelines
 	$(BIN)/ruff format molvae tests pipelines
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build dist site *.egg-info .pytest_cache .ruff_cache

@@ -66,6 +66,7 @@ def test_sample_throughput_smoke(tmp_path, load) -> None:
     assert (grammar["molecules"] == 16).all() and grammar["mol_per_s"].gt(0).all()
 
 
+@pytest.mark.slow
 def test_grammar_decoding_smoke_counts_the_strings_it_decoded(tmp_path, load, monkeypatch) -> None:
     """The table against a recount of the strings the benchmark decoded (seen through a spy on
     the codec), and the grammar's promise: a constrained row that ends with eos is valid.

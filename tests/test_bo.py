@@ -352,6 +352,7 @@ def test_coding_error_in_the_fit_stops_the_campaign(tmp_path, monkeypatch):
     assert not (tmp_path / "e" / "state.json").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("acq", ["qucb", "ts"])
 def test_other_acquisitions_and_trust_region(tmp_path, acq):
     cfg = dataclasses.replace(TINY, acquisition=acq, trust_region=True, max_iterations=2)

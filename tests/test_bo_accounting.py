@@ -163,6 +163,7 @@ def test_duplicates_and_invalid_decodes_cost_nothing(tmp_path):
     assert res.stop_reason.startswith("budget reached: 8 of 8 oracle calls")
 
 
+@pytest.mark.slow
 def test_init_data_costs_nothing_is_never_rescored_and_bad_rows_are_reported(tmp_path, caplog):
     """(c) Measured molecules join the design for free; the pool and proposals skip them."""
     path = tmp_path / "measured.csv.gz"

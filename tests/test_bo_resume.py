@@ -141,6 +141,7 @@ def test_reference_run_moves_the_trust_region(reference):
     assert sum(w.startswith("append_rows") for w in log) == n_rows
 
 
+@pytest.mark.slow
 def test_killed_at_every_write_resumes_exactly(reference, tmp_path):
     ref, log = reference
     ref_csv, ref_state = (ref / "evaluations.csv").read_bytes(), state_without_timing(ref)

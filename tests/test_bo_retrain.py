@@ -193,6 +193,7 @@ def _writes(mp: pytest.MonkeyPatch, kill_at: int | None = None) -> Writes:
     return writes
 
 
+@pytest.mark.slow
 def test_killed_at_every_write_of_a_retraining_campaign_resumes_exactly(tmp_path) -> None:
     ref = tmp_path / "ref"
     with pytest.MonkeyPatch.context() as mp:

@@ -102,6 +102,7 @@ def test_campaign_saves_loadable_models_and_their_latents(reference, tiny_model)
     assert pinned["finetune"]["steps"] == FT.steps
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["saving the model", "writing the latents"])
 def test_killed_in_a_retraining_resumes_to_the_same_campaign(
     reference, tiny_model, pool_file, tmp_path, monkeypatch, where
@@ -151,6 +152,7 @@ def test_bo_benchmark_runs_bo_retrain(tiny_model, tmp_path) -> None:
     assert not (out / "qed-bo-seed0" / "models").exists()
 
 
+@pytest.mark.slow
 def test_cli_retrain_every_fine_tunes_and_pins_its_settings(tiny_campaign, tmp_path) -> None:
     from molvae.cli import main
 

@@ -117,6 +117,7 @@ def _assert_standardized(z: np.ndarray, what: str) -> None:
     assert abs(z.var() - 1) < 4 * np.sqrt((kurtosis - 1) / n), (what, z.var(), kurtosis)
 
 
+@pytest.mark.slow
 def test_standardization_constants_are_zinc250k_moments() -> None:
     """``penalized_logp``'s constants are ZINC-250k means and standard deviations: z-scored with
     them, ZINC-250k molecules (24,445 of JT-VAE's validation split) have mean 0 and variance 1.

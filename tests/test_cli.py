@@ -97,6 +97,7 @@ def test_damaged_checkpoint_is_one_line(tmp_path, capsys) -> None:
     assert str(bad) in err and "\n" not in err
 
 
+@pytest.mark.slow
 def test_evaluate_small(tmp_path) -> None:
     from conftest import ZINC_SMALL
 

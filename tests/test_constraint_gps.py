@@ -51,6 +51,7 @@ def _half_feasible(seed: int) -> tuple[torch.Tensor, ...]:
     return x, x[:, 0] * 10.0, x[:, 0] <= 0.5, (x[:, 0] - 0.5).unsqueeze(-1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("acq", ["qlogei", "qucb", "ts"])
 def test_slack_gps_propose_at_the_boundary(acq: str) -> None:
     """Where the binary GP's proposals scatter around the boundary (and qLogEI now and then
@@ -113,6 +114,7 @@ def _slack(calls: list[int]):
     return fn
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["slack", "binary"])
 def test_campaign_fits_constraint_gps_once_a_molecule_missed(tmp_path, model: str) -> None:
     torch.set_num_threads(1)
@@ -149,6 +151,7 @@ def test_cli_chooses_the_constraint_model() -> None:
         BOConfig(surrogate="latent", constraint_model="soft")
 
 
+@pytest.mark.slow
 def test_a_campaign_from_before_slack_gps_resumes_with_the_binary_gp(tmp_path) -> None:
     """Two constraints (at most six carbons, at least six: some molecules miss each): two slack
     GPs; a directory whose config predates ``constraint_model`` goes on with the one binary GP

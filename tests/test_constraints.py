@@ -107,6 +107,7 @@ def test_observations_mark_infeasible_rows_and_their_duplicates() -> None:
     assert feasible.tolist() == [True, True, False, False, True]
 
 
+@pytest.mark.slow
 def test_acquisition_weighs_the_objective_by_feasibility() -> None:
     """y rises with z0 but z0 > 0.5 misses the constraint: each acquisition's proposal sits at
     the boundary of the feasible half (the median over four data sets: a regression GP on
@@ -142,6 +143,7 @@ class _AtMostSixCarbons(F.Objective):
         ]
 
 
+@pytest.mark.slow
 def test_campaign_reports_only_feasible_molecules_and_counts_misses(tmp_path) -> None:
     torch.set_num_threads(1)
     cfg = BOConfig(surrogate="latent",

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
 from molvae.data.batching import BucketBatchSampler
@@ -55,6 +56,7 @@ def test_sharded_batches_are_disjoint_and_equal_in_number() -> None:
     assert shards[1][0] == inner.batches()[1]
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_end_with_identical_weights(tmp_path: Path) -> None:
     script = tmp_path / "worker.py"
     script.write_text(WORKER)

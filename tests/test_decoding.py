@@ -198,6 +198,7 @@ def test_raw_first_greedy_is_the_constrained_greedy_on_a_tiny_model(tiny) -> Non
     assert_raw_first_greedy_is_exact(tiny, z, 0.2)
 
 
+@pytest.mark.slow
 def test_raw_first_greedy_is_the_constrained_greedy(codec) -> None:
     """Where the grammar accepts a row's raw greedy string, constrained greedy decoding writes
     the same string; so raw first changes no greedy string (here 300 latents; the slow test

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pytest
 import torch
 from conftest import load_pipeline
 
@@ -16,6 +17,7 @@ CHARGED = ["COc1cc2c(cc1OC)CC([NH3+])C2", "C[C@@H]1CC[C@@H](C(N)=O)CN1C(=O)c1nnn
            "C[NH+](C)CCc1ccccc1", "CC(C)[NH2+]CC(O)c1ccccc1"] * 30  # fmt: skip
 
 
+@pytest.mark.slow
 def test_charged_fine_tune_then_jin_and_bo_benchmarks(tiny_model, tmp_path) -> None:
     zinc = tmp_path / "zinc250k.smi"
     zinc.write_text("\n".join(CHARGED) + "\n")

@@ -75,6 +75,7 @@ def test_kl_matches_hand_computed_value() -> None:
     assert torch.allclose(kl_divergence(mu, logvar), expected)
 
 
+@pytest.mark.slow
 def test_tiny_model_overfits_one_batch(zinc_small) -> None:
     vocab = Vocab.build(zinc_small)
     model = tiny_model(vocab, enc_hidden=64, dec_hidden=64)

@@ -112,6 +112,7 @@ def test_graph_ga_smoke_spends_the_budget_and_resumes(tmp_path, pmo, capsys) -> 
     "free_pool" not in {f.name for f in fields(BOConfig)},
     reason="BOConfig does not charge the initial pool yet",
 )
+@pytest.mark.slow
 def test_random_smoke_counts_the_pool(tmp_path, pmo, tiny_model) -> None:
     args = ["--smoke", "--methods", "random", "--model", str(tiny_model), "--out", str(tmp_path)]
     assert pmo.main(args) == 0

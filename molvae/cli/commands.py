@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from molvae.bo import BOConfig, GradientConfig
+from molvae.bo import BOConfig, GradientConfig, read_campaign, write_report
 from molvae.chem import (
     available_objectives,
     get_objective,
@@ -91,6 +91,8 @@ def _cmd_score(a: argparse.Namespace) -> None:
         for name, desc in available_objectives().items():
             print(f"{name:12s} {desc}")
         return
+    if a.input is None:
+        raise ValueError("a SMILES file to score is required (or --list for the objectives)")
     specs = a.objective or ["qed"]
     objectives = [get_objective(s) for s in specs]  # unknown names fail before any work
     parse_constraints(a.constraint)
@@ -186,10 +188,17 @@ def _cmd_optimize(a: argparse.Namespace) -> None:
     else:
         print(f"best {result.best_score:.4g}: {result.best_smiles}")
     print(f"stopped: {result.stop_reason}")
-    print(f"report: {Path(a.out) / 'report' / 'summary.md'}")
+    print(f"report: {Path(a.out) / 'report' / 'index.html'} (and summary.md)")
     c = result.oracle_counts()
     print(f"oracle calls: {c['calls']} of {c['budget']} (pool {c['pool']}, proposals "
           f"{c['proposals']}); free: {c['free_data'] + c['free_pool']}")  # fmt: skip
+
+
+def _cmd_report(a: argparse.Namespace) -> None:
+    result = read_campaign(a.campaign)  # a directory that is no campaign: one line
+    files = write_report(result, top_k=result.config.top_k, smarts=a.smarts)
+    for name, path in files.items():
+        print(f"{name}: {path}")
 
 
 def _cmd_fetch(a: argparse.Namespace) -> None:
@@ -203,5 +212,6 @@ COMMANDS = {
     "score": _cmd_score,
     "evaluate": _cmd_evaluate,
     "optimize": _cmd_optimize,
+    "report": _cmd_report,
     "fetch-zinc": _cmd_fetch,
 }

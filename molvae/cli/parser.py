@@ -95,7 +95,8 @@ def _add_model_size(p: argparse.ArgumentParser) -> None:
 
 def _score(sub: Any) -> None:
     p = sub.add_parser("score", help="add objective scores (and a status column) to a SMILES file")
-    p.add_argument("input")
+    # optional so that `molvae score --list` needs no file; the command says when it is missing
+    p.add_argument("input", nargs="?", help="SMILES file (.smi/.txt/.csv, optionally .gz)")
     p.add_argument(
         "--objective",
         "-O",
@@ -111,6 +112,22 @@ def _score(sub: Any) -> None:
     add_out(p, None, CSV_OUT)
 
 
+def _report(sub: Any) -> None:
+    p = sub.add_parser(
+        "report",
+        help="rebuild a campaign's report: report/index.html (offline HTML), summary.md, PNGs",
+    )
+    p.add_argument("campaign", metavar="DIR", help="campaign directory, finished or not")
+    p.add_argument(
+        "--smarts",
+        action="append",
+        default=[],
+        metavar="SMARTS",
+        help="also offer this substructure in the HTML report's filter (matched with RDKit "
+        "when the report is written; the page cannot match new patterns); repeatable",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``molvae`` parser with its verbs."""
     parser = argparse.ArgumentParser(
@@ -124,5 +141,6 @@ def build_parser() -> argparse.ArgumentParser:
     _score(sub)
     add_evaluate(sub)
     add_optimize(sub)
+    _report(sub)
     sub.add_parser("fetch-zinc", help="download and cache the full MOSES ZINC splits")
     return parser
