@@ -38,11 +38,14 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Objective:
-    """A score to maximize. ``name`` is the spec that rebuilds it through ``get_objective``."""
+    """A score to maximize. ``name`` is the spec that rebuilds it through ``get_objective``;
+    ``version`` names what else decides its values (a package's version, a target's files), so a
+    stored score is reused only while both match ("" = the spec alone decides)."""
 
     name: str
     description: str
     fn: Callable[[Mol], float]
+    version: str = ""
 
 
 def neg_sa_score(mol: Mol) -> float:
