@@ -129,7 +129,7 @@ class BOConfig:
     vae_neighbours: int = 0
     vae_parents: int = 20
     fp_max_points: int = 2000
-    # None: 1.1 x the largest molecule the campaign started from (its iteration-0 rows); 0: none
+    # None: 1.5 x the largest molecule the campaign started from (its iteration-0 rows); 0: none
     max_heavy_atoms: int | None = None
 
     def __post_init__(self) -> None:

@@ -23,7 +23,7 @@ def _add_bo_settings(p: argparse.ArgumentParser) -> None:
                    help="decodes around each best latent (default: %(default)s)")  # fmt: skip
     p.add_argument("--max-heavy-atoms", type=int, default=None, metavar="N",
                    help="--surrogate fingerprint: no candidate larger than N heavy atoms (default: "
-                   "1.1 x the largest molecule of the initial design; 0: no limit)")  # fmt: skip
+                   "1.5 x the largest molecule of the initial design; 0: no limit)")  # fmt: skip
     p.add_argument("--acquisition", choices=ACQUISITIONS, default=default(BOConfig, "acquisition"),
                    help="--surrogate latent (default: %(default)s)")  # fmt: skip
     p.add_argument("--trust-region", action=argparse.BooleanOptionalAction,
