@@ -46,6 +46,9 @@ def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
     )
     try:
         with os.fdopen(fd, mode, **({"encoding": "utf-8"} if mode == "w" else {})) as fh:
+            # mkstemp makes the file 0600; give it the mode open() would have (0666 - umask)
+            if hasattr(os, "fchmod"):  # not on Windows, where mkstemp's mode is not 0600
+                os.fchmod(fh.fileno(), 0o666 & ~_UMASK)
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
