@@ -4,20 +4,30 @@ Owns everything molvae knows about molecules: `molecules` (parse, canonical SMIL
 `properties` (logP, QED, SA score, penalized logP, fingerprints, property tables),
 `objectives` (the registry, ``similarity:<SMILES>``, user ``module:function``), `scoring`
 (SMILES lists to scores and statuses, in a process pool if asked), `pmo` (``pmo:<task>``: the
-PMO benchmark's oracles through PyTDC, imported on first use),
-`filters` (MOSES's sanity filters) and `constraints` (``sa<=4.5``, ``filters``, ...).
+PMO benchmark's oracles through PyTDC, imported on first use), `docking` (``dock:<TARGET>``:
+-Vina scores through dockstring, each docking in a child process with a timeout),
+`filters` (MOSES's sanity filters), `constraints` (``sa<=4.5``, ``filters``, ...) and `cache`
+(the oracle cache: objective outcomes in one SQLite file, shared by processes).
 Everything is a pure function of a SMILES string or an RDKit ``Mol``; nothing heavy runs at
 import time (the SA-score contrib module and pandas load on first use).
 
 Must not import torch, nor any other molvae package except `molvae.io` and `molvae.resources`.
 """
 
+from molvae.chem.cache import (
+    CachedScore,
+    CacheRow,
+    OracleCache,
+    OracleCacheError,
+    default_cache_path,
+)
 from molvae.chem.constraints import (
     Constraint,
     constraint_slacks,
     parse_constraint,
     parse_constraints,
 )
+from molvae.chem.docking import DockingFailed, DockingScore, dock_smiles, dock_targets
 from molvae.chem.filters import passes_filters
 from molvae.chem.molecules import canonical, is_valid, largest_fragment, parse, silence_rdkit
 from molvae.chem.objectives import (
@@ -60,13 +70,22 @@ __all__ = [
     "NEG_SA_STD",
     "OBJECTIVES",
     "PROPERTIES",
+    "CacheRow",
+    "CachedScore",
     "Constraint",
+    "DockingFailed",
+    "DockingScore",
     "Objective",
+    "OracleCache",
+    "OracleCacheError",
     "ScoreResult",
     "TanimotoTo",
     "available_objectives",
     "canonical",
     "constraint_slacks",
+    "default_cache_path",
+    "dock_smiles",
+    "dock_targets",
     "get_objective",
     "is_valid",
     "largest_fragment",

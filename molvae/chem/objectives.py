@@ -3,8 +3,10 @@ scores SMILES lists with one).
 
 Objectives are always *maximized*. ``get_objective`` accepts a registry name (``logp``, ``qed``,
 ``sa``, ``mw``, ``tpsa``, ``plogp``, ``plogp_raw``, ``qed_sa``), ``similarity:<SMILES>``,
-``pmo:<task>`` (the PMO benchmark's oracles, `molvae.chem.pmo`; needs ``make pmo-install``) or a
-user ``module:function`` whose function takes a ``Mol`` and returns a float.
+``pmo:<task>`` (the PMO benchmark's oracles, `molvae.chem.pmo`; needs ``make pmo-install``),
+``dock:<TARGET>`` (-Vina score against a dockstring target, `molvae.chem.docking`; needs
+``pip install 'molvae[dock]'``) or a user ``module:function`` whose function takes a ``Mol`` and
+returns a float.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from rdkit import DataStructs
 
+from molvae.chem.docking import DockingScore, dock_description, dock_version
 from molvae.chem.molecules import parse
 from molvae.chem.pmo import PMO_TASKS, PMOScore, import_tdc
 from molvae.chem.properties import (
@@ -89,12 +92,21 @@ OBJECTIVES: dict[str, Objective] = {
     )
 }
 
+# one line for all targets: listing dockstring's 58 would need dockstring installed
+DOCK_FORM = (
+    "-Vina score in kcal/mol (higher = binds better), docked by dockstring, e.g. dock:DRD2; "
+    "targets: python -c 'import molvae.chem as c; print(*c.dock_targets())' "
+    "(needs pip install 'molvae[dock]')"
+)
+
 
 def available_objectives() -> dict[str, str]:
-    """Registry names and their descriptions, then the ``pmo:<task>`` specs
-    (``similarity:<SMILES>`` and ``module:function`` are accepted by ``get_objective`` as well)."""
+    """Registry names and their descriptions, then the ``pmo:<task>`` specs and the
+    ``dock:<TARGET>`` form (``similarity:<SMILES>`` and ``module:function`` are accepted by
+    ``get_objective`` as well)."""
     names = {name: o.description for name, o in OBJECTIVES.items()}
-    return names | {f"pmo:{task}": _pmo_description(task) for task in PMO_TASKS}
+    names |= {f"pmo:{task}": _pmo_description(task) for task in PMO_TASKS}
+    return names | {"dock:<TARGET>": DOCK_FORM}
 
 
 def _pmo_description(task: str) -> str:
@@ -102,7 +114,8 @@ def _pmo_description(task: str) -> str:
 
 
 def get_objective(spec: str) -> Objective:
-    """Resolve a registry name, ``similarity:<SMILES>`` or a user ``module:function``.
+    """Resolve a registry name, ``similarity:<SMILES>``, ``pmo:<task>``, ``dock:<TARGET>`` or a
+    user ``module:function``.
 
     Raises ``ValueError`` with one clear sentence for an unknown name, an invalid similarity
     target or a module/function that cannot be imported.
@@ -120,12 +133,17 @@ def get_objective(spec: str) -> Objective:
         pmo = PMOScore(rest)  # an unknown task: ValueError listing the tasks
         import_tdc()  # not installed: one sentence now, not a "failed" row per molecule later
         return Objective(f"pmo:{pmo.task}", _pmo_description(pmo.task), pmo)
+    if sep and prefix == "dock":
+        # not installed, an unknown target (listing them), a Vina that cannot run: ValueError
+        dock = DockingScore(rest)
+        version = dock_version(dock.target, dock.seed)
+        return Objective(f"dock:{dock.target}", dock_description(dock.target), dock, version)
     if sep:
         return Objective(spec, f"user objective {spec}", _import_function(prefix, rest))
     names = ", ".join(OBJECTIVES)
     raise ValueError(
         f"unknown objective {spec!r}; choose one of {names}, "
-        "or give 'similarity:<SMILES>', 'pmo:<task>' or a 'module:function'"
+        "or give 'similarity:<SMILES>', 'pmo:<task>', 'dock:<TARGET>' or a 'module:function'"
     )
 
 

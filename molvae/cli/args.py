@@ -60,3 +60,10 @@ def add_constraint(p: Any, effect: str) -> None:
                    "rotb, rings, heavy_atoms, nn_bonds, logp, qed, tpsa, ...), 'filters' or "
                    f"'alerts:brenk,pains' (also nih, zinc, chembl); {effect}; "
                    "repeatable")  # fmt: skip
+
+
+def add_scheduler(p: argparse.ArgumentParser) -> None:
+    """``--scheduler``: a Dask scheduler whose workers make the objective calls."""
+    p.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                   help="score on this Dask cluster's workers, one molecule per task, instead of "
+                   "local processes (--jobs); every worker needs molvae installed")  # fmt: skip

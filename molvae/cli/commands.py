@@ -16,11 +16,14 @@ import torch
 
 from molvae.bo import BOConfig, GradientConfig, read_campaign, write_report
 from molvae.chem import (
+    OracleCache,
     available_objectives,
+    default_cache_path,
     get_objective,
     parse_constraints,
     score_smiles,
 )
+from molvae.chem.distributed import connect
 from molvae.cli.latents import LATENT_COMMANDS
 from molvae.data import fetch_moses, read_table
 from molvae.evaluation import EvaluateConfig
@@ -51,6 +54,13 @@ def _config(cls, overrides: dict):
 def _status_line(statuses) -> str:
     counts = Counter(statuses)
     return ", ".join(f"{n} {k}" for k, n in counts.most_common())
+
+
+def _reuse_line(res) -> str:
+    computed = sum(not c and st != "invalid" for c, st in zip(res.cached, res.status, strict=True))
+    spent = float(res.seconds.sum())
+    took = f"{spent:.3g}" if spent < 100 else f"{spent:.0f}"  # never 1.63e+03 s
+    return f"{sum(res.cached)} reused, {computed} computed in {took} s"
 
 
 def _cmd_train(a: argparse.Namespace) -> None:
@@ -92,23 +102,54 @@ def _cmd_score(a: argparse.Namespace) -> None:
             print(f"{name:12s} {desc}")
         return
     if a.input is None:
-        raise ValueError("a SMILES file to score is required (or --list for the objectives)")
+        # `--cache mols.csv` takes the file as the cache's PATH: say so instead of leaving a puzzle
+        hint = f" ({a.cache!r} was taken as --cache's PATH: put the file first)" if a.cache else ""
+        raise ValueError(f"a SMILES file to score is required (or --list for the objectives){hint}")
     specs = a.objective or ["qed"]
     objectives = [get_objective(s) for s in specs]  # unknown names fail before any work
     parse_constraints(a.constraint)
-    df, col = read_table(a.input, a.column)
-    smiles = [str(s).strip() for s in df[col]]
-    for spec, obj in zip(specs, objectives, strict=True):
-        res = score_smiles(smiles, spec, n_jobs=a.jobs, constraints=a.constraint)
-        name = obj.name if len(specs) > 1 else "score"
-        df[name] = res.scores
-        df["status" if len(specs) == 1 else f"{name}_status"] = res.status
-        if a.constraint:  # the same for every objective: the constraints missed
-            df["missed"] = [
-                e if st == "infeasible" else "" for e, st in zip(res.error, res.status, strict=True)
-            ]
-        print(f"{spec}: {_status_line(res.status)}", file=sys.stderr)
+    cache = None if a.cache is None else OracleCache(a.cache or None)  # a bad file: one line
+    cluster = connect(a.scheduler) if a.scheduler else None  # unreachable: one line
+    executor = cluster.executor if cluster is not None else None
+    try:
+        df, col = read_table(a.input, a.column)
+        smiles = [str(s).strip() for s in df[col]]
+        for spec, obj in zip(specs, objectives, strict=True):
+            res = score_smiles(smiles, spec, n_jobs=a.jobs, constraints=a.constraint, cache=cache,
+                               executor=executor)  # fmt: skip
+            name = obj.name if len(specs) > 1 else "score"
+            df[name] = res.scores
+            df["status" if len(specs) == 1 else f"{name}_status"] = res.status
+            if a.constraint:  # the same for every objective: the constraints missed
+                df["missed"] = [e if st == "infeasible" else ""
+                                for e, st in zip(res.error, res.status, strict=True)]  # fmt: skip
+            reuse = "" if cache is None else f"; {_reuse_line(res)} ({cache.path})"
+            print(f"{spec}: {_status_line(res.status)}{reuse}", file=sys.stderr)
+    finally:
+        if cache is not None:
+            cache.close()
+        if cluster is not None:
+            cluster.close()
     _write_df(df, a.out)
+
+
+def _cmd_cache(a: argparse.Namespace) -> None:
+    path = Path(a.cache).expanduser() if a.cache else default_cache_path()
+    if a.cache_command == "stats" and not path.exists():
+        print(f"no oracle cache at {path} yet (molvae score --cache creates it)")
+        return
+    with OracleCache(path, create=False) as cache:  # a missing, foreign or damaged file: one line
+        if a.cache_command == "export":
+            df = cache.export(a.out, objective=a.objective)
+            print(f"wrote {len(df)} rows to {a.out}", file=sys.stderr)
+            return
+        stats = cache.stats()
+    print(f"oracle cache: {path} ({path.stat().st_size / 1e6:.3g} MB)")
+    if len(stats):
+        print(stats.to_string(index=False))
+    # hits are not counted (lookups stay read-only), so this is what one reuse of each row saves
+    print(f"total: {int(stats['rows'].sum())} rows, {float(stats['seconds'].sum()):.1f} s of "
+          "objective time stored (each reuse of a row saves its seconds)")  # fmt: skip
 
 
 def _cmd_evaluate(a: argparse.Namespace) -> None:
@@ -176,6 +217,7 @@ def _cmd_optimize(a: argparse.Namespace) -> None:
         constraints=list(a.constraint),
         init_data=a.init_data,
         init_score_column=a.init_score_column,
+        scheduler=a.scheduler,
     )
     gradient = GradientConfig(steps=a.steps, step_size=a.step_size, n_starts=a.starts,
                               substep_growth=a.substep_growth)  # fmt: skip
@@ -210,6 +252,7 @@ COMMANDS = {
     "train": _cmd_train,
     **LATENT_COMMANDS,  # sample, encode, decode, reconstruct, fit-prior
     "score": _cmd_score,
+    "cache": _cmd_cache,
     "evaluate": _cmd_evaluate,
     "optimize": _cmd_optimize,
     "report": _cmd_report,

@@ -7,7 +7,14 @@ import argparse
 from typing import Any
 
 from molvae.bo import ACQUISITIONS, CONSTRAINT_MODELS, SURROGATES, BOConfig, GradientConfig
-from molvae.cli.args import add_constraint, add_grammar, add_model, add_out, default
+from molvae.cli.args import (
+    add_constraint,
+    add_grammar,
+    add_model,
+    add_out,
+    add_scheduler,
+    default,
+)
 from molvae.runs import OptimizeRunConfig
 from molvae.train import FinetuneConfig
 
@@ -129,6 +136,7 @@ def add_optimize(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=default(BOConfig, "seed"))
     p.add_argument("--jobs", type=int, default=default(BOConfig, "n_jobs"),
                    help="scoring processes")  # fmt: skip
+    add_scheduler(p)
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (1 is fastest on a shared CPU)")  # fmt: skip
     p.add_argument("--no-progress", action="store_true")

@@ -14,6 +14,7 @@ from molvae.cli.args import (
     CSV_OUT,
     add_constraint,
     add_out,
+    add_scheduler,
     default,
 )
 from molvae.cli.evaluate_parser import add_evaluate
@@ -21,6 +22,11 @@ from molvae.cli.latents import add_latent_verbs
 from molvae.cli.optimize_parser import add_optimize
 from molvae.runs import TrainRunConfig
 from molvae.train import TrainConfig
+
+ORACLE_CACHE = (
+    "an SQLite file; default $MOLVAE_ORACLE_CACHE, else oracle.sqlite in $MOLVAE_CACHE "
+    "or ~/.cache/molvae"
+)
 
 
 def _train(sub: Any) -> None:
@@ -108,8 +114,36 @@ def _score(sub: Any) -> None:
     p.add_argument("--column", default=None)
     add_constraint(p, "status 'infeasible' (scored) for a molecule that misses it")
     p.add_argument("--jobs", type=int, default=1, help="worker processes")
+    add_scheduler(p)
     p.add_argument("--list", action="store_true", help="list the objectives and exit")
+    p.add_argument(
+        "--cache",
+        nargs="?",
+        const="",  # given without a value: the default file
+        default=None,
+        metavar="PATH",
+        help=f"reuse and store objective outcomes in the oracle cache ({ORACLE_CACHE}); off "
+        "unless given, since the built-in objectives take milliseconds at most: for slow ones "
+        "(docking, simulations, assay models). Put the SMILES file before it, or --cache=PATH",
+    )
     add_out(p, None, CSV_OUT)
+
+
+def _cache(sub: Any) -> None:
+    p = sub.add_parser(
+        "cache", help="show or export the oracle cache (objective outcomes kept by --cache)"
+    )
+    actions = p.add_subparsers(dest="cache_command", required=True, metavar="ACTION")
+    stats = actions.add_parser(
+        "stats", help="rows and stored objective seconds per objective and version"
+    )
+    export = actions.add_parser("export", help="write the stored rows to a CSV file")
+    export.add_argument("out", metavar="OUT.csv", help="CSV file to write")
+    export.add_argument(
+        "--objective", default=None, metavar="SPEC", help="only this objective spec's rows"
+    )
+    for q in (stats, export):
+        q.add_argument("--cache", default=None, metavar="PATH", help=ORACLE_CACHE)
 
 
 def _report(sub: Any) -> None:
@@ -139,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     _train(sub)
     add_latent_verbs(sub)
     _score(sub)
+    _cache(sub)
     add_evaluate(sub)
     add_optimize(sub)
     _report(sub)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from molvae.bo.gradient import GradientConfig, gradient_campaign
 from molvae.bo.init_data import read_init_data
 from molvae.chem import get_objective, score_smiles
 from molvae.chem.constraints import constraint_slacks, parse_constraints
+from molvae.chem.distributed import connect
 from molvae.data import FilterConfig, load_smiles
 from molvae.io import file_sha256
 from molvae.model import GrammarConfig, LatentCodec
@@ -52,6 +55,9 @@ class OptimizeRunConfig:
     # design's first rows, at no oracle cost; the directory is pinned to the file's sha256
     init_data: str | None = None
     init_score_column: str = "score"
+    # a Dask scheduler (tcp://HOST:PORT) whose workers make the objective calls; None: local
+    # processes (BOConfig.n_jobs). Not pinned: a campaign may move to a cluster on resume.
+    scheduler: str | None = None
 
 
 # What a campaign directory is bound to besides its BOConfig: a resume with another model,
@@ -128,10 +134,12 @@ def campaign_callables(
     bo_config: BOConfig,
     prior: str = "gaussian",
     constraints: Sequence[str] = (),
+    executor: Executor | None = None,
 ) -> CampaignCallables:
     """Decode (greedy + sampled attempts, seeded per batch), encode, score and prior callables
     (``prior``: "learned" or "gaussian", see ``resolve_prior``; ``constraints``: specs a
-    molecule must satisfy to be "ok" rather than "infeasible")."""
+    molecule must satisfy to be "ok" rather than "infeasible"; ``executor``: where objective
+    calls run, e.g. a Dask cluster's, else ``bo_config.n_jobs`` local processes)."""
 
     def decode_fn(z: torch.Tensor, n_attempts: int, seed: int) -> list[list[str]]:
         gen = torch.Generator(device="cpu").manual_seed(int(seed))
@@ -143,7 +151,8 @@ def campaign_callables(
         return codec.encode(smiles, check_domain=False).z  # the status is not used here
 
     def objective_fn(smiles: list[str]) -> tuple[np.ndarray, list[str]]:
-        res = score_smiles(smiles, objective, n_jobs=bo_config.n_jobs, constraints=constraints)
+        res = score_smiles(smiles, objective, n_jobs=bo_config.n_jobs, constraints=constraints,
+                           executor=executor)  # fmt: skip
         return res.scores, res.status
 
     parsed = parse_constraints(constraints)
@@ -210,7 +219,8 @@ def optimize(
     """Run (or resume) a latent-space campaign; returns its `CampaignResult` (report written).
     ``gradient``: the ascent's settings for ``method="gradient"`` (default `GradientConfig`).
     ``finetune``: the fine-tuning's settings when ``bo_config.retrain_every`` is set (weighted
-    retraining, BO only; default `FinetuneConfig`); they are pinned like the model."""
+    retraining, BO only; default `FinetuneConfig`); they are pinned like the model. With
+    ``run.scheduler`` the objective calls run on that Dask cluster's workers."""
     bo_config = bo_config or BOConfig()
     if run.method not in ("bo", "random", "gradient"):
         raise ValueError(f"unknown method {run.method!r} (use 'bo', 'random' or 'gradient')")
@@ -226,26 +236,42 @@ def optimize(
     prior = resolve_prior(codec, run.prior)
     if prior == "learned":  # the latent box from the prior the model was fitted with
         bo_config = replace(bo_config, bounds="prior")
-    fns = campaign_callables(codec, run.objective, bo_config, prior, run.constraints)
-    # retrained models decode like this one; their prior is N(0, I) (`molvae.runs.retraining`)
-    retrain, retrain_pinned = campaign_retraining(
-        run.method, bo_config, model_path, codec,
-        lambda c: campaign_callables(c, run.objective, bo_config, "gaussian", run.constraints),
-        finetune,
-    )  # fmt: skip
-    init_data, data_pinned = _init_data(run)  # a bad file: one sentence, before any call
-    metadata = _metadata(run, model_path, grammar, prior, objective.description,
-                         {**retrain_pinned, **data_pinned})  # fmt: skip
-    # Both methods start from the same initial design (data molecules, scored and encoded once),
-    # so their traces are comparable; the campaign draws `init_pool` of these at random.
-    init, _ = load_smiles(
-        run.data,
-        vocab=codec.vocab,
-        config=FilterConfig(max_tokens=codec.max_len - 2, dedupe=True),
-        limit=max(5 * (bo_config.init_pool or 0), 10_000),
-    )
+    with contextlib.ExitStack() as stack:
+        executor = stack.enter_context(connect(run.scheduler)).executor if run.scheduler else None
+        fns = campaign_callables(codec, run.objective, bo_config, prior, run.constraints, executor)
+        # retrained models decode like this one; their prior is N(0, I) (`molvae.runs.retraining`)
+        retrain, retrain_pinned = campaign_retraining(
+            run.method, bo_config, model_path, codec,
+            lambda c: campaign_callables(c, run.objective, bo_config, "gaussian",
+                                         run.constraints, executor),
+            finetune,
+        )  # fmt: skip
+        init_data, data_pinned = _init_data(run)  # a bad file: one sentence, before any call
+        metadata = _metadata(run, model_path, grammar, prior, objective.description,
+                             {**retrain_pinned, **data_pinned})  # fmt: skip
+        # Every method starts from the same initial design (data molecules, scored and encoded
+        # once), so their traces compare; the campaign draws `init_pool` of these at random.
+        init, _ = load_smiles(
+            run.data,
+            vocab=codec.vocab,
+            config=FilterConfig(max_tokens=codec.max_len - 2, dedupe=True),
+            limit=max(5 * (bo_config.init_pool or 0), 10_000),
+        )
+        common = dict(init_smiles=init, progress=progress, metadata=metadata, init_data=init_data)
+        return _launch(run, bo_config, fns, retrain, predict, gradient, common)
+
+
+def _launch(
+    run: OptimizeRunConfig,
+    bo_config: BOConfig,
+    fns: CampaignCallables,
+    retrain: Any,
+    predict: Callable | None,
+    gradient: GradientConfig | None,
+    common: dict[str, Any],
+) -> CampaignResult:
+    """The campaign of ``run.method`` with everything bound."""
     t0 = time.perf_counter()
-    common = dict(init_smiles=init, progress=progress, metadata=metadata, init_data=init_data)
     if run.method == "random":
         result = random_search(bo_config, fns.decode, fns.prior, fns.objective, run.out_dir,
                                encode_fn=fns.encode, **common)  # fmt: skip

@@ -1,0 +1,295 @@
+"""The oracle cache: objective outcomes kept in one SQLite file, so that an expensive objective
+(docking, a simulation, an assay model) is never computed twice for the same molecule, across
+``molvae score`` calls, campaigns and resumes.
+
+A row is keyed by (objective spec, objective version, canonical SMILES) and holds the objective's
+raw outcome: ``ok`` with its value or ``failed`` with the reason, the seconds the call took, when
+and by which molvae it was stored. Constraints are not stored (the same objective may be used
+under different ones; `molvae.chem.scoring` re-applies them on every read), nor are invalid
+SMILES (they cost nothing).
+
+Several processes may read and write one file at once: WAL journal, a busy timeout, one
+connection per process and thread, writes in short ``BEGIN IMMEDIATE`` transactions, and
+``ON CONFLICT DO NOTHING`` so two processes that computed the same molecule keep the first row.
+The file must be on a local disk (WAL needs shared memory; not NFS).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from molvae.io import write_csv
+from molvae.resources import cache_dir
+from molvae.version import __version__
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+SCHEMA_VERSION = 1
+"""The layout this molvae reads and writes; a file with another one is refused, not guessed."""
+
+ENV_VAR = "MOLVAE_ORACLE_CACHE"
+# "MVOC" in the SQLite header: tells our files from other SQLite databases before touching them
+APPLICATION_ID = 0x4D564F43
+BUSY_TIMEOUT_S = 30.0  # writes are short: a wait this long means a stuck writer, not contention
+CHUNK = 500  # keys per SELECT and rows per write transaction: well under SQLite's 999 variables
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS molvae_oracle_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS scores (
+    objective TEXT NOT NULL, version TEXT NOT NULL, smiles TEXT NOT NULL,
+    score REAL, status TEXT NOT NULL CHECK (status IN ('ok', 'failed')),
+    reason TEXT NOT NULL DEFAULT '', seconds REAL NOT NULL, created TEXT NOT NULL,
+    molvae_version TEXT NOT NULL, PRIMARY KEY (objective, version, smiles)
+) WITHOUT ROWID;
+"""
+_COLUMNS = ("objective", "version", "smiles", "score", "status", "reason", "seconds", "created",
+            "molvae_version")  # fmt: skip
+
+
+class OracleCacheError(ValueError):
+    """The cache file cannot be used: not SQLite, another program's database, damaged, or written
+    by a newer molvae. A ``ValueError``, so the CLI prints it as one line."""
+
+
+class CachedScore(NamedTuple):
+    """A stored outcome: ``score`` (NaN where ``status`` is "failed"), ``status`` ("ok" |
+    "failed"), ``reason`` ("" or why it failed), ``seconds`` (wall time of the original call)."""
+
+    score: float
+    status: str
+    reason: str
+    seconds: float
+
+
+class CacheRow(NamedTuple):
+    """One outcome to store: the key (objective spec, its version, canonical SMILES) and the
+    objective's raw result; ``seconds`` is the wall time the call took."""
+
+    objective: str
+    version: str
+    smiles: str
+    score: float
+    status: str
+    reason: str = ""
+    seconds: float = 0.0
+
+
+def default_cache_path() -> Path:
+    """``$MOLVAE_ORACLE_CACHE``, else ``oracle.sqlite`` in `molvae.resources.cache_dir`
+    (``$MOLVAE_CACHE`` or ``~/.cache/molvae``)."""
+    env = os.environ.get(ENV_VAR, "").strip()
+    return Path(env).expanduser() if env else cache_dir() / "oracle.sqlite"
+
+
+class OracleCache:
+    """A persistent store of objective outcomes in the SQLite file ``path`` (default:
+    `default_cache_path`), created on first use unless ``create`` is False.
+
+    Usable as a context manager; safe to share between threads (each gets its own connection)
+    and between processes (each opens its own). Raises `OracleCacheError` for a file it must
+    not use.
+    """
+
+    def __init__(self, path: str | os.PathLike | None = None, create: bool = True):
+        self.path = Path(path).expanduser() if path is not None else default_cache_path()
+        if not self.path.exists():
+            if not create:
+                raise OracleCacheError(f"no oracle cache at {self.path}")
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._connections: dict[tuple[int, int], sqlite3.Connection] = {}
+        self._connection()  # a file we must not use fails here, not at the first lookup
+
+    def __repr__(self) -> str:
+        return f"OracleCache({str(self.path)!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # a pickled cache reopens the file: a connection never crosses a process
+        return (OracleCache, (self.path,))
+
+    def __enter__(self) -> OracleCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close this process's connections (a forked child leaves its parent's alone)."""
+        for key in [k for k in self._connections if k[0] == os.getpid()]:
+            self._connections.pop(key).close()
+
+    def get_many(
+        self, objective: str, version: str, canonical_smiles: Iterable[str]
+    ) -> dict[str, CachedScore]:
+        """The stored outcomes among ``canonical_smiles`` for ``objective`` at ``version``,
+        keyed by SMILES; a molecule never stored is absent."""
+        keys = list(dict.fromkeys(canonical_smiles))
+        out: dict[str, CachedScore] = {}
+        with self._errors():
+            conn = self._connection()
+            for i in range(0, len(keys), CHUNK):
+                chunk = keys[i : i + CHUNK]
+                rows = conn.execute(
+                    "SELECT smiles, score, status, reason, seconds FROM scores WHERE objective = ?"
+                    f" AND version = ? AND smiles IN ({','.join('?' * len(chunk))})",
+                    (objective, version, *chunk),
+                )
+                for smiles, score, status, reason, seconds in rows:
+                    value = math.nan if score is None else float(score)
+                    out[smiles] = CachedScore(value, status, reason, float(seconds))
+        return out
+
+    def put_many(self, rows: Iterable[CacheRow | tuple]) -> int:
+        """Store ``rows`` (`CacheRow` or tuples in its order); a key already stored keeps its
+        first row. Returns how many rows were new. Raises ``ValueError`` for a status other than
+        "ok"/"failed" or an "ok" without a finite score."""
+        created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        values = [_values(CacheRow(*r), created) for r in rows]
+        added = 0
+        with self._errors():
+            conn = self._connection()
+            for i in range(0, len(values), CHUNK):
+                before = conn.total_changes
+                with _transaction(conn):
+                    conn.executemany(
+                        f"INSERT INTO scores ({','.join(_COLUMNS)}) VALUES "
+                        f"({','.join('?' * len(_COLUMNS))}) "
+                        "ON CONFLICT (objective, version, smiles) DO NOTHING",
+                        values[i : i + CHUNK],
+                    )
+                added += conn.total_changes - before
+        return added
+
+    def stats(self) -> pd.DataFrame:
+        """One row per (objective, version): ``rows``, ``ok``, ``failed``, ``seconds`` (the
+        stored wall time: what recomputing them once would cost, so what each round of hits on
+        them saves), ``first`` and ``last`` (UTC ISO times stored)."""
+        import pandas as pd
+
+        query = (
+            "SELECT objective, version, COUNT(*) AS rows, SUM(status = 'ok') AS ok, "
+            "SUM(status = 'failed') AS failed, SUM(seconds) AS seconds, MIN(created) AS first, "
+            "MAX(created) AS last FROM scores GROUP BY objective, version "
+            "ORDER BY objective, version"
+        )
+        with self._errors():
+            cur = self._connection().execute(query)
+            return pd.DataFrame(cur.fetchall(), columns=[d[0] for d in cur.description])
+
+    def export(
+        self, out: str | os.PathLike | None = None, objective: str | None = None
+    ) -> pd.DataFrame:
+        """Every stored row (only ``objective``'s if given) as a DataFrame with the table's
+        columns; also written to the CSV file ``out`` (atomically) if given."""
+        import pandas as pd
+
+        where, params = ("WHERE objective = ?", (objective,)) if objective else ("", ())
+        query = (
+            f"SELECT {','.join(_COLUMNS)} FROM scores {where} ORDER BY objective, version, smiles"
+        )
+        with self._errors():
+            df = pd.DataFrame(
+                self._connection().execute(query, params).fetchall(), columns=_COLUMNS
+            )
+        if out is not None:
+            write_csv(out, df)
+        return df
+
+    def _connection(self) -> sqlite3.Connection:
+        key = (os.getpid(), threading.get_ident())
+        conn = self._connections.get(key)
+        if conn is None:
+            with self._errors():
+                conn = _connect(self.path)
+            self._connections[key] = conn
+        return conn
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.OperationalError as exc:  # locked past the timeout, read-only, disk I/O
+            raise OracleCacheError(f"oracle cache {self.path}: {exc}") from exc
+        except sqlite3.DatabaseError as exc:  # not SQLite, or pages damaged
+            raise OracleCacheError(
+                f"{self.path} is damaged or not an oracle cache ({exc}); move it aside or "
+                "choose another file"
+            ) from exc
+
+
+def _values(row: CacheRow, created: str) -> tuple:
+    if row.status not in ("ok", "failed"):
+        raise ValueError(f"a cached status is 'ok' or 'failed', not {row.status!r}")
+    score = float(row.score)
+    if row.status == "ok" and not math.isfinite(score):
+        raise ValueError(f"an 'ok' row needs a finite score, got {row.score!r} for {row.smiles}")
+    stored = score if math.isfinite(score) else None  # NULL for NaN
+    return (*row[:3], stored, row.status, row.reason, float(row.seconds), created, __version__)
+
+
+@contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    # IMMEDIATE takes the write lock up front, so a busy file waits (the busy timeout) instead
+    # of failing on a read-to-write upgrade, which SQLite cannot wait for
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    # isolation_level=None: we write BEGIN/COMMIT ourselves; check_same_thread=False only so
+    # close() may close it from another thread: each thread still uses its own
+    conn = sqlite3.connect(
+        path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+    )
+    try:
+        _check_or_create(conn, path)
+        conn.execute("PRAGMA journal_mode = WAL")  # persistent: a no-op once the file is WAL
+        conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: consistent after any crash
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _check_or_create(conn: sqlite3.Connection, path: Path) -> None:
+    """Refuse another program's database or another schema; create ours in an empty file."""
+    app_id = conn.execute("PRAGMA application_id").fetchone()[0]  # "not a database" here
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if app_id != APPLICATION_ID and tables:
+        raise OracleCacheError(
+            f"{path} is an SQLite database but not a molvae oracle cache (tables: "
+            f"{', '.join(sorted(tables))}); choose another file"
+        )
+    if not tables:
+        with _transaction(conn):  # two processes creating one file: the second waits, no-ops
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            conn.execute(
+                "INSERT OR IGNORE INTO molvae_oracle_meta VALUES ('schema_version', ?), "
+                "('created_by', ?)",
+                (str(SCHEMA_VERSION), f"molvae {__version__}"),
+            )
+    row = conn.execute(
+        "SELECT value FROM molvae_oracle_meta WHERE key = 'schema_version'"
+    ).fetchone()
+    if row is None or row[0] != str(SCHEMA_VERSION):
+        found = "no schema version" if row is None else f"schema {row[0]}"
+        raise OracleCacheError(
+            f"{path} has {found}; this molvae reads schema {SCHEMA_VERSION} (a newer molvae "
+            "wrote it, or it is damaged): upgrade molvae or choose another file"
+        )

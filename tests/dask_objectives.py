@@ -1,0 +1,19 @@
+"""Objectives for the Dask tests, importable by the cluster's worker processes (they inherit
+this test run's sys.path)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+
+def slow_heavy_atoms(mol) -> float:
+    """Heavy atoms after a pause, as a slow oracle; each call leaves a line in
+    ``$MOLVAE_TEST_CALLS`` (when set) so a test can count the calls across processes."""
+    time.sleep(0.3)
+    log = os.environ.get("MOLVAE_TEST_CALLS")
+    if log:
+        with Path(log).open("a") as fh:
+            fh.write(f"{os.getpid()}\n")
+    return float(mol.GetNumHeavyAtoms())
