@@ -348,6 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     path = Path(a.out) / "results.jsonl"
     done = {(r["task"], r["method"], r["seed"], r["budget"]) for r in read_results(path)}
     hw = hardware()
+    commit = git_commit()  # the code this process loaded, not HEAD when a row is written
     unavailable: set[str] = set()
     for task in a.tasks:
         for method in a.methods:
@@ -363,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
                     else:
                         scores = run_molvae(task, method, seed, a)
                         settings = {"batch_size": a.batch_size, "model": a.model,
-                                    "commit": git_commit()}  # fmt: skip
+                                    "commit": commit}  # fmt: skip
                 except MethodUnavailable as exc:
                     print(f"{method}: skipped ({exc})", file=sys.stderr)
                     unavailable.add(method)
