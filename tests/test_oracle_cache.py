@@ -305,3 +305,42 @@ def test_timing_is_measured_around_the_call(db) -> None:
     )
     assert res.seconds[0] >= 0.05
     assert OracleCache(db).export()["seconds"][0] >= 0.05
+
+
+COUNTED = '''
+import os
+from pathlib import Path
+from rdkit.Chem import QED
+
+
+def qed_counted(mol):
+    """QED, each call leaving a line in $MOLVAE_TEST_CALLS: a test counts the calls."""
+    with Path(os.environ["MOLVAE_TEST_CALLS"]).open("a") as fh:
+        fh.write("call\\n")
+    return QED.qed(mol)
+'''
+
+
+def test_a_campaign_rerun_with_the_cache_calls_the_objective_on_nothing(
+    tiny_campaign, tmp_path, monkeypatch
+) -> None:
+    (tmp_path / "counted_objective.py").write_text(COUNTED)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    calls = tmp_path / "calls.log"
+    monkeypatch.setenv("MOLVAE_TEST_CALLS", str(calls))
+    db = tmp_path / "oracle.sqlite"
+
+    def campaign(out: Path) -> list[str]:
+        args = tiny_campaign.args(out)
+        args[args.index("qed")] = "counted_objective:qed_counted"
+        assert main([*args, "--cache", str(db)]) == 0
+        return pd.read_csv(out / "evaluations.csv")["canonical"].dropna().tolist()
+
+    first = campaign(tmp_path / "a")
+    n_first = len(calls.read_text().split())
+    assert n_first == 8  # the campaign's budget: every call reached the objective once
+    # the same campaign again, in another directory: the same molecules, every one a cache hit
+    assert campaign(tmp_path / "b") == first
+    assert len(calls.read_text().split()) == n_first
+    with OracleCache(db) as cache:
+        assert int(cache.stats()["rows"].sum()) == 8

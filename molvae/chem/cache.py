@@ -2,16 +2,13 @@
 (docking, a simulation, an assay model) is never computed twice for the same molecule, across
 ``molvae score`` calls, campaigns and resumes.
 
-A row is keyed by (objective spec, objective version, canonical SMILES) and holds the objective's
-raw outcome: ``ok`` with its value or ``failed`` with the reason, the seconds the call took, when
-and by which molvae it was stored. Constraints are not stored (the same objective may be used
-under different ones; `molvae.chem.scoring` re-applies them on every read), nor are invalid
-SMILES (they cost nothing).
-
-Several processes may read and write one file at once: WAL journal, a busy timeout, one
-connection per process and thread, writes in short ``BEGIN IMMEDIATE`` transactions, and
-``ON CONFLICT DO NOTHING`` so two processes that computed the same molecule keep the first row.
-The file must be on a local disk (WAL needs shared memory; not NFS).
+A row, keyed by (objective spec, objective version, canonical SMILES), holds the raw outcome
+(``ok`` with its value or ``failed`` with the reason), the call's seconds, when and by which
+molvae it was stored. Constraints are re-applied on every read (`molvae.chem.scoring`), so they
+are not stored; nor are invalid SMILES (they cost nothing). Several processes may share a file:
+WAL journal, a busy timeout, a connection per process and thread, short ``BEGIN IMMEDIATE``
+writes, ``ON CONFLICT DO NOTHING`` (the first row of a molecule stays). Local disks only (WAL
+needs shared memory; not NFS).
 """
 
 from __future__ import annotations
@@ -33,8 +30,7 @@ from molvae.version import __version__
 if TYPE_CHECKING:
     import pandas as pd
 
-SCHEMA_VERSION = 1
-"""The layout this molvae reads and writes; a file with another one is refused, not guessed."""
+SCHEMA_VERSION = 1  # the layout read and written; a file with another one is refused
 
 ENV_VAR = "MOLVAE_ORACLE_CACHE"
 # "MVOC" in the SQLite header: tells our files from other SQLite databases before touching them
@@ -264,29 +260,37 @@ def _connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+def _header(conn: sqlite3.Connection) -> tuple[int, set[str]]:
+    # inside a transaction: read apart, a file another process creates in between looks foreign
+    app_id = conn.execute("PRAGMA application_id").fetchone()[0]  # "not a database" here
+    return app_id, {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+
+
 def _check_or_create(conn: sqlite3.Connection, path: Path) -> None:
     """Refuse another program's database or another schema; create ours in an empty file."""
-    app_id = conn.execute("PRAGMA application_id").fetchone()[0]  # "not a database" here
-    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    if app_id != APPLICATION_ID and tables:
+    conn.execute("BEGIN")
+    try:
+        app_id, tables = _header(conn)
+    finally:
+        conn.execute("COMMIT")
+    if not tables:
+        with _transaction(conn):  # two processes creating one file: the second waits, no-ops
+            app_id, tables = _header(conn)
+            if not tables:
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                meta = (str(SCHEMA_VERSION), f"molvae {__version__}")
+                conn.execute("INSERT OR IGNORE INTO molvae_oracle_meta VALUES "
+                             "('schema_version', ?), ('created_by', ?)", meta)  # fmt: skip
+                app_id, tables = APPLICATION_ID, {"scores"}
+    if app_id != APPLICATION_ID:
         raise OracleCacheError(
             f"{path} is an SQLite database but not a molvae oracle cache (tables: "
             f"{', '.join(sorted(tables))}); choose another file"
         )
-    if not tables:
-        with _transaction(conn):  # two processes creating one file: the second waits, no-ops
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-            conn.execute(
-                "INSERT OR IGNORE INTO molvae_oracle_meta VALUES ('schema_version', ?), "
-                "('created_by', ?)",
-                (str(SCHEMA_VERSION), f"molvae {__version__}"),
-            )
-    row = conn.execute(
-        "SELECT value FROM molvae_oracle_meta WHERE key = 'schema_version'"
-    ).fetchone()
+    row = conn.execute("SELECT value FROM molvae_oracle_meta WHERE key='schema_version'").fetchone()
     if row is None or row[0] != str(SCHEMA_VERSION):
         found = "no schema version" if row is None else f"schema {row[0]}"
         raise OracleCacheError(

@@ -67,3 +67,23 @@ def add_scheduler(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
                    help="score on this Dask cluster's workers, one molecule per task, instead of "
                    "local processes (--jobs); every worker needs molvae installed")  # fmt: skip
+
+
+ORACLE_CACHE = (
+    "an SQLite file; default $MOLVAE_ORACLE_CACHE, else oracle.sqlite in $MOLVAE_CACHE "
+    "or ~/.cache/molvae"
+)
+
+
+def add_oracle_cache(p: argparse.ArgumentParser, what: str) -> None:
+    """``--cache [PATH]``: reuse and store objective outcomes; ``what``: the verb's own effect."""
+    p.add_argument(
+        "--cache",
+        nargs="?",
+        const="",  # given without a value: the default file
+        default=None,
+        metavar="PATH",
+        help=f"reuse and store objective outcomes in the oracle cache ({ORACLE_CACHE}); {what}; "
+        "off unless given, since the built-in objectives take milliseconds at most: for slow "
+        "ones (docking, simulations, assay models)",
+    )

@@ -218,6 +218,7 @@ def _cmd_optimize(a: argparse.Namespace) -> None:
         init_data=a.init_data,
         init_score_column=a.init_score_column,
         scheduler=a.scheduler,
+        cache=a.cache,
     )
     gradient = GradientConfig(steps=a.steps, step_size=a.step_size, n_starts=a.starts,
                               substep_growth=a.substep_growth)  # fmt: skip

@@ -11,6 +11,7 @@ from molvae.cli.args import (
     add_constraint,
     add_grammar,
     add_model,
+    add_oracle_cache,
     add_out,
     add_scheduler,
     default,
@@ -137,6 +138,11 @@ def add_optimize(sub: Any) -> None:
     p.add_argument("--jobs", type=int, default=default(BOConfig, "n_jobs"),
                    help="scoring processes")  # fmt: skip
     add_scheduler(p)
+    add_oracle_cache(
+        p,
+        "a killed campaign's finished calls, and molecules another campaign or "
+        "molvae score computed, are not called again (still counted in the budget)",
+    )
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (1 is fastest on a shared CPU)")  # fmt: skip
     p.add_argument("--no-progress", action="store_true")

@@ -12,7 +12,9 @@ from typing import Any
 
 from molvae.cli.args import (
     CSV_OUT,
+    ORACLE_CACHE,
     add_constraint,
+    add_oracle_cache,
     add_out,
     add_scheduler,
     default,
@@ -22,11 +24,6 @@ from molvae.cli.latents import add_latent_verbs
 from molvae.cli.optimize_parser import add_optimize
 from molvae.runs import TrainRunConfig
 from molvae.train import TrainConfig
-
-ORACLE_CACHE = (
-    "an SQLite file; default $MOLVAE_ORACLE_CACHE, else oracle.sqlite in $MOLVAE_CACHE "
-    "or ~/.cache/molvae"
-)
 
 
 def _train(sub: Any) -> None:
@@ -116,16 +113,7 @@ def _score(sub: Any) -> None:
     p.add_argument("--jobs", type=int, default=1, help="worker processes")
     add_scheduler(p)
     p.add_argument("--list", action="store_true", help="list the objectives and exit")
-    p.add_argument(
-        "--cache",
-        nargs="?",
-        const="",  # given without a value: the default file
-        default=None,
-        metavar="PATH",
-        help=f"reuse and store objective outcomes in the oracle cache ({ORACLE_CACHE}); off "
-        "unless given, since the built-in objectives take milliseconds at most: for slow ones "
-        "(docking, simulations, assay models). Put the SMILES file before it, or --cache=PATH",
-    )
+    add_oracle_cache(p, "put the SMILES file before it, or write --cache=PATH")
     add_out(p, None, CSV_OUT)
 
 

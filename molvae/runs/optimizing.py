@@ -19,6 +19,7 @@ from molvae.bo import BOConfig, CampaignResult, random_search, run_campaign
 from molvae.bo.gradient import GradientConfig, gradient_campaign
 from molvae.bo.init_data import read_init_data
 from molvae.chem import get_objective, score_smiles
+from molvae.chem.cache import OracleCache
 from molvae.chem.constraints import constraint_slacks, parse_constraints
 from molvae.chem.distributed import connect
 from molvae.data import FilterConfig, load_smiles
@@ -58,6 +59,9 @@ class OptimizeRunConfig:
     # a Dask scheduler (tcp://HOST:PORT) whose workers make the objective calls; None: local
     # processes (BOConfig.n_jobs). Not pinned: a campaign may move to a cluster on resume.
     scheduler: str | None = None
+    # the oracle cache file ("": the default one; None: none): objective outcomes are looked up
+    # there first and stored as they finish, so a rerun after a kill calls nothing twice
+    cache: str | None = None
 
 
 # What a campaign directory is bound to besides its BOConfig: a resume with another model,
@@ -135,11 +139,13 @@ def campaign_callables(
     prior: str = "gaussian",
     constraints: Sequence[str] = (),
     executor: Executor | None = None,
+    cache: OracleCache | None = None,
 ) -> CampaignCallables:
     """Decode (greedy + sampled attempts, seeded per batch), encode, score and prior callables
     (``prior``: "learned" or "gaussian", see ``resolve_prior``; ``constraints``: specs a
     molecule must satisfy to be "ok" rather than "infeasible"; ``executor``: where objective
-    calls run, e.g. a Dask cluster's, else ``bo_config.n_jobs`` local processes)."""
+    calls run, e.g. a Dask cluster's, else ``bo_config.n_jobs`` local processes; ``cache``: an
+    oracle cache to look outcomes up in and store them to)."""
 
     def decode_fn(z: torch.Tensor, n_attempts: int, seed: int) -> list[list[str]]:
         gen = torch.Generator(device="cpu").manual_seed(int(seed))
@@ -152,7 +158,7 @@ def campaign_callables(
 
     def objective_fn(smiles: list[str]) -> tuple[np.ndarray, list[str]]:
         res = score_smiles(smiles, objective, n_jobs=bo_config.n_jobs, constraints=constraints,
-                           executor=executor)  # fmt: skip
+                           executor=executor, cache=cache)  # fmt: skip
         return res.scores, res.status
 
     parsed = parse_constraints(constraints)
@@ -238,12 +244,14 @@ def optimize(
         bo_config = replace(bo_config, bounds="prior")
     with contextlib.ExitStack() as stack:
         executor = stack.enter_context(connect(run.scheduler)).executor if run.scheduler else None
-        fns = campaign_callables(codec, run.objective, bo_config, prior, run.constraints, executor)
+        cache = None if run.cache is None else stack.enter_context(OracleCache(run.cache or None))
+        fns = campaign_callables(codec, run.objective, bo_config, prior, run.constraints, executor,
+                                 cache)  # fmt: skip
         # retrained models decode like this one; their prior is N(0, I) (`molvae.runs.retraining`)
         retrain, retrain_pinned = campaign_retraining(
             run.method, bo_config, model_path, codec,
             lambda c: campaign_callables(c, run.objective, bo_config, "gaussian",
-                                         run.constraints, executor),
+                                         run.constraints, executor, cache),
             finetune,
         )  # fmt: skip
         init_data, data_pinned = _init_data(run)  # a bad file: one sentence, before any call
