@@ -92,11 +92,18 @@ JS = r"""
   function copy(text, button) {
     function done(ok) {
       button.textContent = ok ? "copied" : "copy failed: select the SMILES";
+      button.setAttribute("data-copied", ok ? "yes" : "no");  // the last outcome, kept
       window.setTimeout(function () { button.textContent = "copy SMILES"; }, 1500);
     }
     if (navigator.clipboard && window.isSecureContext) {
-      navigator.clipboard.writeText(text).then(function () { done(true); },
-        function () { done(fallbackCopy(text)); });
+      // A browser may leave the promise pending (a permission prompt nobody
+      // answers, a headless session): fall back after a second, answer once.
+      var settled = false;
+      function once(ok) { if (!settled) { settled = true; done(ok); } }
+      var timer = window.setTimeout(function () { once(fallbackCopy(text)); }, 1000);
+      navigator.clipboard.writeText(text).then(
+        function () { window.clearTimeout(timer); once(true); },
+        function () { window.clearTimeout(timer); once(fallbackCopy(text)); });
     } else {
       done(fallbackCopy(text));
     }
