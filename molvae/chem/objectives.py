@@ -5,8 +5,9 @@ Objectives are always *maximized*. ``get_objective`` accepts a registry name (``
 ``sa``, ``mw``, ``tpsa``, ``plogp``, ``plogp_raw``, ``qed_sa``), ``similarity:<SMILES>``,
 ``pmo:<task>`` (the PMO benchmark's oracles, `molvae.chem.pmo`; needs ``make pmo-install``),
 ``dock:<TARGET>`` (-Vina score against a dockstring target, `molvae.chem.docking`; needs
-``pip install 'molvae[dock]'``) or a user ``module:function`` whose function takes a ``Mol`` and
-returns a float.
+``pip install 'molvae[dock]'``), ``dockstring:<name>`` (DOCKSTRING's benchmark objectives F2,
+promiscuous_PPAR and selective_JAK2, negated) or a user ``module:function`` whose function
+takes a ``Mol`` and returns a float.
 """
 
 from __future__ import annotations
@@ -18,7 +19,15 @@ from typing import TYPE_CHECKING, Any
 
 from rdkit import DataStructs
 
-from molvae.chem.docking import DockingScore, dock_description, dock_version
+from molvae.chem.docking import (
+    BENCHMARKS,
+    DockingScore,
+    DockstringBenchmark,
+    benchmark_description,
+    benchmark_version,
+    dock_description,
+    dock_version,
+)
 from molvae.chem.molecules import parse
 from molvae.chem.pmo import PMO_TASKS, PMOScore, import_tdc
 from molvae.chem.properties import (
@@ -101,11 +110,12 @@ DOCK_FORM = (
 
 
 def available_objectives() -> dict[str, str]:
-    """Registry names and their descriptions, then the ``pmo:<task>`` specs and the
-    ``dock:<TARGET>`` form (``similarity:<SMILES>`` and ``module:function`` are accepted by
-    ``get_objective`` as well)."""
+    """Registry names and their descriptions, then the ``pmo:<task>`` specs, the
+    ``dockstring:<name>`` benchmarks and the ``dock:<TARGET>`` form (``similarity:<SMILES>``
+    and ``module:function`` are accepted by ``get_objective`` as well)."""
     names = {name: o.description for name, o in OBJECTIVES.items()}
     names |= {f"pmo:{task}": _pmo_description(task) for task in PMO_TASKS}
+    names |= {f"dockstring:{name}": benchmark_description(name) for name in BENCHMARKS}
     return names | {"dock:<TARGET>": DOCK_FORM}
 
 
@@ -114,8 +124,8 @@ def _pmo_description(task: str) -> str:
 
 
 def get_objective(spec: str) -> Objective:
-    """Resolve a registry name, ``similarity:<SMILES>``, ``pmo:<task>``, ``dock:<TARGET>`` or a
-    user ``module:function``.
+    """Resolve a registry name, ``similarity:<SMILES>``, ``pmo:<task>``, ``dock:<TARGET>``,
+    ``dockstring:<name>`` or a user ``module:function``.
 
     Raises ``ValueError`` with one clear sentence for an unknown name, an invalid similarity
     target or a module/function that cannot be imported.
@@ -138,12 +148,18 @@ def get_objective(spec: str) -> Objective:
         dock = DockingScore(rest)
         version = dock_version(dock.target, dock.seed)
         return Objective(f"dock:{dock.target}", dock_description(dock.target), dock, version)
+    if sep and prefix == "dockstring":
+        bench = DockstringBenchmark(rest)  # an unknown name: ValueError listing the three
+        version = benchmark_version(bench.name, bench.seed)
+        return Objective(f"dockstring:{bench.name}", benchmark_description(bench.name), bench,
+                         version)  # fmt: skip
     if sep:
         return Objective(spec, f"user objective {spec}", _import_function(prefix, rest))
     names = ", ".join(OBJECTIVES)
     raise ValueError(
         f"unknown objective {spec!r}; choose one of {names}, "
-        "or give 'similarity:<SMILES>', 'pmo:<task>', 'dock:<TARGET>' or a 'module:function'"
+        "or give 'similarity:<SMILES>', 'pmo:<task>', 'dock:<TARGET>', 'dockstring:<name>' "
+        "or a 'module:function'"
     )
 
 

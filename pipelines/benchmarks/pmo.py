@@ -53,6 +53,7 @@ from molvae.bo import BOConfig
 from molvae.bo.metrics import top_k_auc, top_k_mean
 from molvae.bo.store import load_campaign
 from molvae.chem import canonical, get_objective, parse
+from molvae.chem.cache import CacheRow, OracleCache
 from molvae.chem.pmo import PMO_TASKS
 from molvae.data import load_smiles
 from molvae.io import markdown_table, write_text
@@ -114,6 +115,11 @@ class Oracle:
     budget: int
     patience: int = 100
     cache: dict[str, float] = field(default_factory=dict)
+    # a persistent `OracleCache` (with the objective's spec and version): a call found there is
+    # counted all the same (the run paid for it) but not recomputed, so a rerun replays fast
+    store: OracleCache | None = None
+    spec: str = ""
+    version: str = ""
     calls: list[tuple[str, float]] = field(default_factory=list)
     stalled: int = 0
 
@@ -129,14 +135,28 @@ class Oracle:
         if can not in self.cache:
             if len(self.calls) >= self.budget:
                 raise BudgetExhausted(f"the budget of {self.budget} oracle calls is spent")
-            try:
-                value = float(self.objective(parse(can)))
-            except Exception:  # a failed call is spent all the same; it gives no candidate
-                value = math.nan
+            value = self._stored(can)
+            if value is None:
+                t0 = time.perf_counter()
+                try:
+                    value = float(self.objective(parse(can)))
+                except Exception:  # a failed call is spent all the same; it gives no candidate
+                    value = math.nan
+                if self.store is not None:
+                    ok = math.isfinite(value)
+                    self.store.put_many([CacheRow(self.spec, self.version, can, value,
+                                                  "ok" if ok else "failed", "",
+                                                  time.perf_counter() - t0)])  # fmt: skip
             self.cache[can] = value
             self.calls.append((can, value))
         value = self.cache[can]
         return 0.0 if math.isnan(value) else value
+
+    def _stored(self, can: str) -> float | None:
+        if self.store is None:
+            return None
+        hit = self.store.get_many(self.spec, self.version, [can]).get(can)
+        return None if hit is None else hit.score  # NaN where the stored call failed
 
     def __call__(self, smiles: list[str]) -> list[float]:
         """A batch (mol-ga's scoring function): new molecules are scored in sorted order, as
@@ -165,11 +185,15 @@ def initial_population(size: int, seed: int) -> list[str]:
     return [smiles[i] for i in pick]
 
 
-def run_graph_ga(task: str, seed: int, a: argparse.Namespace) -> list[float]:
-    """mol-ga's Graph GA until the budget is spent; the calls' scores in order."""
+def run_graph_ga(task: str, seed: int, a: argparse.Namespace, spec: str | None = None,
+                 store: OracleCache | None = None) -> list[float]:  # fmt: skip
+    """mol-ga's Graph GA on objective ``spec`` (default ``pmo:<task>``) until the budget is
+    spent; the calls' scores in order. ``store``: a persistent cache the oracle reads first."""
     from mol_ga import default_ga
 
-    oracle = Oracle(get_objective(f"pmo:{task}").fn, a.budget)
+    objective = get_objective(spec or f"pmo:{task}")
+    oracle = Oracle(objective.fn, a.budget, store=store, spec=objective.name,
+                    version=objective.version)  # fmt: skip
     with contextlib.suppress(BudgetExhausted):  # mol-ga has no budget: the oracle ends the run
         default_ga(starting_population_smiles=initial_population(a.init_size, seed),
                    scoring_function=oracle, max_generations=10**9,
@@ -211,13 +235,15 @@ def call_scores(history: pd.DataFrame) -> list[float]:
     return np.where(rows["status"] == "ok", rows["score"].to_numpy(dtype=float), np.nan).tolist()
 
 
-def run_molvae(task: str, method: str, seed: int, a: argparse.Namespace) -> list[float]:
-    """A `molvae optimize` campaign (resumed when its directory exists); its calls' scores."""
+def run_molvae(task: str, method: str, seed: int, a: argparse.Namespace, spec: str | None = None,
+               cache: str | None = None) -> list[float]:  # fmt: skip
+    """A `molvae optimize` campaign on objective ``spec`` (default ``pmo:<task>``), resumed when
+    its directory exists, through the oracle cache file ``cache`` if given; its calls' scores."""
     cfg = bo_config(method, seed, a)
     out_dir = Path(a.out) / "campaigns" / f"b{a.budget}" / task / f"{method}-seed{seed}"
-    run = OptimizeRunConfig(model=a.model, objective=f"pmo:{task}", out_dir=str(out_dir),
+    run = OptimizeRunConfig(model=a.model, objective=spec or f"pmo:{task}", out_dir=str(out_dir),
                             method="random" if method == "random" else "bo",
-                            threads=a.threads)  # fmt: skip
+                            threads=a.threads, cache=cache)  # fmt: skip
     optimize(run, cfg, progress=False)
     scores = call_scores(load_campaign(out_dir).history)
     assert len(scores) <= a.budget, f"{out_dir}: {len(scores)} oracle calls > {a.budget}"
