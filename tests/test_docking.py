@@ -187,3 +187,39 @@ def test_one_real_docking_gives_a_sensible_score(tmp_path, monkeypatch) -> None:
         # the test's time
         assert res.scores[0] == pytest.approx(6.4, abs=1e-9)
     assert list(tmp_path.iterdir()) == []
+
+
+@needs_dockstring
+def test_dockstring_benchmarks_negate_dockstrings_own_formulas(monkeypatch) -> None:
+    from dockstring.benchmarks.original import get_benchmark_functions
+
+    vina = {"F2": -7.5, "PPARA": -8.0, "PPARD": -6.0, "PPARG": -9.5, "JAK2": -8.8, "LCK": -7.0}
+    calls: list[str] = []
+
+    def fake_dock(smiles, target, timeout, seed, num_cpus):  # each target's Vina score
+        calls.append(target)
+        return vina[target]
+
+    monkeypatch.setattr(docking, "_memo_dock", fake_dock)
+    mol = chem.parse(DOPAMINE)
+    for name, bench in get_benchmark_functions().items():  # dockstring's reference objectives
+        # the reference, its docking replaced by the same scores (its QED is its own)
+        ref = bench.aggregation_function(
+            QED=bench.base_functions["QED"](DOPAMINE),
+            **{t: vina[t] for t in bench.base_functions if t != "QED"},
+        )
+        obj = chem.get_objective(f"dockstring:{name}")
+        assert obj.name == f"dockstring:{name}" and "negated" in obj.description
+        assert obj.fn(mol) == pytest.approx(-ref, abs=1e-12)
+    assert sorted(set(calls)) == sorted(vina)
+    # F2: Vina + 10 (1 - QED), by hand
+    assert chem.get_objective("dockstring:F2").fn.raw(mol) == pytest.approx(
+        -7.5 + 10 * (1 - chem.qed(mol))
+    )
+    assert "targets F2; seed" in chem.get_objective("dockstring:F2").version
+
+
+def test_unknown_dockstring_benchmark_lists_the_three() -> None:
+    with pytest.raises(ValueError, match="F2, promiscuous_PPAR, selective_JAK2"):
+        docking.check_benchmark("F3")
+    assert "dockstring:F2" in chem.available_objectives()

@@ -298,7 +298,7 @@ class DockstringBenchmark:
                   for t in BENCHMARKS[self.name]}  # fmt: skip
         aggregate = {"F2": original.F2_score, "promiscuous_PPAR": original.promiscuous_PPAR_score,
                      "selective_JAK2": original.selective_JAK2_score}[self.name]  # fmt: skip
-        return float(aggregate(QED=original.utils.QED(smiles), **values))
+        return float(aggregate(QED=original.QED_function(smiles), **values))
 
     def __call__(self, mol: Mol) -> float:
         return -self.raw(mol)
