@@ -17,3 +17,18 @@ def slow_heavy_atoms(mol) -> float:
         with Path(log).open("a") as fh:
             fh.write(f"{os.getpid()}\n")
     return float(mol.GetNumHeavyAtoms())
+
+
+def logged_qed(mol) -> float:
+    """QED after ``$MOLVAE_TEST_SLEEP`` seconds (default 0.2), as a slow oracle; each call
+    appends its canonical SMILES to ``$MOLVAE_TEST_CALLS`` (when set), so a test can see which
+    molecules reached the objective, across processes, and how often."""
+    from rdkit import Chem
+    from rdkit.Chem import QED
+
+    time.sleep(float(os.environ.get("MOLVAE_TEST_SLEEP", "0.2")))
+    log = os.environ.get("MOLVAE_TEST_CALLS")
+    if log:
+        with Path(log).open("a") as fh:
+            fh.write(Chem.MolToSmiles(mol) + "\n")
+    return float(QED.qed(mol))

@@ -85,3 +85,23 @@ def test_cli_score_on_the_cluster(cluster, tmp_path, capsys) -> None:
           "--out", str(out)])  # fmt: skip
     text = out.read_text()
     assert text.count("\n") == 5 and "invalid" in text
+
+
+def test_async_campaign_on_the_cluster_sizes_itself_to_its_threads(
+    cluster, tiny_campaign, tmp_path, capsys
+) -> None:
+    import json
+
+    import pandas as pd
+
+    local, _ = cluster
+    out = tmp_path / "async"
+    args = tiny_campaign.args(out)
+    args = args[: args.index("--iterations")] + args[args.index("--iterations") + 2 :]
+    assert main([*args, "--budget", "10", "--scheduler", local.scheduler_address,
+                 "--async"]) == 0  # fmt: skip
+    assert "oracle calls: 10 of 10" in capsys.readouterr().out
+    assert json.loads((out / "config.json").read_text())["config"]["async_workers"] == 2
+    h = pd.read_csv(out / "evaluations.csv")
+    scored = h[h["status"].isin(["ok", "infeasible", "failed"])]
+    assert len(scored) == 10 and not scored["canonical"].duplicated().any()

@@ -37,7 +37,7 @@ from linear_operator.utils.errors import NanError
 from torch.quasirandom import SobolEngine
 
 from molvae.bo.config import BOConfig
-from molvae.bo.surrogate import GP_ERRORS, fit_gp, lengthscales, select_gp_points
+from molvae.bo.surrogate import GP_ERRORS, believe_pending, fit_gp, lengthscales, select_gp_points
 from molvae.bo.trust_region import trust_region_box
 
 logger = logging.getLogger(__name__)
@@ -81,13 +81,15 @@ def _acq_candidates(
     cfg: BOConfig,
     seed: int,
     feasibility: list[SingleTaskGP] | None = None,
+    x_pending: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Optimize the configured acquisition over ``box`` (raw latent coordinates), seeded;
-    weighted by ``feasibility`` (GPs below 0 where molecules satisfy the constraints)."""
+    weighted by ``feasibility`` (GPs below 0 where molecules satisfy the constraints);
+    ``x_pending``: points whose oracle calls are running (BoTorch's ``X_pending``)."""
     with warnings.catch_warnings(), torch.random.fork_rng():
         warnings.simplefilter("ignore")
         torch.manual_seed(seed)
-        z = _optimize_acq(model, best_f, box, q, cfg, seed, feasibility)
+        z = _optimize_acq(model, best_f, box, q, cfg, seed, feasibility, x_pending)
     if not torch.isfinite(z).all():
         raise NanError("acquisition returned non-finite candidates")
     return z
@@ -109,8 +111,9 @@ def _optimize_acq(
     cfg: BOConfig,
     seed: int,
     feasibility: list[SingleTaskGP] | None,
+    x_pending: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    if cfg.acquisition == "ts":
+    if cfg.acquisition == "ts":  # pending points: the caller made the model believe them
         cand = sobol_in_box(box, max(cfg.ts_candidates, q), seed)
         with torch.no_grad():
             if feasibility:
@@ -120,6 +123,7 @@ def _optimize_acq(
             return MaxPosteriorSampling(model, replacement=False)(cand, num_samples=q)
     sampler = SobolQMCNormalSampler(torch.Size([cfg.mc_samples]), seed=seed)
     acq_model, kw = model, {}
+    pending = {"X_pending": x_pending} if x_pending is not None and len(x_pending) else {}
     if feasibility:
         acq_model = ModelListGP(model, *feasibility)
         outputs = [partial(_output, i) for i in range(1, len(feasibility) + 1)]
@@ -130,9 +134,10 @@ def _optimize_acq(
             cost = float(get_infeasible_cost(x_train, model).max())
             kw = {"objective": ConstrainedMCObjective(_first, outputs, cost)}
     if cfg.acquisition == "qlogei":
-        acq = qLogExpectedImprovement(acq_model, best_f=best_f, sampler=sampler, **kw)
+        acq = qLogExpectedImprovement(acq_model, best_f=best_f, sampler=sampler, **kw,
+                                      **pending)  # fmt: skip
     else:
-        acq = qUpperConfidenceBound(acq_model, beta=cfg.beta, sampler=sampler, **kw)
+        acq = qUpperConfidenceBound(acq_model, beta=cfg.beta, sampler=sampler, **kw, **pending)
     cand, _ = optimize_acqf(
         acq,
         bounds=box,
@@ -213,7 +218,7 @@ def propose_batch(
     cfg: BOConfig, x: torch.Tensor, y: torch.Tensor, bounds: torch.Tensor, q: int, seed: int,
     tr_length: float | None = None, center: torch.Tensor | None = None, n_spare: int = 0,
     spare_rounds: int = 1, feasible: torch.Tensor | None = None,
-    slack: torch.Tensor | None = None,
+    slack: torch.Tensor | None = None, x_pending: torch.Tensor | None = None,
 ) -> Proposal:  # fmt: skip
     """``q`` latent points (and spares) from observations ``x: n x d``, ``y: n`` (``feasible``:
     ``n`` bool, False where a molecule missed a constraint; None = all feasible; ``slack``:
@@ -224,8 +229,10 @@ def propose_batch(
     when ``tr_length`` is given; the incumbent and the "best" third of the GP's points are the
     best feasible ones, and constraint GPs weigh the acquisition. Spares, for re-drawing,
     are ``n_spare`` Thompson samples per round in boxes ``SPARE_GROWTH`` times larger each
-    round (the region's own first). A numerical failure falls back to Sobol points in the box;
-    any other error propagates.
+    round (the region's own first). ``x_pending``: ``p x d`` points proposed whose oracle
+    calls are still running (asynchronous BO): the acquisition integrates over them (BoTorch's
+    ``X_pending``; Thompson sampling: the GP believes its mean there). A numerical failure
+    falls back to Sobol points in the box; any other error propagates.
     """
     x, y, bounds = x.to(torch.float64), y.to(torch.float64), bounds.to(torch.float64)
     span = bounds[1] - bounds[0]
@@ -257,7 +264,11 @@ def propose_batch(
     region = boxes(lengthscales(model))
     t0 = time.perf_counter()
     try:  # the spares too: Thompson sampling factorizes the GP posterior over 2,000 points
-        z = _acq_candidates(model, best_f, region[0], q, cfg, seed, con)
+        if x_pending is not None and cfg.acquisition == "ts":
+            model = believe_pending(model, x_pending.to(torch.float64))
+            x_pending = None
+        xp = None if x_pending is None else x_pending.to(torch.float64)
+        z = _acq_candidates(model, best_f, region[0], q, cfg, seed, con, xp)
         prop.spare = _spares(model, region, n_spare, cfg.ts_candidates, seed)
     except ACQ_ERRORS as err:
         prop.acq_s = time.perf_counter() - t0

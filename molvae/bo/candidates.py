@@ -29,6 +29,7 @@ from rdkit import Chem
 from molvae.bo.accounting import SCORED
 from molvae.bo.config import BOConfig, CanonicalFn, DecodeFn, EncodeFn, SlackFn
 from molvae.bo.fingerprint import fingerprints, fit_fingerprint_gp, thompson_select
+from molvae.bo.surrogate import believe_pending
 from molvae.chem.molecules import silence_rdkit
 
 INNER_POPULATION = 120  # Graph GA's population size in PMO
@@ -191,10 +192,14 @@ def propose_molecules(
     latents: Callable[[list[str]], torch.Tensor] | None = None,
     slack_fn: SlackFn | None = None,
     limit: int | None = None,
+    pending: Sequence[str] = (),
 ) -> MoleculeProposal:
     """Choose ``q`` new molecules given the scored ones ``(canonical, score)``.
 
-    ``known``: canonical SMILES never to propose (everything recorded). ``latents`` maps the
+    ``known``: canonical SMILES never to propose (everything recorded). ``pending``: molecules
+    proposed whose oracle calls are still running (asynchronous BO): never proposed again, and
+    the GP believes its own mean there (`molvae.bo.surrogate.believe_pending`), so Thompson
+    sampling does not pile the next proposals onto their neighbourhood. ``latents`` maps the
     parents' SMILES to their latents (``n x d``, NaN rows where unknown) for the VAE's
     neighbourhoods; without it, or without ``decode_fn``, only Graph GA proposes. With the
     campaign's constraints (``slack_fn``, computed from the molecule, no oracle call) only
@@ -207,6 +212,9 @@ def propose_molecules(
     y = torch.tensor([v for _, v in fit_on], dtype=torch.float64)
     t0 = time.perf_counter()
     model = fit_fingerprint_gp(fingerprints(smiles), y, maxiter=cfg.fit_maxiter)
+    if pending:
+        known = known | set(pending)
+        model = believe_pending(model, fingerprints(list(pending)))
     fit_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     population = [(float(v), s) for s, v in scored]
@@ -267,16 +275,19 @@ def propose_from_history(
     decode_fn: DecodeFn | None,
     encode_fn: EncodeFn | None,
     slack_fn: SlackFn | None = None,
+    pending: Sequence[str] = (),
 ) -> tuple[MoleculeProposal, torch.Tensor] | None:
     """`propose_molecules` on a campaign's history, and the chosen molecules' latents
     (``q x d``, NaN rows where the codec cannot encode one; recorded, not used to choose).
-    None when nothing is scored yet or no candidate is new (the caller proposes otherwise)."""
+    None when nothing is scored yet or no candidate is new (the caller proposes otherwise).
+    ``pending``: molecules whose oracle calls are running (see `propose_molecules`)."""
     scored = scored_molecules(history)
     if not scored:
         return None
     known = {c for c in history["canonical"] if c}
     prop = propose_molecules(scored, known, q, seed, cfg, canonical_fn, decode_fn,
-                             encode_fn, slack_fn, size_limit(history, cfg))  # fmt: skip
+                             encode_fn, slack_fn, size_limit(history, cfg),
+                             pending)  # fmt: skip
     if not prop.smiles:
         return None
     z = encode_fn(prop.smiles) if encode_fn is not None else None

@@ -82,6 +82,10 @@ class BOConfig:
     and unbounded the UCB climb grew proposals far past drug size (docs/benchmarks/pmo.md).
     The acquisition, trust region and re-drawing settings apply to ``"latent"``, the GP on the
     VAE's latent space that proposes z to decode.
+    Asynchronous BO (``async_workers`` > 0, `molvae.bo.async_loop`): after the initial design,
+    that many oracle calls are kept running; each time calls finish, their molecules are
+    recorded, the GP refitted, and as many molecules proposed as calls are free, conditioned
+    on the ones still running. ``batch_size`` is then unused; 0: synchronous batches.
     """
 
     budget: int = 250
@@ -131,6 +135,7 @@ class BOConfig:
     fp_max_points: int = 2000
     # None: 1.5 x the largest molecule the campaign started from (its iteration-0 rows); 0: none
     max_heavy_atoms: int | None = None
+    async_workers: int = 0  # > 0: asynchronous BO with this many oracle calls in flight
 
     def __post_init__(self) -> None:
         if self.acquisition not in ACQUISITIONS:
@@ -162,6 +167,11 @@ class BOConfig:
         if self.constraint_model not in CONSTRAINT_MODELS:
             raise ValueError(f"constraint_model must be one of {CONSTRAINT_MODELS}, "
                              f"not {self.constraint_model!r}")  # fmt: skip
+        if self.async_workers < 0:
+            raise ValueError(f"async_workers must be >= 0, not {self.async_workers}")
+        if self.async_workers and self.retrain_every:
+            raise ValueError("asynchronous BO (async_workers) cannot retrain the model "
+                             "(retrain_every): retraining waits for every call")  # fmt: skip
         if self.retrain_every < 0 or not self.retrain_k > 0:
             raise ValueError("retrain_every must be >= 0 and retrain_k > 0")
 

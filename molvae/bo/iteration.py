@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -47,12 +48,23 @@ def _slacks(run: CampaignRun, history: pd.DataFrame, feasible: torch.Tensor) -> 
     return torch.tensor(np.stack([run.slacks[c] for c in canon]), dtype=torch.float64)
 
 
-def propose(run: CampaignRun, t: int, q: int, start: float) -> dict[str, Any]:
-    """Propose the ``q`` z of iteration ``t`` and persist them (``pending.json``) before any is
-    decoded; ``start`` is when the iteration began (for ``propose_s``)."""
+def propose(
+    run: CampaignRun,
+    t: int,
+    q: int,
+    start: float,
+    in_flight: Sequence[str] = (),
+    z_in_flight: torch.Tensor | None = None,
+    persist: bool = True,
+) -> dict[str, Any]:
+    """Propose the ``q`` z of iteration ``t`` and persist them (``pending.json``, unless not
+    ``persist``) before any is decoded; ``start`` is when the iteration began (``propose_s``).
+    ``in_flight`` / ``z_in_flight``: the molecules and latents (``p x d``) of the proposals
+    whose oracle calls are still running (asynchronous BO), which the proposal is conditioned
+    on."""
     cfg, seed_t = run.cfg, iteration_seed(run.cfg.seed, t)
     if run.kind == "bo" and cfg.surrogate == "fingerprint":
-        pending = _propose_molecules(run, t, q, seed_t, start)
+        pending = _propose_molecules(run, t, q, seed_t, start, in_flight, persist)
         if pending is not None:
             return pending
     n_spare = cfg.spares_per_proposal * q if cfg.redraw and cfg.redraw_rounds else 0
@@ -64,8 +76,8 @@ def propose(run: CampaignRun, t: int, q: int, start: float) -> dict[str, Any]:
         center = region_center(history, run.tr, run.dim)
         prop = propose_batch(cfg, x, y, run.bounds, q, seed_t, run.tr.length if run.tr else None,
                              center=center, n_spare=n_spare, spare_rounds=cfg.redraw_rounds,
-                             feasible=feasible,
-                             slack=_slacks(run, history, feasible))  # fmt: skip
+                             feasible=feasible, slack=_slacks(run, history, feasible),
+                             x_pending=z_in_flight)  # fmt: skip
     else:
         prop = Proposal(z=as_latents(run.fns.prior_fn(q, seed_t)), source="random")
         if n_spare:
@@ -80,19 +92,21 @@ def propose(run: CampaignRun, t: int, q: int, start: float) -> dict[str, Any]:
     pending = {"iteration": t, "seed": seed_t, "source": prop.source, "z": prop.z.tolist(),
                "spare": [] if prop.spare is None else prop.spare.tolist(),
                "record": rec}  # fmt: skip
-    run.store.write_pending(pending)
+    if persist:
+        run.store.write_pending(pending)
     return pending
 
 
 def _propose_molecules(
-    run: CampaignRun, t: int, q: int, seed: int, start: float
-) -> dict[str, Any] | None:
+    run: CampaignRun, t: int, q: int, seed: int, start: float, in_flight: Sequence[str] = (),
+    persist: bool = True,
+) -> dict[str, Any] | None:  # fmt: skip
     """The fingerprint GP's batch of molecules (`molvae.bo.candidates`), persisted with their
     SMILES so a resumed batch scores the same molecules; None when it has nothing to propose
     (nothing scored yet, no new candidate): the latent GP proposes that batch."""
     fns = run.fns
     out = propose_from_history(run.history, q, seed, run.cfg, fns.canonical_fn, fns.decode_fn,
-                               fns.encode_fn, fns.slack_fn)  # fmt: skip
+                               fns.encode_fn, fns.slack_fn, in_flight)  # fmt: skip
     if out is None:
         return None
     prop, z = out
@@ -104,7 +118,8 @@ def _propose_molecules(
     pending = {"iteration": t, "seed": seed, "source": "fp-ts", "z": z.tolist(),
                "smiles": prop.smiles, "sources": prop.sources, "spare": [],
                "record": rec}  # fmt: skip
-    run.store.write_pending(pending)
+    if persist:
+        run.store.write_pending(pending)
     return pending
 
 
@@ -119,7 +134,7 @@ def run_batch(run: CampaignRun, t: int, pending: dict[str, Any]) -> None:
     if rows:
         run.store.append_rows(rows, run.dim)
         run.history = run.store.load_history()
-    _record_iteration(run, t, pending, stats, t_eval)
+    record_iteration(run, t, pending, stats, t_eval)
 
 
 def _update_region(run: CampaignRun, t: int, batch_best: float, waste: float) -> dict[str, Any]:
@@ -151,11 +166,17 @@ def _batch_counts(batch: pd.DataFrame, stats: dict[str, int]) -> dict[str, Any]:
             "waste": (stats["primary_duplicate"] + stats["primary_invalid"]) / q}  # fmt: skip
 
 
-def _record_iteration(
-    run: CampaignRun, t: int, pending: dict[str, Any], stats: dict[str, int], t_eval: float
+def record_iteration(
+    run: CampaignRun,
+    t: int,
+    pending: dict[str, Any],
+    stats: dict[str, int],
+    t_eval: float,
+    extra: dict[str, Any] | None = None,
 ) -> None:
-    """Update the trust region, write ``state.json`` with the iteration's record, drop
-    ``pending.json``."""
+    """Update the trust region, write ``state.json`` with the iteration's record (plus
+    ``extra`` fields), drop ``pending.json``. ``state["iteration"]`` is the highest iteration
+    recorded (asynchronous BO records them in the order their calls finish)."""
     history = run.history
     batch = history[history["iteration"] == t]
     ok_scores = batch.loc[batch["status"] == "ok", "score"].to_numpy(dtype=float)
@@ -165,8 +186,10 @@ def _record_iteration(
     best, _ = best_of(history)
     rec = {**pending["record"], "iteration": t, **counts, "batch_best": batch_best,
            "best": best, **region,
-           "wall_s": pending["record"]["propose_s"] + time.perf_counter() - t_eval}  # fmt: skip
-    run.state = {**run.state, "iteration": t, "iterations": [*run.state["iterations"], rec],
+           "wall_s": pending["record"]["propose_s"] + time.perf_counter() - t_eval,
+           **(extra or {})}  # fmt: skip
+    last = max(t, run.state.get("iteration", 0))
+    run.state = {**run.state, "iteration": last, "iterations": [*run.state["iterations"], rec],
                  "trust_region": asdict(run.tr) if run.tr else None}  # fmt: skip
     write_state(run.store, run.state, history, run.cfg)
     run.store.clear_pending()

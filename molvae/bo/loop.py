@@ -16,6 +16,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from molvae.bo.accounting import oracle_calls
+from molvae.bo.async_loop import run_async
 from molvae.bo.campaign_run import CampaignRun, Oracles, pending_batch, write_state
 from molvae.bo.chemistry import default_canonical
 from molvae.bo.config import (
@@ -40,7 +41,7 @@ from molvae.bo.store import CampaignResult, CampaignStore, load_campaign
 from molvae.bo.trust_region import TrustRegionState
 
 # Config fields that may change on resume: they alter neither proposals nor records.
-_FREE_FIELDS = ("budget", "max_iterations", "n_jobs", "top_k")
+_FREE_FIELDS = ("budget", "max_iterations", "n_jobs", "top_k", "async_workers")
 
 
 def _check_config(
@@ -164,6 +165,17 @@ def _campaign(
     cfg = run.cfg  # init_pool resolved; an old directory's settings
     t = run.state["iteration"] + 1
     initial = initial_calls(run)
+    if cfg.async_workers:
+        pending = pending_batch(run.store, t)
+        if pending is not None:  # a synchronous batch a kill interrupted: finished first
+            run_batch(run, t, pending)
+            t += 1
+        reason = run_async(run, t, initial, lambda: refresh_report(run, report), progress)
+        return finish_campaign(run, reason, report)
+    if run.store.read_in_flight():
+        raise ValueError(f"{run.store.dir} was stopped with asynchronous calls in flight "
+                         "(in_flight.json): resume it asynchronously (async_workers, "
+                         "molvae optimize --async)")  # fmt: skip
     # The bar counts the iterations the budget needs when every proposal scores.
     expected = cfg.max_iterations or math.ceil(max(cfg.budget - initial, 0) / cfg.batch_size)
     bar = tqdm(total=expected, initial=t - 1, disable=not progress, desc=f"{kind} campaign")

@@ -7,6 +7,8 @@ Layout of ``out_dir``::
                       charged pool also the data molecules encoded, unscored, for the latent box
     evaluations.csv   one row per proposal, appended and fsynced row by row
     pending.json      the z of the batch being decoded/scored (exists only mid-iteration)
+    in_flight.json    asynchronous BO: the proposals whose oracle calls are running, their
+                      molecules chosen (exists only while some are)
     state.json        iteration, best, counts, per-iteration records (atomic rewrite)
     report/           plots and summary
     models/           weighted retraining: retrain_<k>.pt (model version k), latents_<k>.csv
@@ -84,6 +86,7 @@ class CampaignStore:
         self.eval_path = self.dir / "evaluations.csv"
         self.state_path = self.dir / "state.json"
         self.pending_path = self.dir / "pending.json"
+        self.in_flight_path = self.dir / "in_flight.json"
         self.pool_path = self.dir / "pool.csv"
         self.report_dir = self.dir / "report"
         if writer:  # a reader (e.g. a report of a live campaign) must never cut the file
@@ -124,6 +127,19 @@ class CampaignStore:
     def clear_pending(self) -> None:
         """Remove ``pending.json`` once ``state.json`` records the finished iteration."""
         self.pending_path.unlink(missing_ok=True)
+
+    def read_in_flight(self) -> list[dict[str, Any]]:
+        """Asynchronous BO's proposals still running (each: ``iteration``, ``rows`` with the
+        molecules chosen, ``record``), oldest first; [] when none."""
+        payload = self._read_json(self.in_flight_path)
+        return list(payload.get("proposals", [])) if payload else []
+
+    def write_in_flight(self, proposals: Sequence[dict[str, Any]]) -> None:
+        """Persist the proposals in flight (before their calls start); none: remove the file."""
+        if proposals:
+            self._write_json(self.in_flight_path, {"proposals": list(proposals)})
+        else:
+            self.in_flight_path.unlink(missing_ok=True)
 
     # -- evaluations.csv --------------------------------------------------------------------
     def _repair_evaluations(self) -> None:

@@ -128,3 +128,15 @@ def lengthscales(model: SingleTaskGP) -> torch.Tensor | None:
     if ls is None and hasattr(kernel, "base_kernel"):
         ls = getattr(kernel.base_kernel, "lengthscale", None)
     return None if ls is None else ls.detach().reshape(-1)
+
+
+def believe_pending(model: SingleTaskGP, x_pending: torch.Tensor | None) -> SingleTaskGP:
+    """``model`` conditioned on its own posterior mean at ``x_pending`` (``p x d``, points
+    proposed whose oracle calls are still running): the "kriging believer" fantasy (Ginsbourger
+    et al. 2010). The mean is unchanged, the variance at and near the pending points shrinks,
+    so Thompson sampling and UCB look elsewhere; ``model`` itself when nothing is pending."""
+    if x_pending is None or len(x_pending) == 0:
+        return model
+    with torch.no_grad():
+        mean = model.posterior(x_pending).mean  # p x 1, in the observations' units
+        return model.condition_on_observations(x_pending, mean)

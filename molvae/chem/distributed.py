@@ -40,6 +40,11 @@ class Cluster:
         """Workers connected now (Dask queues tasks until one joins)."""
         return len(self.client.scheduler_info(n_workers=-1).get("workers", {}))
 
+    def n_threads(self) -> int:
+        """Worker threads connected now: how many objective calls run at once."""
+        workers = self.client.scheduler_info(n_workers=-1).get("workers", {})
+        return sum(int(w.get("nthreads", 1)) for w in workers.values())
+
     def close(self) -> None:
         """Disconnect; the scheduler and its workers go on for other clients."""
         self.client.close()

@@ -69,6 +69,15 @@ def add_scheduler(p: argparse.ArgumentParser) -> None:
                    "local processes (--jobs); every worker needs molvae installed")  # fmt: skip
 
 
+def add_async(p: argparse.ArgumentParser) -> None:
+    """``--async [N]``: asynchronous BO with N oracle calls in flight."""
+    p.add_argument("--async", dest="async_calls", nargs="?", type=int, const=0, default=None,
+                   metavar="N",
+                   help="asynchronous BO: keep N oracle calls running, propose a molecule as "
+                   "each call returns, conditioned on those still running (default N: the "
+                   "Dask cluster's worker threads with --scheduler, else --jobs)")  # fmt: skip
+
+
 ORACLE_CACHE = (
     "an SQLite file; default $MOLVAE_ORACLE_CACHE, else oracle.sqlite in $MOLVAE_CACHE "
     "or ~/.cache/molvae"

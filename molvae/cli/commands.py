@@ -202,6 +202,7 @@ def _cmd_optimize(a: argparse.Namespace) -> None:
         "max_heavy_atoms": a.max_heavy_atoms,
         "retrain_every": a.retrain_every,
         "retrain_k": a.retrain_k,
+        "async_workers": a.async_calls or None,  # --async alone: OptimizeRunConfig sizes it
     }
     bo = _config(BOConfig, overrides)
     run = OptimizeRunConfig(
@@ -219,6 +220,7 @@ def _cmd_optimize(a: argparse.Namespace) -> None:
         init_score_column=a.init_score_column,
         scheduler=a.scheduler,
         cache=a.cache,
+        async_bo=a.async_calls is not None,
     )
     gradient = GradientConfig(steps=a.steps, step_size=a.step_size, n_starts=a.starts,
                               substep_growth=a.substep_growth)  # fmt: skip

@@ -8,6 +8,7 @@ from typing import Any
 
 from molvae.bo import ACQUISITIONS, CONSTRAINT_MODELS, SURROGATES, BOConfig, GradientConfig
 from molvae.cli.args import (
+    add_async,
     add_constraint,
     add_grammar,
     add_model,
@@ -138,6 +139,7 @@ def add_optimize(sub: Any) -> None:
     p.add_argument("--jobs", type=int, default=default(BOConfig, "n_jobs"),
                    help="scoring processes")  # fmt: skip
     add_scheduler(p)
+    add_async(p)
     add_oracle_cache(
         p,
         "a killed campaign's finished calls, and molecules another campaign or "

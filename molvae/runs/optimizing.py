@@ -6,7 +6,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from molvae.bo.init_data import read_init_data
 from molvae.chem import get_objective, score_smiles
 from molvae.chem.cache import OracleCache
 from molvae.chem.constraints import constraint_slacks, parse_constraints
-from molvae.chem.distributed import connect
+from molvae.chem.distributed import Cluster, connect
 from molvae.data import FilterConfig, load_smiles
 from molvae.io import file_sha256
 from molvae.model import GrammarConfig, LatentCodec
@@ -62,6 +62,10 @@ class OptimizeRunConfig:
     # the oracle cache file ("": the default one; None: none): objective outcomes are looked up
     # there first and stored as they finish, so a rerun after a kill calls nothing twice
     cache: str | None = None
+    # asynchronous BO: with BOConfig.async_workers 0, as many calls in flight as the Dask
+    # cluster has worker threads (scheduler), else BOConfig.n_jobs; without a scheduler the
+    # calls run in that many local processes
+    async_bo: bool = False
 
 
 # What a campaign directory is bound to besides its BOConfig: a resume with another model,
@@ -243,7 +247,11 @@ def optimize(
     if prior == "learned":  # the latent box from the prior the model was fitted with
         bo_config = replace(bo_config, bounds="prior")
     with contextlib.ExitStack() as stack:
-        executor = stack.enter_context(connect(run.scheduler)).executor if run.scheduler else None
+        cluster = stack.enter_context(connect(run.scheduler)) if run.scheduler else None
+        bo_config = _async_workers(run, bo_config, cluster)
+        executor = cluster.executor if cluster is not None else None
+        if bo_config.async_workers and executor is None:  # one process per call in flight
+            executor = stack.enter_context(ProcessPoolExecutor(bo_config.async_workers))
         cache = None if run.cache is None else stack.enter_context(OracleCache(run.cache or None))
         fns = campaign_callables(codec, run.objective, bo_config, prior, run.constraints, executor,
                                  cache)  # fmt: skip
@@ -267,6 +275,20 @@ def optimize(
         )
         common = dict(init_smiles=init, progress=progress, metadata=metadata, init_data=init_data)
         return _launch(run, bo_config, fns, retrain, predict, gradient, common)
+
+
+def _async_workers(run: OptimizeRunConfig, cfg: BOConfig, cluster: Cluster | None) -> BOConfig:
+    """``cfg`` with ``async_workers`` sized when ``run.async_bo`` leaves it to the run: the
+    cluster's worker threads, else ``n_jobs``."""
+    if run.method == "gradient" and (run.async_bo or cfg.async_workers):
+        raise ValueError("asynchronous BO is for method 'bo' or 'random', not 'gradient'")
+    if not run.async_bo or cfg.async_workers:
+        return cfg
+    n = cluster.n_threads() if cluster is not None else cfg.n_jobs
+    if n < 1:
+        raise ValueError(f"the Dask cluster at {run.scheduler} has no worker yet: give "
+                         "--async N")  # fmt: skip
+    return replace(cfg, async_workers=n)
 
 
 def _launch(
