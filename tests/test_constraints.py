@@ -16,8 +16,9 @@ from rdkit.Chem import Descriptors
 
 from molvae.bo import BOConfig
 from molvae.bo.loop import run_campaign
+from molvae.bo.observations import observations
 from molvae.bo.report import write_report
-from molvae.bo.store import load_campaign, observations
+from molvae.bo.store import load_campaign
 from molvae.chem import parse_constraint, parse_constraints, score_smiles
 from molvae.chem.constraints import violated
 from molvae.cli import main

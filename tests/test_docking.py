@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from molvae import chem
-from molvae.chem import docking
+from molvae.chem import dock_benchmarks, docking
 
 HAVE_DOCKSTRING = importlib.util.find_spec("dockstring") is not None
 # the dev extra (`make install`) pulls dockstring in on x86-64 Linux: there CI must not skip
@@ -200,7 +200,7 @@ def test_dockstring_benchmarks_negate_dockstrings_own_formulas(monkeypatch) -> N
         calls.append(target)
         return vina[target]
 
-    monkeypatch.setattr(docking, "_memo_dock", fake_dock)
+    monkeypatch.setattr(docking, "memo_dock", fake_dock)
     mol = chem.parse(DOPAMINE)
     for name, bench in get_benchmark_functions().items():  # dockstring's reference objectives
         # the reference, its docking replaced by the same scores (its QED is its own)
@@ -221,5 +221,5 @@ def test_dockstring_benchmarks_negate_dockstrings_own_formulas(monkeypatch) -> N
 
 def test_unknown_dockstring_benchmark_lists_the_three() -> None:
     with pytest.raises(ValueError, match="F2, promiscuous_PPAR, selective_JAK2"):
-        docking.check_benchmark("F3")
+        dock_benchmarks.check_benchmark("F3")
     assert "dockstring:F2" in chem.available_objectives()

@@ -99,7 +99,7 @@ class _LearnedPrior:
 
 def test_prior_resolution_and_the_gaussian_sampler(setup) -> None:
     from molvae.model import LatentCodec
-    from molvae.runs.optimizing import prior_sampler, resolve_prior
+    from molvae.runs.callables import prior_sampler, resolve_prior
 
     _, model, _ = setup
     codec = LatentCodec.from_checkpoint(model, device="cpu")

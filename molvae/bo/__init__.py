@@ -47,6 +47,7 @@ from molvae.bo.gradient import (
 from molvae.bo.html_report import read_campaign, write_html_report
 from molvae.bo.loop import random_search, run_campaign
 from molvae.bo.metrics import campaign_metrics, top_k_auc, top_k_mean
+from molvae.bo.observations import observations
 from molvae.bo.regions import restart_region
 from molvae.bo.report import (
     best_so_far,
@@ -69,7 +70,6 @@ from molvae.bo.store import (
     empty_history,
     known_scores,
     load_campaign,
-    observations,
     read_table,
     top_molecules,
     z_columns,

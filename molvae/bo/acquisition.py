@@ -214,6 +214,17 @@ def _fallback(
     return prop
 
 
+def _with_pending(
+    model: SingleTaskGP, cfg: BOConfig, x_pending: torch.Tensor | None
+) -> tuple[SingleTaskGP, torch.Tensor | None]:
+    """The model and the ``X_pending`` the acquisition integrates over; Thompson sampling takes
+    no ``X_pending``, so there the GP believes its own mean at the pending points instead."""
+    if x_pending is None or not len(x_pending):
+        return model, None
+    xp = x_pending.to(torch.float64)
+    return (believe_pending(model, xp), None) if cfg.acquisition == "ts" else (model, xp)
+
+
 def propose_batch(
     cfg: BOConfig, x: torch.Tensor, y: torch.Tensor, bounds: torch.Tensor, q: int, seed: int,
     tr_length: float | None = None, center: torch.Tensor | None = None, n_spare: int = 0,
@@ -229,10 +240,8 @@ def propose_batch(
     when ``tr_length`` is given; the incumbent and the "best" third of the GP's points are the
     best feasible ones, and constraint GPs weigh the acquisition. Spares, for re-drawing,
     are ``n_spare`` Thompson samples per round in boxes ``SPARE_GROWTH`` times larger each
-    round (the region's own first). ``x_pending``: ``p x d`` points proposed whose oracle
-    calls are still running (asynchronous BO): the acquisition integrates over them (BoTorch's
-    ``X_pending``; Thompson sampling: the GP believes its mean there). A numerical failure
-    falls back to Sobol points in the box; any other error propagates.
+    round (the region's own first). ``x_pending``: ``p x d`` points still being scored
+    (`_with_pending`). A numerical failure falls back to Sobol points; others propagate.
     """
     x, y, bounds = x.to(torch.float64), y.to(torch.float64), bounds.to(torch.float64)
     span = bounds[1] - bounds[0]
@@ -264,10 +273,7 @@ def propose_batch(
     region = boxes(lengthscales(model))
     t0 = time.perf_counter()
     try:  # the spares too: Thompson sampling factorizes the GP posterior over 2,000 points
-        if x_pending is not None and cfg.acquisition == "ts":
-            model = believe_pending(model, x_pending.to(torch.float64))
-            x_pending = None
-        xp = None if x_pending is None else x_pending.to(torch.float64)
+        model, xp = _with_pending(model, cfg, x_pending)
         z = _acq_candidates(model, best_f, region[0], q, cfg, seed, con, xp)
         prop.spare = _spares(model, region, n_spare, cfg.ts_candidates, seed)
     except ACQ_ERRORS as err:

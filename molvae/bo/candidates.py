@@ -19,7 +19,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 import torch
 from mol_ga.graph_ga.gen_candidates import mutate, reproduce
@@ -28,6 +27,7 @@ from rdkit import Chem
 
 from molvae.bo.accounting import SCORED
 from molvae.bo.config import BOConfig, CanonicalFn, DecodeFn, EncodeFn, SlackFn
+from molvae.bo.feasibility import feasible_first, hidden_infeasible
 from molvae.bo.fingerprint import fingerprints, fit_fingerprint_gp, thompson_select
 from molvae.bo.surrogate import believe_pending
 from molvae.chem.molecules import silence_rdkit
@@ -228,7 +228,7 @@ def propose_molecules(
         for can in _small([c for c in map(canonical_fn, raws) if c], limit):
             if can not in known:
                 cands.setdefault(can, "vae")
-    pool = _feasible_first(list(cands), slack_fn)
+    pool = feasible_first(list(cands), slack_fn)
     if not pool:
         return MoleculeProposal([], [], 0, len(smiles), fit_s, time.perf_counter() - t0)
     pick = thompson_select(model, fingerprints(pool), min(q, len(pool)), seed)
@@ -237,20 +237,6 @@ def propose_molecules(
         n_candidates=len(pool), gp_points=len(smiles), fit_s=fit_s,
         acq_s=time.perf_counter() - t0,
     )  # fmt: skip
-
-
-def _feasible_first(pool: list[str], slack_fn: SlackFn | None) -> list[str]:
-    """The candidates that meet every constraint; when none does, the least violating tenth
-    (at least one), so the campaign still learns where the constraints bind."""
-    if slack_fn is None or not pool:
-        return pool
-    excess = np.nan_to_num(np.asarray(slack_fn(pool), dtype=float), nan=np.inf)
-    excess = np.clip(excess, 0, None).sum(axis=1) if excess.ndim == 2 else np.clip(excess, 0, None)
-    ok = [c for c, e in zip(pool, excess, strict=True) if e <= 0]
-    if ok:
-        return ok
-    order = np.argsort(excess, kind="stable")[: max(len(pool) // 10, 1)]
-    return [pool[i] for i in sorted(order)]
 
 
 def scored_molecules(history: pd.DataFrame) -> list[tuple[str, float]]:
@@ -284,6 +270,10 @@ def propose_from_history(
     scored = scored_molecules(history)
     if not scored:
         return None
+    hidden = hidden_infeasible(history, slack_fn)
+    if hidden:  # the GP learns to avoid them: they score as the worst molecule seen
+        worst = min(v for _, v in scored)
+        scored = [(c, worst if c in hidden else v) for c, v in scored]
     known = {c for c in history["canonical"] if c}
     prop = propose_molecules(scored, known, q, seed, cfg, canonical_fn, decode_fn,
                              encode_fn, slack_fn, size_limit(history, cfg),

@@ -23,14 +23,10 @@ from molvae.bo.candidates import propose_from_history
 from molvae.bo.config import (
     iteration_seed,
 )
+from molvae.bo.observations import observations, observed_rows
 from molvae.bo.regions import region_best, region_center, restart_region
 from molvae.bo.scoring import score_batch
-from molvae.bo.store import (
-    STATUSES,
-    best_of,
-    observations,
-    observed_rows,
-)
+from molvae.bo.store import STATUSES, best_of
 from molvae.bo.trust_region import update_trust_region
 
 
@@ -45,7 +41,13 @@ def _slacks(run: CampaignRun, history: pd.DataFrame, feasible: torch.Tensor) -> 
     new = [c for c in dict.fromkeys(canon) if c not in run.slacks]
     if new:
         run.slacks.update(zip(new, np.asarray(fn(new), dtype=float), strict=True))
-    return torch.tensor(np.stack([run.slacks[c] for c in canon]), dtype=torch.float64)
+    slack = torch.tensor(np.stack([run.slacks[c] for c in canon]), dtype=torch.float64)
+    # a molecule infeasible with every slack met missed an expensive constraint (docking),
+    # which only its oracle call checks: one more output, +1 where that happened, -1 elsewhere
+    hidden = ~feasible & (slack <= 0).all(-1)
+    if hidden.any():
+        slack = torch.cat([slack, torch.where(hidden, 1.0, -1.0).to(slack).unsqueeze(-1)], -1)
+    return slack
 
 
 def propose(

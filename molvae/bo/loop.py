@@ -255,6 +255,8 @@ def run_campaign(
     iterations (weighted retraining, `molvae.bo.retrain`). ``slack_fn`` gives the constraints'
     signed slacks of scored molecules, so each constraint gets its own GP
     (``config.constraint_model="slack"``); without it one GP models feasible / infeasible.
+    With ``config.async_workers`` the campaign is asynchronous (`molvae.bo.async_loop`):
+    ``objective_fn`` is then called from that many threads at once, one molecule a call.
     """
     fns = Oracles(decode_fn, objective_fn, canonical_fn, encode_fn=encode_fn, prior_fn=prior_fn,
                    retrain_fn=retrain_fn, slack_fn=slack_fn)  # fmt: skip

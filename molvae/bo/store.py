@@ -33,9 +33,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
-from molvae.bo.accounting import SCORED, oracle_call_counts
+from molvae.bo.accounting import oracle_call_counts
 from molvae.bo.config import LEGACY_SETTINGS, BOConfig
 from molvae.io import read_json, write_text
 
@@ -212,32 +211,6 @@ def empty_history(dim: int) -> pd.DataFrame:
     """An empty history table with the evaluation columns and ``dim`` latent columns."""
     cols = [*EVAL_COLUMNS, *z_columns(dim)]
     return pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
-
-
-def observations(
-    history: pd.DataFrame, dim: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(z ``n x d``, score ``n``, feasible ``n`` bool) of rows with a known score: ok,
-    infeasible (scored, a constraint missed), and duplicates of either."""
-    if history.empty:
-        empty = torch.zeros(0, dtype=torch.float64)
-        return torch.zeros(0, dim, dtype=torch.float64), empty, empty.bool()
-    zc = z_columns(dim)
-    status = history["status"]
-    missed = set(history.loc[status == "infeasible", "canonical"])
-    infeasible = (status == "infeasible") | (
-        (status == "duplicate") & history["canonical"].isin(missed)
-    )
-    use = observed_rows(history, dim)
-    x = torch.tensor(history.loc[use, zc].to_numpy(dtype=float), dtype=torch.float64)
-    y = torch.tensor(history.loc[use, "score"].to_numpy(dtype=float), dtype=torch.float64)
-    return x, y, torch.tensor(~infeasible[use].to_numpy(dtype=bool))
-
-
-def observed_rows(history: pd.DataFrame, dim: int) -> pd.Series:
-    """Which rows `observations` returns (bool, aligned with ``history``)."""
-    use = history["status"].isin([*SCORED, "duplicate"]) & np.isfinite(history["score"])
-    return use & np.isfinite(history[z_columns(dim)]).all(axis=1)
 
 
 def best_of(history: pd.DataFrame) -> tuple[float, str | None]:

@@ -102,6 +102,8 @@ class Constraint:
     # why a molecule missed, for `violated`: None = by how much (numeric bounds); a pass/fail
     # constraint names what failed ("" = nothing to add to its spec)
     explain: Callable[[Mol], str] | None = field(default=None, compare=False, repr=False)
+    # its property is an expensive objective (docking): checked in oracle calls only
+    expensive: bool = field(default=False, compare=False)
 
     @property
     def pass_fail(self) -> bool:
@@ -137,13 +139,15 @@ class Constraint:
         return (parse_constraint, (self.spec,))
 
 
-def _property(name: str) -> Callable[[Mol], float]:
+def _property(name: str) -> tuple[Callable[[Mol], float], bool]:
+    """The property's function and whether it is an expensive objective."""
     if name in CONSTRAINT_PROPERTIES:
-        return CONSTRAINT_PROPERTIES[name][0]
+        return CONSTRAINT_PROPERTIES[name][0], False
     if name in PROPERTIES:
-        return PROPERTIES[name]
+        return PROPERTIES[name], False
     try:
-        return get_objective(name).fn
+        objective = get_objective(name)
+        return objective.fn, objective.expensive
     except ValueError as err:
         known = ", ".join([*CONSTRAINT_PROPERTIES, *PROPERTIES])
         raise ValueError(
@@ -176,7 +180,8 @@ def parse_constraint(spec: str) -> Constraint:
         raise ValueError(f"constraint {spec!r}: the bound {raw!r} is not a number") from None
     if not name or not math.isfinite(bound):
         raise ValueError(f"constraint {spec!r} needs a property name and a finite bound")
-    return Constraint(f"{name}{op}{raw}", name, op, bound, _property(name))
+    fn, expensive = _property(name)
+    return Constraint(f"{name}{op}{raw}", name, op, bound, fn, expensive=expensive)
 
 
 def parse_constraints(specs: Sequence[str] | None) -> tuple[Constraint, ...]:
@@ -186,6 +191,12 @@ def parse_constraints(specs: Sequence[str] | None) -> tuple[Constraint, ...]:
         c = parse_constraint(s)
         out.setdefault(c.spec, c)
     return tuple(out.values())
+
+
+def cheap_constraints(constraints: Sequence[Constraint]) -> tuple[Constraint, ...]:
+    """The constraints computed from the molecule alone: all but the `Constraint.expensive`
+    ones, which only an oracle call checks."""
+    return tuple(c for c in constraints if not c.expensive)
 
 
 def constraint_slacks(smiles: Sequence[str], constraints: Sequence[Constraint]) -> np.ndarray:

@@ -19,15 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 from rdkit import DataStructs
 
-from molvae.chem.docking import (
+from molvae.chem.dock_benchmarks import (
     BENCHMARKS,
-    DockingScore,
     DockstringBenchmark,
     benchmark_description,
     benchmark_version,
-    dock_description,
-    dock_version,
 )
+from molvae.chem.docking import DockingScore, dock_description, dock_version
 from molvae.chem.molecules import parse
 from molvae.chem.pmo import PMO_TASKS, PMOScore, import_tdc
 from molvae.chem.properties import (
@@ -58,6 +56,9 @@ class Objective:
     description: str
     fn: Callable[[Mol], float]
     version: str = ""
+    # an oracle call costs minutes (docking): as a constraint it is checked only in the oracle
+    # call of a molecule chosen to be scored, never on a campaign's candidates
+    expensive: bool = False
 
 
 def neg_sa_score(mol: Mol) -> float:
@@ -147,12 +148,13 @@ def get_objective(spec: str) -> Objective:
         # not installed, an unknown target (listing them), a Vina that cannot run: ValueError
         dock = DockingScore(rest)
         version = dock_version(dock.target, dock.seed)
-        return Objective(f"dock:{dock.target}", dock_description(dock.target), dock, version)
+        return Objective(f"dock:{dock.target}", dock_description(dock.target), dock, version,
+                         expensive=True)  # fmt: skip
     if sep and prefix == "dockstring":
         bench = DockstringBenchmark(rest)  # an unknown name: ValueError listing the three
         version = benchmark_version(bench.name, bench.seed)
         return Objective(f"dockstring:{bench.name}", benchmark_description(bench.name), bench,
-                         version)  # fmt: skip
+                         version, expensive=True)  # fmt: skip
     if sep:
         return Objective(spec, f"user objective {spec}", _import_function(prefix, rest))
     names = ", ".join(OBJECTIVES)

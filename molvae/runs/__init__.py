@@ -6,14 +6,10 @@ may import all of them; no stage imports it.
 """
 
 from molvae.resources import DEFAULT_MODEL, resolve_model
+from molvae.runs.callables import CampaignCallables, campaign_callables
 from molvae.runs.common import environment
 from molvae.runs.evaluating import evaluate_model
-from molvae.runs.optimizing import (
-    CampaignCallables,
-    OptimizeRunConfig,
-    campaign_callables,
-    optimize,
-)
+from molvae.runs.optimizing import OptimizeRunConfig, optimize
 from molvae.runs.priors import FitPriorResult, fit_prior_run
 from molvae.runs.training import TrainRunConfig, train_on_smiles
 

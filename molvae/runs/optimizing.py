@@ -5,27 +5,31 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 
 from molvae.bo import BOConfig, CampaignResult, random_search, run_campaign
 from molvae.bo.gradient import GradientConfig, gradient_campaign
-from molvae.bo.init_data import read_init_data
-from molvae.chem import get_objective, score_smiles
+from molvae.chem import get_objective
 from molvae.chem.cache import OracleCache
-from molvae.chem.constraints import constraint_slacks, parse_constraints
+from molvae.chem.constraints import parse_constraints
 from molvae.chem.distributed import Cluster, connect
 from molvae.data import FilterConfig, load_smiles
 from molvae.io import file_sha256
 from molvae.model import GrammarConfig, LatentCodec
 from molvae.resources import DEFAULT_MODEL, resolve_model
+from molvae.runs.callables import (
+    CampaignCallables,
+    campaign_callables,
+    init_data_table,
+    resolve_prior,
+)
 from molvae.runs.common import environment
 from molvae.runs.gradient import head_predictor
 from molvae.runs.retraining import campaign_retraining
@@ -75,9 +79,6 @@ class OptimizeRunConfig:
 _RUN_PINNED = ("objective", "data", "method", "constrained", "constraints")
 
 
-PRIORS = ("auto", "learned", "gaussian")
-
-
 def pinned_settings(
     run: OptimizeRunConfig,
     model_sha256: str,
@@ -92,98 +93,6 @@ def pinned_settings(
         "grammar": asdict(grammar) if grammar else None,
         **({"prior": prior} if prior else {}),
     }
-
-
-def resolve_prior(codec: LatentCodec, prior: str) -> str:
-    """The prior a campaign samples: "learned" or "gaussian" (``prior`` in ``PRIORS``)."""
-    if prior not in PRIORS:
-        raise ValueError(f"prior must be one of {PRIORS}, not {prior!r}")
-    learned = getattr(codec, "prior", None) is not None
-    if prior == "learned" and not learned:
-        raise ValueError(
-            "--prior learned: this checkpoint has no learned prior (fit one with `molvae "
-            "fit-prior`, or use --prior gaussian)"
-        )
-    return "learned" if learned and prior != "gaussian" else "gaussian"
-
-
-def prior_sampler(codec: LatentCodec, kind: str) -> Callable[[int, int], np.ndarray]:
-    """``SampleFn``: ``(n, seed) -> n x d`` float64 samples of the ``kind`` prior, seeded on CPU.
-
-    Through ``codec.sample_latents`` when the codec has it, else the model's N(0, I).
-    """
-    sample_latents = getattr(codec, "sample_latents", None)
-
-    def sample(n: int, seed: int) -> np.ndarray:
-        gen = torch.Generator().manual_seed(int(seed))
-        if sample_latents is not None:
-            z = sample_latents(n, prior=kind, generator=gen)
-        else:
-            z = codec.model.sample_prior(n, generator=gen)
-        return z.detach().to("cpu", torch.float64).numpy()
-
-    return sample
-
-
-@dataclass
-class CampaignCallables:
-    """The contract `molvae.bo` works through, bound to one codec and one objective."""
-
-    decode: Callable[[torch.Tensor, int, int], list[list[str]]]
-    encode: Callable[[list[str]], torch.Tensor]
-    objective: Callable[[list[str]], tuple[np.ndarray, list[str]]]
-    prior: Callable[[int, int], np.ndarray]
-    slack: Callable[[list[str]], np.ndarray] | None = None  # None: the campaign has no constraint
-
-
-def campaign_callables(
-    codec: LatentCodec,
-    objective: str,
-    bo_config: BOConfig,
-    prior: str = "gaussian",
-    constraints: Sequence[str] = (),
-    executor: Executor | None = None,
-    cache: OracleCache | None = None,
-) -> CampaignCallables:
-    """Decode (greedy + sampled attempts, seeded per batch), encode, score and prior callables
-    (``prior``: "learned" or "gaussian", see ``resolve_prior``; ``constraints``: specs a
-    molecule must satisfy to be "ok" rather than "infeasible"; ``executor``: where objective
-    calls run, e.g. a Dask cluster's, else ``bo_config.n_jobs`` local processes; ``cache``: an
-    oracle cache to look outcomes up in and store them to)."""
-
-    def decode_fn(z: torch.Tensor, n_attempts: int, seed: int) -> list[list[str]]:
-        gen = torch.Generator(device="cpu").manual_seed(int(seed))
-        return codec.decode_attempts(
-            z, n_attempts, temperature=bo_config.decode_temperature, generator=gen
-        )
-
-    def encode_fn(smiles: list[str]) -> torch.Tensor:
-        return codec.encode(smiles, check_domain=False).z  # the status is not used here
-
-    def objective_fn(smiles: list[str]) -> tuple[np.ndarray, list[str]]:
-        res = score_smiles(smiles, objective, n_jobs=bo_config.n_jobs, constraints=constraints,
-                           executor=executor, cache=cache)  # fmt: skip
-        return res.scores, res.status
-
-    parsed = parse_constraints(constraints)
-    slack_fn = (lambda smiles: constraint_slacks(smiles, parsed)) if parsed else None
-    return CampaignCallables(decode_fn, encode_fn, objective_fn, prior_sampler(codec, prior),
-                             slack_fn)  # fmt: skip
-
-
-def init_data_table(
-    path: str, score_column: str = "score", constraints: Sequence[str] = ()
-) -> pd.DataFrame:
-    """The ``--init-data`` file as `molvae.bo.init_data.read_init_data` reads it; where it gives
-    no status and the campaign has ``constraints``, a row that misses one is "infeasible" (the
-    campaign's constraint check on the molecule, as `score_smiles` does it; no oracle call)."""
-    data = read_init_data(path, score_column)
-    parsed = parse_constraints(constraints)
-    missing = (data["status"] == "").to_numpy()
-    if parsed and missing.any():
-        slack = constraint_slacks(data.loc[missing, "smiles"].tolist(), parsed)
-        data.loc[missing, "status"] = np.where((slack > 0).any(axis=1), "infeasible", "ok")
-    return data
 
 
 def _init_data(run: OptimizeRunConfig) -> tuple[pd.DataFrame | None, dict[str, Any]]:

@@ -43,7 +43,7 @@ def retrain_callable(
 ) -> RetrainFn:
     """A `RetrainFn` over the checkpoint ``base_path`` (loaded as ``codec``). ``callables(codec)``
     gives the campaign's decode/encode/prior callables for a codec (``.decode``, ``.encode``,
-    ``.prior``, as `molvae.runs.optimizing.campaign_callables`); retrained codecs decode with
+    ``.prior``, as `molvae.runs.callables.campaign_callables`); retrained codecs decode with
     ``codec``'s grammar on its device."""
     base = load_checkpoint(base_path)
     base_sha = file_sha256(base_path)
