@@ -135,3 +135,31 @@ def test_async_campaign_killed_with_calls_in_flight_resumes_them(
     assert len(scored) == 16 and not scored["canonical"].duplicated().any()
     assert running <= set(scored["canonical"])  # the molecules in flight, not new proposals
     assert not flight.exists()
+
+
+def test_async_latent_gp_passes_running_points_to_qlogei(tiny_campaign, tmp_path, call_log) -> None:
+    # Thompson sampling's believer is the fingerprint GP's (above); qLogEI takes X_pending
+    out = tmp_path / "latent"
+    extra = ("--async", "2", "--surrogate", "latent", "--acquisition", "qlogei")
+    assert main(_args(tiny_campaign, out, 8, *extra)) == 0
+    h = pd.read_csv(out / "evaluations.csv")
+    scored = h[h["status"].isin(["ok", "infeasible", "failed"])]
+    assert len(scored) == 8 and sorted(_calls(call_log)) == sorted(scored["canonical"])
+    records = json.loads((out / "state.json").read_text())["iterations"]
+    assert {r["source"].split("/")[0] for r in records} <= {"bo", "sobol"}
+    assert any(r["in_flight"] for r in records)
+
+
+def test_qlogei_integrates_over_pending_points() -> None:
+    from molvae.bo.acquisition import propose_batch
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(20, 2, generator=gen, dtype=torch.float64) * 4 - 2
+    y = -((x - 0.5) ** 2).sum(-1)  # best at (0.5, 0.5)
+    bounds = torch.tensor([[-2.0, -2.0], [2.0, 2.0]], dtype=torch.float64)
+    cfg = BOConfig(acquisition="qlogei")
+    alone = propose_batch(cfg, x, y, bounds, 1, 0).z
+    assert (alone - 0.5).abs().max() < 0.2
+    beside = propose_batch(cfg, x, y, bounds, 1, 0, x_pending=alone).z
+    # the expected improvement of a point is now joint with the pending one's: it moves off
+    assert not torch.allclose(alone, beside) and (beside - 0.5).abs().max() < 0.5
