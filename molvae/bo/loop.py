@@ -40,7 +40,8 @@ from molvae.bo.stopping import stop_reason
 from molvae.bo.store import CampaignResult, CampaignStore, load_campaign
 from molvae.bo.trust_region import TrustRegionState
 
-# Config fields that may change on resume: they alter neither proposals nor records.
+# Config fields that may change on resume: they leave what is recorded valid (async_workers
+# changes how the next molecules are proposed, not the meaning of the rows and records so far).
 _FREE_FIELDS = ("budget", "max_iterations", "n_jobs", "top_k", "async_workers")
 
 
