@@ -52,7 +52,7 @@ def read_campaign(campaign: CampaignResult | str | Path) -> CampaignResult:
     return load_campaign(path)
 
 
-def scored_molecules(history: pd.DataFrame) -> pd.DataFrame:
+def grid_molecules(history: pd.DataFrame) -> pd.DataFrame:
     """Each molecule scored (``ok`` or ``infeasible``, a finite score) once, at its first row:
     ``canonical``, ``score``, ``iteration``, ``status``, ``source``, in recording order."""
     cols = ["canonical", "score", "iteration", "status", "source"]
@@ -209,7 +209,7 @@ def html_report(
     patterns = substructures(smarts)  # an invalid SMARTS fails before any drawing
     report_dir = Path(result.out_dir) / "report"
     state = CampaignStore(result.out_dir).read_state() or {}
-    mols = scored_molecules(result.history)
+    mols = grid_molecules(result.history)
     picture, pics, css = _pictures(mols, report_dir / CACHE_NAME, max_pictures)
     flags = substructure_flags(list(mols["canonical"]), patterns, report_dir / FLAGS_NAME)
     payload = {
