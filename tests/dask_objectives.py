@@ -20,13 +20,17 @@ def slow_heavy_atoms(mol) -> float:
 
 
 def logged_qed(mol) -> float:
-    """QED after ``$MOLVAE_TEST_SLEEP`` seconds (default 0.2), as a slow oracle; each call
-    appends its canonical SMILES to ``$MOLVAE_TEST_CALLS`` (when set), so a test can see which
-    molecules reached the objective, across processes, and how often."""
+    """QED after 1 to 4.5 times ``$MOLVAE_TEST_SLEEP`` seconds (default 0.2; the factor a
+    function of the molecule, so the calls of one batch come back one by one), as a slow
+    oracle; each call appends its canonical SMILES to ``$MOLVAE_TEST_CALLS`` (when set), so a
+    test can see which molecules reached the objective, across processes, and how often."""
+    import hashlib
+
     from rdkit import Chem
     from rdkit.Chem import QED
 
-    time.sleep(float(os.environ.get("MOLVAE_TEST_SLEEP", "0.2")))
+    factor = 1 + hashlib.sha1(Chem.MolToSmiles(mol).encode()).digest()[0] % 8 / 2
+    time.sleep(factor * float(os.environ.get("MOLVAE_TEST_SLEEP", "0.2")))
     log = os.environ.get("MOLVAE_TEST_CALLS")
     if log:
         with Path(log).open("a") as fh:

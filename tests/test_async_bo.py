@@ -147,7 +147,10 @@ def test_async_latent_gp_passes_running_points_to_qlogei(tiny_campaign, tmp_path
     assert len(scored) == 8 and sorted(_calls(call_log)) == sorted(scored["canonical"])
     records = json.loads((out / "state.json").read_text())["iterations"]
     assert {r["source"].split("/")[0] for r in records} <= {"bo", "sobol"}
+    # the first proposal after the pool fills both slots; its calls come back one by one, so
+    # the next is made with one still running (X_pending)
     assert any(r["in_flight"] for r in records)
+    assert all(r["q"] + r["in_flight"] <= 2 for r in records)
 
 
 def test_qlogei_integrates_over_pending_points() -> None:
