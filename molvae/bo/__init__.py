@@ -3,7 +3,9 @@
 Owns: the settings and callable types (``config``), the oracle-call accounting
 (``accounting``), the latent GP surrogate (``surrogate``) and its batch proposals
 (``acquisition``), the fingerprint GP (``fingerprint``) and the molecules it ranks
-(``candidates``, the default proposals), the TuRBO-style trust region (``trust_region``),
+(``candidates``, the default proposals), several objectives (``pareto``: the Pareto set and
+hypervolume; ``multi_objective`` and ``mo_acquisition``: qLogNEHVI on the fingerprint and latent
+GPs; ``pareto_charts``: the report's front), the TuRBO-style trust region (``trust_region``),
 the crash-safe campaign directory and reading it back (``store``), the initial design
 (``design``), decoding and scoring a batch with re-drawing of known molecules (``scoring``),
 where the trust region sits and restarts (``regions``), weighted retraining's schedule
@@ -47,7 +49,15 @@ from molvae.bo.gradient import (
 from molvae.bo.html_report import read_campaign, write_html_report
 from molvae.bo.loop import random_search, run_campaign
 from molvae.bo.metrics import campaign_metrics, top_k_auc, top_k_mean
+from molvae.bo.multi_objective import propose_pareto_molecules
 from molvae.bo.observations import observations
+from molvae.bo.pareto import (
+    hypervolume,
+    hypervolume_trace,
+    infer_ref_point,
+    pareto_mask,
+    pareto_table,
+)
 from molvae.bo.regions import restart_region
 from molvae.bo.report import (
     best_so_far,
@@ -131,6 +141,9 @@ __all__ = [
     "fit_gp",
     "gpytorch_jitter",
     "gradient_campaign",
+    "hypervolume",
+    "hypervolume_trace",
+    "infer_ref_point",
     "iteration_cap",
     "iteration_seed",
     "known_scores",
@@ -138,11 +151,14 @@ __all__ = [
     "lengthscales",
     "load_campaign",
     "observations",
+    "pareto_mask",
+    "pareto_table",
     "plot_top_molecules",
     "plot_trace",
     "prior_bounds",
     "propose_batch",
     "propose_molecules",
+    "propose_pareto_molecules",
     "random_search",
     "rank_weights",
     "read_campaign",

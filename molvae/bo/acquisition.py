@@ -160,7 +160,7 @@ def _finite(slack: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _feasibility_gps(
+def feasibility_gps(
     x: torch.Tensor, y: torch.Tensor, feasible: torch.Tensor | None, bounds: torch.Tensor,
     seed: int, cfg: BOConfig, notes: list[str], slack: torch.Tensor | None = None,
 ) -> tuple[list[SingleTaskGP], torch.Tensor]:  # fmt: skip
@@ -266,7 +266,7 @@ def propose_batch(
         return _fallback(prop, reason, boxes(), q, n_spare, seed)
     used = idx[: prop.gp_points]
     feas = None if feasible is None else feasible[used]
-    con, best_f = _feasibility_gps(x[used], y[used], feas, bounds, seed, cfg, prop.notes,
+    con, best_f = feasibility_gps(x[used], y[used], feas, bounds, seed, cfg, prop.notes,
                                    None if slack is None else slack[used])  # fmt: skip
     prop.constraint_gps = len(con)
     prop.fit_s = time.perf_counter() - t0

@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 from molvae.bo.accounting import SCORED, call_status, oracle_calls
 from molvae.bo.campaign_run import CampaignRun
 from molvae.bo.iteration import propose, record_iteration
+from molvae.bo.pareto import known_vectors, split_values
 from molvae.bo.scoring import given_batch, resolve_batch
 from molvae.bo.stopping import stop_reason
 from molvae.bo.store import known_scores
@@ -107,10 +108,12 @@ def _finish_call(run: CampaignRun, flight: Flight, fut: Future) -> None:
     row = flight.entry["rows"][i]
     flight.call_s += time.perf_counter() - flight.submitted.pop(i)
     values, status = fut.result()  # the objective turns a bad molecule into a status
-    value = float(np.asarray(values, dtype=float)[0])
-    new_status = call_status(value, status[0])
-    score = value if new_status in SCORED else math.nan
-    run.store.append_rows([{"iteration": flight.entry["iteration"], **row, "score": score,
+    vec = split_values(values, 1, run.cfg.n_objectives)[0]
+    new_status = call_status(float(vec[0]) if np.isfinite(vec).all() else math.nan, status[0])
+    scored = new_status in SCORED
+    run.store.append_rows([{"iteration": flight.entry["iteration"], **row,
+                            "score": float(vec[0]) if scored else math.nan,
+                            "scores": [float(v) if scored else math.nan for v in vec],
                             "status": new_status}], len(row["z"]))  # fmt: skip
     run.history = run.store.load_history()
 
@@ -121,9 +124,14 @@ def _record(run: CampaignRun, flight: Flight, t_eval: float) -> None:
     t = flight.entry["iteration"]
     h = run.history
     have = set(h.loc[h["iteration"] == t, "index"]) if len(h) else set()
-    scores = known_scores(h)
+    scores, vectors = known_scores(h), known_vectors(h)
     free = [
-        {"iteration": t, **r, "score": scores.get(r["canonical"], math.nan)}
+        {
+            "iteration": t,
+            **r,
+            "score": scores.get(r["canonical"], math.nan),
+            "scores": vectors.get(r["canonical"]),
+        }
         for r in flight.entry["rows"]
         if r["status"] != "new" and r["index"] not in have
     ]

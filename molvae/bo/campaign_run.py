@@ -21,6 +21,7 @@ from molvae.bo.config import (
     SampleFn,
     SlackFn,
 )
+from molvae.bo.pareto import front_summary
 from molvae.bo.retrain_data import RetrainFn, in_latent_space
 from molvae.bo.store import STATUSES, CampaignStore, best_of
 from molvae.bo.trust_region import TrustRegionState
@@ -96,6 +97,7 @@ def write_state(
         "budget": cfg.budget,
         # proposals scored ok or infeasible: what the budget counted before the pool was charged
         "n_scored_new": int(new["status"].isin(SCORED).sum()) if len(new) else 0,
+        **(front_summary(history, state.get("ref_point")) if cfg.n_objectives > 1 else {}),
         "gp_fallbacks": [
             {"iteration": r["iteration"], "fallback": r["fallback"]}
             for r in state["iterations"]

@@ -18,6 +18,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import pandas as pd
 import torch
@@ -121,9 +122,11 @@ def ga_candidates(
     canonical_fn: CanonicalFn,
     q: int,
     limit: int | None = None,
+    fitness: Callable[[list[str]], list[float]] | None = None,
 ) -> list[str]:
     """New molecules (canonical SMILES) from ``cfg.ga_generations`` generations of Graph GA
-    climbing the GP's UCB, starting from the best scored ``population`` (score, canonical):
+    climbing the GP's UCB (or ``fitness``, e.g. a scalarization of several GPs' UCBs),
+    starting from the best scored ``population`` (score, canonical):
     ``cfg.ga_candidates`` children a generation, or 20 per molecule of a small batch ``q``
     (the operators cost milliseconds a child, and a few candidates per pick suffice); children
     with more than ``limit`` heavy atoms are dropped before they can parent."""
@@ -141,7 +144,8 @@ def ga_candidates(
             continue
         found.update(dict.fromkeys(new))
         inner = heapq.nlargest(
-            INNER_POPULATION, inner + list(zip(_ucb(model, new, 1.0), new, strict=True))
+            INNER_POPULATION,
+            inner + list(zip((fitness or partial(_ucb, model, beta=1.0))(new), new, strict=True)),
         )
     return list(found)
 

@@ -86,6 +86,11 @@ class BOConfig:
     that many oracle calls are kept running; each time calls finish, their molecules are
     recorded, the GP refitted, and as many molecules proposed as calls are free, conditioned
     on the ones still running. ``batch_size`` is then unused; 0: synchronous batches.
+
+    Several objectives (``n_objectives`` > 1, `molvae.bo.multi_objective`): the objective
+    returns ``n x n_objectives`` values, all maximized; one GP per objective and qLogNEHVI
+    choose the batch, improving the hypervolume above ``ref_point`` (None: inferred from the
+    initial design, `molvae.bo.pareto.infer_ref_point`).
     """
 
     budget: int = 250
@@ -136,6 +141,9 @@ class BOConfig:
     # None: 1.5 x the largest molecule the campaign started from (its iteration-0 rows); 0: none
     max_heavy_atoms: int | None = None
     async_workers: int = 0  # > 0: asynchronous BO with this many oracle calls in flight
+    # several objectives (`molvae.bo.pareto`): the objective returns n x n_objectives values
+    n_objectives: int = 1
+    ref_point: list[float] | None = None  # None: inferred from the initial design
 
     def __post_init__(self) -> None:
         if self.acquisition not in ACQUISITIONS:
@@ -172,8 +180,23 @@ class BOConfig:
         if self.async_workers and self.retrain_every:
             raise ValueError("asynchronous BO (async_workers) cannot retrain the model "
                              "(retrain_every): retraining waits for every call")  # fmt: skip
+        self._check_objectives()
         if self.retrain_every < 0 or not self.retrain_k > 0:
             raise ValueError("retrain_every must be >= 0 and retrain_k > 0")
+
+    def _check_objectives(self) -> None:
+        if self.n_objectives < 1:
+            raise ValueError(f"n_objectives must be >= 1, not {self.n_objectives}")
+        if self.ref_point is not None:
+            self.ref_point = [float(v) for v in self.ref_point]
+            if len(self.ref_point) != self.n_objectives or self.n_objectives < 2:
+                raise ValueError(
+                    f"ref_point needs one value per objective ({self.n_objectives}"
+                    f"), got {len(self.ref_point)}; only for several objectives"
+                )
+        if self.n_objectives > 1 and self.retrain_every:
+            raise ValueError("weighted retraining (retrain_every) ranks molecules by one score:"
+                             " it cannot run with several objectives")  # fmt: skip
 
 
 # What a campaign directory that predates a setting went on with: it resumes as it started.

@@ -18,6 +18,7 @@ from molvae.bo.accounting import SCORED, call_status
 from molvae.bo.campaign_run import CampaignRun, as_latents
 from molvae.bo.config import BOConfig, CanonicalFn, EncodeFn, ObjectiveFn, iteration_seed
 from molvae.bo.init_data import data_rows
+from molvae.bo.pareto import score_columns, split_values
 from molvae.bo.store import CampaignStore, z_columns
 from molvae.bo.trust_region import latent_bounds, prior_bounds
 
@@ -27,6 +28,20 @@ _PRIOR_SAMPLES = 10_000  # prior samples the latent box is taken from (bounds="p
 # on a few points, so this many data molecules are encoded for it (encoding is free), unscored.
 BOX_MOLECULES = 200
 UNSCORED = "unscored"  # pool.csv status of a molecule encoded only for the latent box
+
+
+def _score_pool(
+    smiles: list[str], objective_fn: ObjectiveFn, m: int
+) -> tuple[np.ndarray, list[str]]:
+    """The pool's objective values (``n x m``, NaN unless scored) and statuses."""
+    if not smiles:
+        return np.zeros((0, m)), []
+    values, answers = objective_fn(smiles)
+    vectors = split_values(values, len(smiles), m)
+    # several objectives: a molecule is scored when every one of them is
+    first = np.where(np.isfinite(vectors).all(axis=1), vectors[:, 0], np.nan)
+    status = [call_status(s, st) for s, st in zip(first, answers, strict=True)]
+    return np.where(np.isin(status, SCORED)[:, None], vectors, np.nan), status
 
 
 def _build_pool(
@@ -73,17 +88,16 @@ def _build_pool(
             box.append((init_smiles[i], can))
     if not scored and not box:
         raise ValueError("none of the init_smiles is a valid molecule: no initial design")
-    scores, status = np.array([], dtype=float), []
-    if scored:
-        values, answers = objective_fn([c for _, c in scored])
-        scores = np.asarray(values, dtype=float)
-        status = [call_status(s, st) for s, st in zip(scores, answers, strict=True)]
-        scores = np.where(np.isin(status, SCORED), scores, np.nan)
+    m = cfg.n_objectives
+    vectors, status = _score_pool([c for _, c in scored], objective_fn, m)
     rows = scored + box
     z = encode_fn([c for _, c in rows]).detach().to("cpu", torch.float64).numpy()
+    vectors = np.concatenate([vectors, np.full((len(box), m), np.nan)])
     pool = pd.DataFrame({"smiles": [s for s, _ in rows], "canonical": [c for _, c in rows],
-                         "score": np.concatenate([scores, np.full(len(box), np.nan)]),
+                         "score": vectors[:, 0],
                          "status": status + [UNSCORED] * len(box)})  # fmt: skip
+    for i, col in enumerate(score_columns(m)):
+        pool[col] = vectors[:, i]
     pool = pd.concat([pool, pd.DataFrame(z, columns=z_columns(z.shape[1]))], axis=1)
     store.write_pool(pool)
     return pool
@@ -121,6 +135,7 @@ def _init_rows(pool: pd.DataFrame, cfg: BOConfig, dim: int, start: int = 0) -> l
             "smiles": r["smiles"],
             "canonical": r["canonical"],
             "score": float(r["score"]),
+            "scores": [float(r[c]) for c in score_columns(cfg.n_objectives)] or None,
             "status": r["status"],
             "valid_fraction": 1.0,
             "z": r[zc].to_numpy(dtype=float),

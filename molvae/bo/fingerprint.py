@@ -55,6 +55,51 @@ class TanimotoKernel(Kernel):
         return torch.where(denom > 0, dot / denom.clamp_min(1e-12), torch.ones_like(dot))
 
 
+class GramKernel(Kernel):
+    """A kernel over a fixed set of molecules given by index: ``x`` holds row numbers (``... x
+    n x 1``, as floats) into the precomputed Gram matrix ``gram: N x N`` (e.g. Tanimoto
+    similarities). An acquisition that scores hundreds of candidates in batches jointly with
+    the training set (qLogNEHVI) then gathers kernel values instead of recomputing 2,048-bit
+    dot products for every batch (measured: 40 of 53 s of a batch of 25 went there)."""
+
+    has_lengthscale = False
+
+    def __init__(self, gram: torch.Tensor, **kwargs: object):
+        super().__init__(**kwargs)
+        self.register_buffer("gram", gram)
+
+    def forward(
+        self, x1: torch.Tensor, x2: torch.Tensor, diag: bool = False, **params: object
+    ) -> torch.Tensor:
+        """``... x n x 1``, ``... x m x 1`` indices -> ``... x n x m`` (``... x n``)."""
+        i, j = x1[..., 0].long(), x2[..., 0].long()
+        if diag:
+            return self.gram[i, j]
+        return self.gram[i.unsqueeze(-1), j.unsqueeze(-2)]
+
+
+def tanimoto_gram(x: torch.Tensor) -> torch.Tensor:
+    """``N x N`` Tanimoto similarities of the fingerprints ``x: N x bits``."""
+    return TanimotoKernel().forward(x, x)
+
+
+def on_indices(
+    model: SingleTaskGP, gram: torch.Tensor, train: torch.Tensor, y: torch.Tensor
+) -> SingleTaskGP:
+    """``model`` (a fitted fingerprint GP) over row numbers of ``gram`` instead of
+    fingerprints: the same data (``train``: the training molecules' rows, ``y``: their
+    scores, ``n``) and the same hyperparameters, so the same posterior."""
+    twin = SingleTaskGP(
+        train.to(torch.float64).reshape(-1, 1),
+        y.to(torch.float64).reshape(-1, 1),
+        covar_module=ScaleKernel(GramKernel(gram)),
+        outcome_transform=Standardize(m=1),
+    )
+    twin.load_state_dict(model.state_dict(), strict=False)  # all but the Gram matrix
+    twin.eval()
+    return twin
+
+
 def fingerprints(smiles: Sequence[str], bits: int = FP_BITS) -> torch.Tensor:
     """Morgan radius-2 bit fingerprints, ``n x bits`` float64 (a zero row where a SMILES does
     not parse)."""

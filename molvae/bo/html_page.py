@@ -39,6 +39,7 @@ nav a{margin-right:12px}.note{color:#444;max-width:900px}
 .chart{max-width:100%;height:auto;font-size:11px;fill:#333}
 .chart .frame{fill:none;stroke:#999}.chart .gridline{stroke:#eee}
 .chart .trace{fill:none;stroke:#1f5fa8;stroke-width:2}.chart .gain{fill:#1f5fa8}
+.chart .dominated{fill:#bbb}
 .chart .mark{stroke:#888;stroke-dasharray:4 3}.chart .mark-label{fill:#666}
 .chart .centre{stroke:#d62728;stroke-width:2.2;fill:none}
 .chart .centre-path{fill:none;stroke:#d62728;stroke-width:1;stroke-opacity:.5}

@@ -24,6 +24,7 @@ from molvae.bo.depictions import depictions, shared_styles
 from molvae.bo.html_page import page
 from molvae.bo.iteration_table import iteration_table
 from molvae.bo.latent_map import latent_map, latent_map_svg, latent_view
+from molvae.bo.pareto_charts import objective_labels, pareto_section
 from molvae.bo.store import CampaignResult, CampaignStore, load_campaign
 from molvae.bo.substructures import Substructure, substructure_flags, substructures
 from molvae.bo.trace_chart import trace_svg
@@ -192,6 +193,17 @@ def _molecules_section(n: int, n_pics: int, max_pictures: int, options: str) -> 
     )
 
 
+def _front(result: CampaignResult, state: dict[str, Any]) -> str:
+    """The multi-objective sections ("" for one objective); the trace below then follows the
+    first objective."""
+    m = result.config.n_objectives
+    if m < 2:
+        return ""
+    labels = objective_labels(result.metadata, m)
+    return pareto_section(result.history, labels, state, result.config.free_pool,
+                          result.config.budget)  # fmt: skip
+
+
 def _links(report_dir: Path) -> str:
     files = [n for n in ("summary.md", "trace.png", "top_molecules.png")
              if (report_dir / n).exists()]  # fmt: skip
@@ -221,10 +233,13 @@ def html_report(
     title = f"{result.kind} campaign: {Path(result.out_dir).name}"
     body = (
         f'<header><h1>{escape(title)}</h1><dl class="facts">{_facts(result)}</dl>'
-        '<nav><a href="#molecules">molecules</a><a href="#trace">trace</a>'
+        '<nav><a href="#molecules">molecules</a>'
+        + ('<a href="#front">Pareto front</a>' if result.config.n_objectives > 1 else "")
+        + '<a href="#trace">trace</a>'
         '<a href="#latent-map">latent map</a><a href="#iterations">iterations</a>'
         f"{_links(report_dir)}</nav></header>"
         + _molecules_section(len(mols), len(pics), max_pictures, _sub_options(patterns, flags))
+        + _front(result, state)
         + '<section id="trace"><h2>Best score against oracle calls</h2>'
         + trace_svg(result.history, result.config.free_pool, result.config.budget)
         + '</section><section id="latent-map"><h2>Latent map</h2>'

@@ -23,7 +23,10 @@ from molvae.bo.candidates import propose_from_history
 from molvae.bo.config import (
     iteration_seed,
 )
+from molvae.bo.mo_acquisition import propose_batch_mo
+from molvae.bo.multi_objective import propose_pareto_molecules
 from molvae.bo.observations import observations, observed_rows
+from molvae.bo.pareto import hypervolume, infer_ref_point, objective_matrix, ok_points, pareto_mask
 from molvae.bo.regions import region_best, region_center, restart_region
 from molvae.bo.scoring import score_batch
 from molvae.bo.store import STATUSES, best_of
@@ -70,7 +73,9 @@ def propose(
         if pending is not None:
             return pending
     n_spare = cfg.spares_per_proposal * q if cfg.redraw and cfg.redraw_rounds else 0
-    if run.kind == "bo":
+    if run.kind == "bo" and cfg.n_objectives > 1:
+        prop = _latent_pareto(run, q, seed_t, n_spare, z_in_flight)
+    elif run.kind == "bo":
         if run.bounds is None:
             raise ValueError("run_campaign needs init_smiles to set the latent bounds")
         history = run.gp_history()
@@ -106,23 +111,65 @@ def _propose_molecules(
     """The fingerprint GP's batch of molecules (`molvae.bo.candidates`), persisted with their
     SMILES so a resumed batch scores the same molecules; None when it has nothing to propose
     (nothing scored yet, no new candidate): the latent GP proposes that batch."""
-    fns = run.fns
-    out = propose_from_history(run.history, q, seed, run.cfg, fns.canonical_fn, fns.decode_fn,
-                               fns.encode_fn, fns.slack_fn, in_flight)  # fmt: skip
+    fns, cfg = run.fns, run.cfg
+    if cfg.n_objectives > 1:
+        ref = campaign_ref_point(run)
+        mo = None if ref is None else propose_pareto_molecules(
+            run.history, q, seed, cfg, ref, fns.canonical_fn, fns.decode_fn, fns.encode_fn,
+            fns.slack_fn, in_flight)  # fmt: skip
+        z = None if mo is None or fns.encode_fn is None else fns.encode_fn(mo.smiles)
+        out = None if z is None else (mo, z.detach().to("cpu", torch.float64))
+    else:
+        out = propose_from_history(run.history, q, seed, cfg, fns.canonical_fn, fns.decode_fn,
+                                   fns.encode_fn, fns.slack_fn, in_flight)  # fmt: skip
     if out is None:
         return None
     prop, z = out
-    rec = {"source": "fp-ts", "fallback": None, "gp_points": prop.gp_points,
+    source = "fp-nehvi" if cfg.n_objectives > 1 else "fp-ts"
+    rec = {"source": source, "fallback": None, "gp_points": prop.gp_points,
            "candidates": prop.n_candidates, "fit_s": prop.fit_s, "acq_s": prop.acq_s,
            "propose_s": time.perf_counter() - start,
            **({"model_version": run.state.get("model_version", 0)}
               if run.cfg.retrain_every else {})}  # fmt: skip
-    pending = {"iteration": t, "seed": seed, "source": "fp-ts", "z": z.tolist(),
+    pending = {"iteration": t, "seed": seed, "source": source, "z": z.tolist(),
                "smiles": prop.smiles, "sources": prop.sources, "spare": [],
                "record": rec}  # fmt: skip
     if persist:
         run.store.write_pending(pending)
     return pending
+
+
+def campaign_ref_point(run: CampaignRun) -> list[float] | None:
+    """The hypervolume's reference point of a multi-objective campaign: the stored one, the
+    configured one, else inferred from the initial design's molecules scored ok (from every
+    molecule while those are none; None while nothing is). Kept in ``run.state``."""
+    ref = run.state.get("ref_point") or run.cfg.ref_point
+    if ref is None:
+        h = run.history
+        y, _ = ok_points(h[h["iteration"] == 0] if len(h) else h)
+        y = y if len(y) else ok_points(h)[0]
+        ref = infer_ref_point(y) if len(y) else None
+    if ref is not None:
+        run.state["ref_point"] = [float(v) for v in ref]
+    return ref
+
+
+def _latent_pareto(
+    run: CampaignRun, q: int, seed: int, n_spare: int, z_in_flight: torch.Tensor | None
+) -> Proposal:
+    """The latent GPs' batch for several objectives (`molvae.bo.mo_acquisition`)."""
+    if run.bounds is None:
+        raise ValueError("run_campaign needs init_smiles to set the latent bounds")
+    history = run.gp_history()
+    x, _, feasible = observations(history, run.dim)
+    y = torch.as_tensor(objective_matrix(history)[observed_rows(history, run.dim).to_numpy()])
+    ref = campaign_ref_point(run)
+    if ref is None:
+        ref = [float("-inf")] * run.cfg.n_objectives  # falls back: nothing scored ok yet
+        feasible = torch.zeros(len(y), dtype=torch.bool)
+    return propose_batch_mo(run.cfg, x, y, run.bounds, q, seed, ref,
+                            run.tr.length if run.tr else None, n_spare, run.cfg.redraw_rounds,
+                            feasible, _slacks(run, history, feasible), z_in_flight)  # fmt: skip
 
 
 def run_batch(run: CampaignRun, t: int, pending: dict[str, Any]) -> None:
@@ -146,6 +193,8 @@ def _update_region(run: CampaignRun, t: int, batch_best: float, waste: float) ->
     if tr is None:
         return {"tr_length": None}
     ref = region_best(run.history, tr, t)
+    if run.cfg.n_objectives > 1:  # a success grows the hypervolume (MORBO)
+        batch_best, ref = _hypervolumes(run, t)
     new = update_trust_region(tr, batch_best, ref, waste)
     note = None
     if new.restarts > tr.restarts:
@@ -153,6 +202,16 @@ def _update_region(run: CampaignRun, t: int, batch_best: float, waste: float) ->
     run.tr = new
     return {"tr_length": new.length, "tr_restarted": note is not None, "tr_restart": note,
             "tr_restarts": new.restarts, "tr_center": new.center_smiles}  # fmt: skip
+
+
+def _hypervolumes(run: CampaignRun, t: int) -> tuple[float, float]:
+    """The campaign's hypervolume with and without iteration ``t``'s rows (NaN without a
+    reference point)."""
+    ref, h = run.state.get("ref_point"), run.history
+    if ref is None or h.empty:
+        return math.nan, math.nan
+    return (hypervolume(ok_points(h[h["iteration"] <= t])[0], ref),
+            hypervolume(ok_points(h[h["iteration"] < t])[0], ref))  # fmt: skip
 
 
 def _batch_counts(batch: pd.DataFrame, stats: dict[str, int]) -> dict[str, Any]:
@@ -186,6 +245,12 @@ def record_iteration(
     counts = _batch_counts(batch, stats)
     region = _update_region(run, t, batch_best, counts["waste"])
     best, _ = best_of(history)
+    if run.cfg.n_objectives > 1 and run.kind != "gradient":
+        campaign_ref_point(run)
+        y, _ = ok_points(history)
+        ref = run.state.get("ref_point")
+        region["hypervolume"] = math.nan if ref is None else hypervolume(y, ref)
+        region["pareto_size"] = int(pareto_mask(y).sum())
     rec = {**pending["record"], "iteration": t, **counts, "batch_best": batch_best,
            "best": best, **region,
            "wall_s": pending["record"]["propose_s"] + time.perf_counter() - t_eval,

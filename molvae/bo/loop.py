@@ -105,11 +105,14 @@ def start_campaign(
 ) -> CampaignRun:
     """Open (or resume) the directory: check the settings, record the initial design, load the
     state and the trust region."""
+    if cfg.n_objectives > 1 and (init_data is not None or kind == "gradient"):
+        raise ValueError("init data (one score column) and gradient ascent (one property "
+                         "head) cannot take several objectives yet")  # fmt: skip
     if cfg.retrain_every and (kind != "bo" or fns.retrain_fn is None):
         raise ValueError("retrain_every needs a BO campaign (run_campaign) with a retrain_fn")
     data = None if init_data is None else read_init_data(init_data)
     metadata = pin_init_data(metadata, init_data, data)
-    store = CampaignStore(out_dir, writer=True)
+    store = CampaignStore(out_dir, writer=True, n_objectives=cfg.n_objectives)
     cfg = _check_config(store, kind, cfg, metadata, data is not None, init_smiles is not None)
     fns.canonical_fn = fns.canonical_fn or default_canonical()
     run = CampaignRun(kind, cfg, store, fns, history=store.load_history(), state={})

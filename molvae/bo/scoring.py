@@ -24,6 +24,7 @@ import torch
 
 from molvae.bo.accounting import SCORED, call_status
 from molvae.bo.config import BOConfig, CanonicalFn, DecodeFn, ObjectiveFn, iteration_seed
+from molvae.bo.pareto import known_vectors, split_values
 from molvae.bo.store import known_scores
 
 REDRAW_STATS = ("primary_duplicate", "primary_invalid", "redrawn_attempt", "redrawn_spare",
@@ -196,17 +197,24 @@ def score_batch(
     rows = [{"iteration": t, **r} for r in resolved if r["index"] not in done]
     # ``scores`` holds the rows of this batch appended before a kill too: a duplicate of a
     # molecule first seen earlier in the batch gets that row's score either way.
-    scores = known_scores(history)
+    scores, vectors = known_scores(history), known_vectors(history)
     to_score = [r["canonical"] for r in rows if r["status"] == "new"]
+    m = cfg.n_objectives
     if to_score:
         values, status = objective_fn(to_score)
-        for can, s, st in zip(to_score, np.asarray(values, dtype=float), status, strict=True):
-            new_status = call_status(s, st)  # infeasible: scored, a constraint missed
-            scores[can] = float(s) if new_status in SCORED else math.nan
+        arr = split_values(values, len(to_score), m)
+        for can, vec, st in zip(to_score, arr, status, strict=True):
+            # several objectives: a molecule is scored when every one of them is
+            new_status = call_status(float(vec[0]) if np.isfinite(vec).all() else math.nan, st)
+            scored = new_status in SCORED
+            scores[can] = float(vec[0]) if scored else math.nan
+            vectors[can] = [float(v) if scored else math.nan for v in vec]
             for r in rows:
                 if r["canonical"] == can and r["status"] == "new":
                     r["score"], r["status"] = scores[can], new_status
     for r in rows:
         if r["status"] == "duplicate":
             r["score"] = scores[r["canonical"]]
+        if m > 1 and r["canonical"] in vectors:
+            r["scores"] = vectors[r["canonical"]]
     return rows, stats

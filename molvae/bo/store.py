@@ -78,8 +78,10 @@ def csv_line(cells: Sequence[Any]) -> str:
 class CampaignStore:
     """Reads and writes one campaign directory; every write is atomic or an fsynced append."""
 
-    def __init__(self, out_dir: str | Path, writer: bool = False):
+    def __init__(self, out_dir: str | Path, writer: bool = False, n_objectives: int = 1):
         self.dir = Path(out_dir)
+        # several objectives: rows carry ``scores`` (M floats), written as ``score_<i>`` columns
+        self.n_objectives = n_objectives
         self.dir.mkdir(parents=True, exist_ok=True)
         self.config_path = self.dir / "config.json"
         self.eval_path = self.dir / "evaluations.csv"
@@ -154,12 +156,18 @@ class CampaignStore:
                 os.fsync(fh.fileno())
 
     def append_rows(self, rows: Sequence[dict[str, Any]], dim: int) -> None:
-        """Append finished proposals (dicts with EVAL_COLUMNS and ``z``: d floats), fsynced."""
+        """Append finished proposals (dicts with EVAL_COLUMNS and ``z``: d floats; with several
+        objectives ``scores``: M floats, NaN where absent), fsynced."""
+        m = self.n_objectives
+        extra = [f"score_{i}" for i in range(m)] if m > 1 else []
         if not self.eval_path.exists() or self.eval_path.stat().st_size == 0:
-            write_text(self.eval_path, csv_line([*EVAL_COLUMNS, *z_columns(dim)]))
+            write_text(self.eval_path, csv_line([*EVAL_COLUMNS, *extra, *z_columns(dim)]))
         with open(self.eval_path, "a", encoding="utf-8") as fh:
             for row in rows:
-                cells = [row[c] for c in EVAL_COLUMNS] + [float(v) for v in row["z"]]
+                vec = row.get("scores")
+                vec = [math.nan] * len(extra) if vec is None else list(vec)[: len(extra)]
+                cells = [row[c] for c in EVAL_COLUMNS] + [float(v) for v in vec]
+                cells += [float(v) for v in row["z"]]
                 fh.write(csv_line(cells))
                 fh.flush()
                 os.fsync(fh.fileno())

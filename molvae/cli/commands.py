@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from molvae.bo import BOConfig, GradientConfig, read_campaign, write_report
+from molvae.bo.store import CampaignResult, CampaignStore
 from molvae.chem import (
     OracleCache,
     available_objectives,
@@ -203,11 +204,13 @@ def _cmd_optimize(a: argparse.Namespace) -> None:
         "retrain_every": a.retrain_every,
         "retrain_k": a.retrain_k,
         "async_workers": a.async_calls or None,  # --async alone: OptimizeRunConfig sizes it
+        "n_objectives": len(a.objective or [None]),
+        "ref_point": a.ref_point,
     }
     bo = _config(BOConfig, overrides)
     run = OptimizeRunConfig(
         model=a.model,
-        objective=a.objective,
+        objective=(a.objective or ["qed"])[0] if len(a.objective or []) <= 1 else a.objective,
         data=a.data,
         out_dir=a.out,
         method=a.method,
@@ -227,7 +230,9 @@ def _cmd_optimize(a: argparse.Namespace) -> None:
     finetune = FinetuneConfig(steps=a.retrain_steps, batch_size=a.retrain_batch_size,
                               lr=a.retrain_lr)  # fmt: skip
     result = optimize(run, bo, progress=not a.no_progress, gradient=gradient, finetune=finetune)
-    if result.best_smiles is None:  # nothing scored ok: say why instead of "best nan: None"
+    if result.config.n_objectives > 1:
+        _print_front(result)
+    elif result.best_smiles is None:  # nothing scored ok: say why instead of "best nan: None"
         counts = result.history["status"].value_counts().to_dict()
         print(f"best: none (no molecule scored ok; statuses {counts})")
     else:
@@ -237,6 +242,16 @@ def _cmd_optimize(a: argparse.Namespace) -> None:
     c = result.oracle_counts()
     print(f"oracle calls: {c['calls']} of {c['budget']} (pool {c['pool']}, proposals "
           f"{c['proposals']}); free: {c['free_data'] + c['free_pool']}")  # fmt: skip
+
+
+def _print_front(result: CampaignResult) -> None:
+    """A multi-objective campaign's last lines: the hypervolume and the Pareto set's size."""
+    state = CampaignStore(result.out_dir).read_state() or {}
+    ref = state.get("ref_point")
+    print(
+        f"pareto set: {len(state.get('pareto', []))} molecules; hypervolume "
+        f"{state.get('hypervolume', float('nan')):.4g} above reference point {ref}"
+    )
 
 
 def _cmd_report(a: argparse.Namespace) -> None:

@@ -94,15 +94,21 @@ def _add_initial_design(p: argparse.ArgumentParser) -> None:
                    help="the --init-data column of scores (default: %(default)s)")  # fmt: skip
 
 
+def _add_objectives(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--objective", action="append", default=None,
+                   help="objective (default: qed); repeat it for a multi-objective campaign "
+                   "(qLogNEHVI, a Pareto front; every objective maximized)")  # fmt: skip
+    p.add_argument("--ref-point", type=float, nargs="+", default=None, metavar="VALUE",
+                   help="several objectives: the hypervolume's reference point, one value "
+                   "per objective in their order (default: inferred from the initial "
+                   "design)")  # fmt: skip
+
+
 def add_optimize(sub: Any) -> None:
     """The ``optimize`` verb."""
     p = sub.add_parser("optimize", help="Bayesian optimization (or random search) in latent space")
     add_model(p)
-    p.add_argument(
-        "--objective",
-        default=default(OptimizeRunConfig, "objective"),
-        help="objective (default: %(default)s)",
-    )
+    _add_objectives(p)
     add_constraint(p, "the best and top molecules satisfy it; misses count as scored")
     p.add_argument("--budget", type=int, default=default(BOConfig, "budget"),
                    help="oracle calls: every new molecule scored (ok, infeasible or failed), the "

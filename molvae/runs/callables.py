@@ -66,7 +66,7 @@ class CampaignCallables:
 
 def campaign_callables(
     codec: LatentCodec,
-    objective: str,
+    objective: str | Sequence[str],
     bo_config: BOConfig,
     prior: str = "gaussian",
     constraints: Sequence[str] = (),
@@ -74,7 +74,8 @@ def campaign_callables(
     cache: OracleCache | None = None,
 ) -> CampaignCallables:
     """Decode (greedy + sampled attempts, seeded per batch), encode, score and prior callables
-    (``prior``: "learned" or "gaussian", see ``resolve_prior``; ``constraints``: specs a
+    (``objective``: one spec, or several: the objective then returns ``n x M`` values;
+    ``prior``: "learned" or "gaussian", see ``resolve_prior``; ``constraints``: specs a
     molecule must satisfy to be "ok" rather than "infeasible"; ``executor``: where objective
     calls run, e.g. a Dask cluster's, else ``bo_config.n_jobs`` local processes; ``cache``: an
     oracle cache to look outcomes up in and store them to)."""
@@ -88,10 +89,25 @@ def campaign_callables(
     def encode_fn(smiles: list[str]) -> torch.Tensor:
         return codec.encode(smiles, check_domain=False).z  # the status is not used here
 
+    specs = [objective] if isinstance(objective, str) else list(objective)
+
     def objective_fn(smiles: list[str]) -> tuple[np.ndarray, list[str]]:
-        res = score_smiles(smiles, objective, n_jobs=bo_config.n_jobs, constraints=constraints,
-                           executor=executor, cache=cache)  # fmt: skip
-        return res.scores, res.status
+        # several objectives: one call scores a molecule on each (the constraints with the
+        # first); it is scored when every one of them is, and failed when one fails
+        values, status = [], []
+        for i, spec in enumerate(specs):
+            res = score_smiles(smiles, spec, n_jobs=bo_config.n_jobs,
+                               constraints=constraints if i == 0 else (), executor=executor,
+                               cache=cache)  # fmt: skip
+            values.append(res.scores)
+            status = (
+                list(res.status)
+                if i == 0
+                else [_worse(a, b) for a, b in zip(status, res.status, strict=True)]
+            )
+        if len(specs) == 1:
+            return values[0], status
+        return np.stack(values, axis=1), status
 
     # candidates are checked against the cheap constraints only; an expensive one (docking)
     # is checked in the oracle call of each molecule chosen, and the surrogate learns it
@@ -100,6 +116,12 @@ def campaign_callables(
     slack_fn = (lambda smiles: constraint_slacks(smiles, parsed)) if parsed else None
     return CampaignCallables(decode_fn, encode_fn, objective_fn, prior_sampler(codec, prior),
                              slack_fn)  # fmt: skip
+
+
+def _worse(first: str, other: str) -> str:
+    """A molecule's status from the first objective's (which checks the constraints) and
+    another's: an unscored answer of the other wins."""
+    return other if other not in ("ok", "infeasible") else first
 
 
 def init_data_table(

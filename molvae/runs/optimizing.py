@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -43,7 +43,8 @@ class OptimizeRunConfig:
     """What a campaign optimizes and with which model/data (the BO settings are `BOConfig`)."""
 
     model: str = DEFAULT_MODEL
-    objective: str = "qed"
+    # one spec, or several (a multi-objective campaign: `molvae.bo.pareto`, all maximized)
+    objective: str | list[str] = "qed"
     data: str = "zinc"  # initial design pool
     out_dir: str = "campaigns/run"
     method: str = "bo"  # "bo" | "random" | "gradient" (ascent on the property head)
@@ -145,7 +146,9 @@ def optimize(
         raise ValueError(f"unknown method {run.method!r} (use 'bo', 'random' or 'gradient')")
     if run.threads:
         torch.set_num_threads(run.threads)
-    objective = get_objective(run.objective)  # fails early, before any model is loaded
+    # fails early, before any model is loaded
+    objectives = [get_objective(spec) for spec in _specs(run.objective)]
+    run, bo_config = _objectives(run, bo_config, len(objectives))
     run = replace(run, constraints=[c.spec for c in parse_constraints(run.constraints)])
     model_path = resolve_model(run.model)
     grammar = GrammarConfig() if run.constrained else None
@@ -172,7 +175,8 @@ def optimize(
             finetune,
         )  # fmt: skip
         init_data, data_pinned = _init_data(run)  # a bad file: one sentence, before any call
-        metadata = _metadata(run, model_path, grammar, prior, objective.description,
+        description = "; ".join(o.description for o in objectives)
+        metadata = _metadata(run, model_path, grammar, prior, description,
                              {**retrain_pinned, **data_pinned})  # fmt: skip
         # Every method starts from the same initial design (data molecules, scored and encoded
         # once), so their traces compare; the campaign draws `init_pool` of these at random.
@@ -184,6 +188,34 @@ def optimize(
         )
         common = dict(init_smiles=init, progress=progress, metadata=metadata, init_data=init_data)
         return _launch(run, bo_config, fns, retrain, predict, gradient, common)
+
+
+def _specs(objective: str | Sequence[str]) -> list[str]:
+    specs = [objective] if isinstance(objective, str) else list(objective)
+    if not specs or len(set(specs)) < len(specs):
+        raise ValueError(f"give one objective or several different ones, not {specs!r}")
+    return specs
+
+
+def _objectives(
+    run: OptimizeRunConfig, cfg: BOConfig, n: int
+) -> tuple[OptimizeRunConfig, BOConfig]:
+    """The run with one objective as a string (as directories have always pinned it) and
+    ``cfg.n_objectives`` set; several objectives with what cannot rank by one: one line."""
+    if n == 1:
+        run = replace(run, objective=_specs(run.objective)[0])
+        if cfg.n_objectives != 1:
+            raise ValueError(f"n_objectives is {cfg.n_objectives} but one objective was given")
+        return run, cfg
+    if run.method == "gradient":
+        raise ValueError("--method gradient ascends one property head: give one objective "
+                         "(several need --method bo or random)")  # fmt: skip
+    if run.init_data:
+        raise ValueError("--init-data has one score column: it cannot start a campaign with "
+                         "several objectives yet")  # fmt: skip
+    if cfg.n_objectives not in (1, n):
+        raise ValueError(f"n_objectives is {cfg.n_objectives} but {n} objectives were given")
+    return replace(run, objective=_specs(run.objective)), replace(cfg, n_objectives=n)
 
 
 def _async_workers(run: OptimizeRunConfig, cfg: BOConfig, cluster: Cluster | None) -> BOConfig:
