@@ -18,6 +18,9 @@ from functools import partial
 import torch
 from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolumeImprovement
 from botorch.acquisition.multi_objective.objective import IdentityMCMultiOutputObjective
+
+# past 4 objectives an approximate box decomposition, as BoTorch advises
+from botorch.acquisition.multi_objective.utils import get_default_partitioning_alpha
 from botorch.models import ModelListGP
 from botorch.optim import optimize_acqf
 from botorch.sampling import SobolQMCNormalSampler
@@ -116,6 +119,7 @@ def _optimize(
             ModelListGP(*models, *con), ref_point=list(ref_point), X_baseline=x_base,
             sampler=SobolQMCNormalSampler(torch.Size([cfg.mc_samples]), seed=seed),
             prune_baseline=True, X_pending=x_pending, **kw,
+            alpha=get_default_partitioning_alpha(len(ref_point)),
         )  # fmt: skip
         # one point at a time, each conditioned on those before it: a joint q of 20 held
         # 9.5 GB and ran for minutes
