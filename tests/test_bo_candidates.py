@@ -18,7 +18,6 @@ from molvae.bo.candidates import (
     gp_points,
     heavy_atoms,
     propose_molecules,
-    scored_molecules,
     size_limit,
 )
 from molvae.bo.fingerprint import (
@@ -28,6 +27,7 @@ from molvae.bo.fingerprint import (
     thompson_select,
 )
 from molvae.bo.loop import run_campaign
+from molvae.bo.observations import scored_molecules
 from molvae.chem import canonical
 from molvae.chem.properties import morgan_fingerprint
 

@@ -8,6 +8,12 @@ molecules still running (`molvae.bo.iteration.propose`: never proposed twice, Bo
 (``state.json``) is written when its last call returns, so iterations are recorded in the order
 they finish.
 
+The GP does not wait for the oracle: while every worker is busy the next molecule is proposed
+ahead (its record says ``ahead``), conditioned on the calls running then, and a worker whose
+call returns gets it at once; the returned result conditions the proposal after it. Graph GA's
+candidates are kept for a few proposals (`molvae.bo.candidate_reuse`), so a proposal of one
+molecule costs a GP refit and a Thompson draw rather than a new candidate search.
+
 Resume (a kill at any point): a proposal is written to ``in_flight.json``, molecules chosen,
 before any of its calls starts, and leaves it when recorded. A resumed campaign re-submits the
 molecules of those proposals that ``evaluations.csv`` does not hold yet, the same molecules,
@@ -36,6 +42,7 @@ from tqdm.auto import tqdm
 
 from molvae.bo.accounting import SCORED, call_status, oracle_calls
 from molvae.bo.campaign_run import CampaignRun
+from molvae.bo.candidate_reuse import CandidateReuse
 from molvae.bo.iteration import propose, record_iteration
 from molvae.bo.pareto import known_vectors, split_values
 from molvae.bo.scoring import given_batch, resolve_batch
@@ -150,6 +157,8 @@ def run_async(run: CampaignRun, t: int, initial: int, report_fn, progress: bool)
     # the stall and cap rules of `stop_reason` per proposal of at least one molecule
     rule = replace(cfg, batch_size=1)
     flights = [Flight(e) for e in run.store.read_in_flight()]
+    run.reuse = CandidateReuse()
+    ahead: dict | None = None  # the next proposal, made while every worker is busy
     t = max([t, *(f.entry["iteration"] + 1 for f in flights)])
     spent = oracle_calls(run.history, cfg.free_pool)
     bar = tqdm(total=cfg.budget, initial=spent, disable=not progress, desc="async BO (calls)")
@@ -173,7 +182,7 @@ def run_async(run: CampaignRun, t: int, initial: int, report_fn, progress: bool)
             reason = stop_reason(rule, run.state["iterations"], t,
                                  cfg.budget - spent - _running(flights), initial)  # fmt: skip
             if free > 0 and reason is None:
-                entry = _entry(run, t, free, flights, time.perf_counter())
+                entry, ahead = ahead or _entry(run, t, free, flights, time.perf_counter()), None
                 flight = Flight(entry)
                 flights.append(flight)
                 run.store.write_in_flight([g.entry for g in flights])  # before any call starts
@@ -183,6 +192,13 @@ def run_async(run: CampaignRun, t: int, initial: int, report_fn, progress: bool)
             running = [fut for f in flights for fut in f.futures]
             if not running:
                 break
+            if ahead is None and reason is None and cfg.budget - spent - len(running) > 0:
+                # the GP works while the oracle does: when a call returns, its worker gets
+                # this molecule at once (chosen without that call's result, which the next
+                # proposal sees) instead of waiting for a refit
+                ahead = _entry(run, t, 1, flights, time.perf_counter())
+                ahead["record"]["ahead"] = True
+                continue
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for f in flights:
                 for fut in [x for x in f.futures if x in done]:

@@ -12,6 +12,7 @@ import pandas as pd
 import torch
 
 from molvae.bo.accounting import SCORED, oracle_calls
+from molvae.bo.candidate_reuse import CandidateReuse
 from molvae.bo.config import (
     BOConfig,
     CanonicalFn,
@@ -58,6 +59,8 @@ class CampaignRun:
     latents: pd.DataFrame | None = None
     since: int = 0
     slacks: dict[str, np.ndarray] = field(default_factory=dict)  # canonical -> slack_fn row
+    # asynchronous BO keeps the fingerprint GP's candidates across its small proposals
+    reuse: CandidateReuse | None = None
 
     def gp_history(self) -> pd.DataFrame:
         """The history with every row's z in the current model's latent space."""

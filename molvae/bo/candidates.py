@@ -26,10 +26,11 @@ from mol_ga.graph_ga.gen_candidates import mutate, reproduce
 from mol_ga.sample_population import uniform_quantile_sampling
 from rdkit import Chem
 
-from molvae.bo.accounting import SCORED
+from molvae.bo.candidate_reuse import CandidateReuse
 from molvae.bo.config import BOConfig, CanonicalFn, DecodeFn, EncodeFn, SlackFn
 from molvae.bo.feasibility import feasible_first, hidden_infeasible
 from molvae.bo.fingerprint import fingerprints, fit_fingerprint_gp, thompson_select
+from molvae.bo.observations import scored_molecules
 from molvae.bo.surrogate import believe_pending
 from molvae.chem.molecules import silence_rdkit
 
@@ -173,6 +174,19 @@ def latent_candidates(
 _SCALES = (0.15, 0.3, 0.6)
 
 
+def vae_candidates(
+    population: list[tuple[float, str]], known: set[str], cfg: BOConfig, seed: int,
+    canonical_fn: CanonicalFn, decode_fn: DecodeFn | None,
+    latents: Callable[[list[str]], torch.Tensor] | None, limit: int | None,
+) -> list[str]:  # fmt: skip
+    """New molecules decoded around the best parents' latents (``cfg.vae_neighbours``)."""
+    if decode_fn is None or latents is None or cfg.vae_neighbours <= 0:
+        return []
+    z = latents([s for _, s in heapq.nlargest(cfg.vae_parents, population)])
+    raws = latent_candidates(z[torch.isfinite(z).all(-1)], cfg, decode_fn, seed)
+    return [c for c in _small([c for c in map(canonical_fn, raws) if c], limit) if c not in known]
+
+
 def gp_points(
     scored: Sequence[tuple[str, float]], max_points: int, rng: random.Random
 ) -> list[tuple[str, float]]:
@@ -197,6 +211,7 @@ def propose_molecules(
     slack_fn: SlackFn | None = None,
     limit: int | None = None,
     pending: Sequence[str] = (),
+    reuse: CandidateReuse | None = None,
 ) -> MoleculeProposal:
     """Choose ``q`` new molecules given the scored ones ``(canonical, score)``.
 
@@ -208,7 +223,8 @@ def propose_molecules(
     neighbourhoods; without it, or without ``decode_fn``, only Graph GA proposes. With the
     campaign's constraints (``slack_fn``, computed from the molecule, no oracle call) only
     candidates that satisfy them are chosen, or the least violating ones when none does.
-    ``limit``: the most heavy atoms a candidate may have (`size_limit`).
+    ``limit``: the most heavy atoms a candidate may have (`size_limit`). ``reuse``: keep the
+    candidates for the next few proposals (asynchronous BO, `CandidateReuse`).
     """
     rng = random.Random(seed)
     fit_on = gp_points(scored, cfg.fp_max_points, rng)
@@ -222,16 +238,15 @@ def propose_molecules(
     fit_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     population = [(float(v), s) for s, v in scored]
-    ga = ga_candidates(model, population, known, cfg, rng, canonical_fn, q, limit)
-    cands: dict[str, str] = dict.fromkeys(ga, "ga")
-    if decode_fn is not None and latents is not None and cfg.vae_neighbours > 0:
-        parents = [s for _, s in heapq.nlargest(cfg.vae_parents, population)]
-        z = latents(parents)
-        z = z[torch.isfinite(z).all(-1)]
-        raws = latent_candidates(z, cfg, decode_fn, seed)
-        for can in _small([c for c in map(canonical_fn, raws) if c], limit):
-            if can not in known:
-                cands.setdefault(can, "vae")
+    cands = reuse.take(known, q) if reuse is not None else None
+    if cands is None:
+        cands = dict.fromkeys(ga_candidates(model, population, known, cfg, rng, canonical_fn, q,
+                                            limit), "ga")  # fmt: skip
+        for can in vae_candidates(population, known, cfg, seed, canonical_fn, decode_fn,
+                                   latents, limit):  # fmt: skip
+            cands.setdefault(can, "vae")
+        if reuse is not None:
+            reuse.store(cands)
     pool = feasible_first(list(cands), slack_fn)
     if not pool:
         return MoleculeProposal([], [], 0, len(smiles), fit_s, time.perf_counter() - t0)
@@ -241,19 +256,6 @@ def propose_molecules(
         n_candidates=len(pool), gp_points=len(smiles), fit_s=fit_s,
         acq_s=time.perf_counter() - t0,
     )  # fmt: skip
-
-
-def scored_molecules(history: pd.DataFrame) -> list[tuple[str, float]]:
-    """``(canonical, score)`` of every molecule the objective scored (ok or infeasible: the
-    objective's value is known either way), first row of each, in recording order."""
-    out: dict[str, float] = {}
-    if history.empty:
-        return []
-    rows = history[history["status"].isin(SCORED)]
-    for s, v in zip(rows["canonical"], rows["score"], strict=True):
-        if s and s not in out and math.isfinite(float(v)):
-            out[s] = float(v)
-    return list(out.items())
 
 
 def propose_from_history(
@@ -266,6 +268,7 @@ def propose_from_history(
     encode_fn: EncodeFn | None,
     slack_fn: SlackFn | None = None,
     pending: Sequence[str] = (),
+    reuse: CandidateReuse | None = None,
 ) -> tuple[MoleculeProposal, torch.Tensor] | None:
     """`propose_molecules` on a campaign's history, and the chosen molecules' latents
     (``q x d``, NaN rows where the codec cannot encode one; recorded, not used to choose).
@@ -281,7 +284,7 @@ def propose_from_history(
     known = {c for c in history["canonical"] if c}
     prop = propose_molecules(scored, known, q, seed, cfg, canonical_fn, decode_fn,
                              encode_fn, slack_fn, size_limit(history, cfg),
-                             pending)  # fmt: skip
+                             pending, reuse)  # fmt: skip
     if not prop.smiles:
         return None
     z = encode_fn(prop.smiles) if encode_fn is not None else None

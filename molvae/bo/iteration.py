@@ -121,7 +121,7 @@ def _propose_molecules(
         out = None if z is None else (mo, z.detach().to("cpu", torch.float64))
     else:
         out = propose_from_history(run.history, q, seed, cfg, fns.canonical_fn, fns.decode_fn,
-                                   fns.encode_fn, fns.slack_fn, in_flight)  # fmt: skip
+                                   fns.encode_fn, fns.slack_fn, in_flight, run.reuse)  # fmt: skip
     if out is None:
         return None
     prop, z = out

@@ -15,7 +15,6 @@ bounds, and their ``source`` says so.
 
 from __future__ import annotations
 
-import heapq
 import logging
 import random
 import time
@@ -36,9 +35,8 @@ from molvae.bo.accounting import SCORED
 from molvae.bo.candidates import (
     MoleculeProposal,
     ga_candidates,
-    heavy_atoms,
-    latent_candidates,
     size_limit,
+    vae_candidates,
 )
 from molvae.bo.config import BOConfig, CanonicalFn, DecodeFn, EncodeFn, SlackFn
 from molvae.bo.feasibility import feasible_first, hidden_infeasible
@@ -97,24 +95,6 @@ def _ucb_fitness(model: ModelListGP, scal: Scalarization, beta: float = 1.0):
         return scal(ucb.numpy()).tolist()
 
     return fitness
-
-
-def _vae_candidates(
-    population: list[tuple[float, str]], known: set[str], cfg: BOConfig, seed: int,
-    canonical_fn: CanonicalFn, decode_fn: DecodeFn | None, encode_fn: EncodeFn | None,
-    limit: int | None,
-) -> list[str]:  # fmt: skip
-    """New molecules decoded around the best parents' latents (``cfg.vae_neighbours``)."""
-    if decode_fn is None or encode_fn is None or cfg.vae_neighbours <= 0:
-        return []
-    parents = [c for _, c in heapq.nlargest(cfg.vae_parents, population)]
-    z = encode_fn(parents).detach().to("cpu", torch.float64)
-    out = []
-    for raw in latent_candidates(z[torch.isfinite(z).all(-1)], cfg, decode_fn, seed):
-        can = canonical_fn(raw)
-        if can and can not in known and (limit is None or (heavy_atoms(can) or 0) <= limit):
-            out.append(can)
-    return out
 
 
 def _screen(model: ModelListGP, x: torch.Tensor, scal: Scalarization, n: int) -> list[int]:
@@ -242,8 +222,9 @@ def propose_pareto_molecules(
     ga = ga_candidates(None, population, known, cfg, rng, canonical_fn, q, limit,
                        fitness=_ucb_fitness(model, scal))  # fmt: skip
     cands: dict[str, str] = dict.fromkeys(ga, "ga")
-    for can in _vae_candidates(population, known, cfg, seed, canonical_fn, decode_fn,
-                               encode_fn, limit):  # fmt: skip
+    latents = None if encode_fn is None else (lambda s: encode_fn(s).detach().double())
+    for can in vae_candidates(population, known, cfg, seed, canonical_fn, decode_fn, latents,
+                              limit):  # fmt: skip
         cands.setdefault(can, "vae")
     pool = feasible_first(list(cands), slack_fn)
     if not pool:

@@ -1,6 +1,9 @@
-"""What the latent GP is fitted on: a campaign history's rows with a known score, as tensors."""
+"""What the surrogates are fitted on: a campaign history's rows with a known score, as tensors
+(the latent GP) or (molecule, score) pairs (the fingerprint GP)."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pandas as pd
@@ -34,3 +37,16 @@ def observed_rows(history: pd.DataFrame, dim: int) -> pd.Series:
     """Which rows `observations` returns (bool, aligned with ``history``)."""
     use = history["status"].isin([*SCORED, "duplicate"]) & np.isfinite(history["score"])
     return use & np.isfinite(history[z_columns(dim)]).all(axis=1)
+
+
+def scored_molecules(history: pd.DataFrame) -> list[tuple[str, float]]:
+    """``(canonical, score)`` of every molecule the objective scored (ok or infeasible: the
+    objective's value is known either way), first row of each, in recording order."""
+    out: dict[str, float] = {}
+    if history.empty:
+        return []
+    rows = history[history["status"].isin(SCORED)]
+    for s, v in zip(rows["canonical"], rows["score"], strict=True):
+        if s and s not in out and math.isfinite(float(v)):
+            out[s] = float(v)
+    return list(out.items())
