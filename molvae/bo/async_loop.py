@@ -101,6 +101,15 @@ def _entry(run: CampaignRun, t: int, q: int, flights: list[Flight], start: float
             "rows": rows, "stats": stats, "record": record}  # fmt: skip
 
 
+def _ahead(run: CampaignRun, t: int, flights: list[Flight]) -> dict:
+    """One molecule proposed while every worker is busy: the GP works while the oracle does,
+    and a worker whose call returns gets it at once (chosen without that call's result, which
+    the next proposal sees) instead of waiting for a refit."""
+    entry = _entry(run, t, 1, flights, time.perf_counter())
+    entry["record"]["ahead"] = True
+    return entry
+
+
 def _submit(run: CampaignRun, pool: ThreadPoolExecutor, flight: Flight, done: set[int]) -> None:
     for r in flight.entry["rows"]:
         if r["status"] == "new" and r["index"] not in done:
@@ -193,11 +202,7 @@ def run_async(run: CampaignRun, t: int, initial: int, report_fn, progress: bool)
             if not running:
                 break
             if ahead is None and reason is None and cfg.budget - spent - len(running) > 0:
-                # the GP works while the oracle does: when a call returns, its worker gets
-                # this molecule at once (chosen without that call's result, which the next
-                # proposal sees) instead of waiting for a refit
-                ahead = _entry(run, t, 1, flights, time.perf_counter())
-                ahead["record"]["ahead"] = True
+                ahead = _ahead(run, t, flights)
                 continue
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for f in flights:

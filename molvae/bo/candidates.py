@@ -238,7 +238,8 @@ def propose_molecules(
     fit_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     population = [(float(v), s) for s, v in scored]
-    cands = reuse.take(known, q) if reuse is not None else None
+    best = max(v for _, v in scored)
+    cands = reuse.take(known, q, best) if reuse is not None else None
     if cands is None:
         cands = dict.fromkeys(ga_candidates(model, population, known, cfg, rng, canonical_fn, q,
                                             limit), "ga")  # fmt: skip
@@ -246,7 +247,7 @@ def propose_molecules(
                                    latents, limit):  # fmt: skip
             cands.setdefault(can, "vae")
         if reuse is not None:
-            reuse.store(cands)
+            reuse.store(cands, best)
     pool = feasible_first(list(cands), slack_fn)
     if not pool:
         return MoleculeProposal([], [], 0, len(smiles), fit_s, time.perf_counter() - t0)

@@ -101,6 +101,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--sigma", type=float, default=0.75, help="log-normal sigma of the latency")
     p.add_argument("--budget", type=int, default=200)
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
+    p.add_argument("--modes", nargs="+", choices=["sync", "async"], default=["sync", "async"])
     p.add_argument("--targets", nargs="+", type=float, default=[0.4, 0.5, 0.6])
     p.add_argument("--model", default="default")
     p.add_argument("--threads", type=int, default=1)
@@ -112,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     a = _parser().parse_args(argv)
     torch.set_num_threads(a.threads)
     sys.path.insert(0, str(HERE))  # the objective module, for this process's own lookups
-    rows = [run_mode(mode, seed, a) for seed in a.seeds for mode in ("sync", "async")]
+    rows = [run_mode(mode, seed, a) for seed in a.seeds for mode in a.modes]
     text = (f"# Asynchronous vs synchronous BO: {a.workers} Dask workers, oracle latency "
             f"log-normal (median {a.median:g} s, sigma {a.sigma:g}), {a.budget} calls\n\n"
             + markdown_table(pd.DataFrame(rows)) + "\n")  # fmt: skip
