@@ -1,4 +1,4 @@
-"""Desirabilities in [0, 1] for the multi-objective benchmark (`multi_objective.py`), importable
+"""A desirability in [0, 1] for the multi-objective benchmark (`multi_objective.py`), importable
 as ``mo_objectives:<function>`` objectives by campaigns and their scoring processes.
 
 Every objective of the benchmark lies in [0, 1] (1 best), so the hypervolume's reference point
@@ -9,13 +9,7 @@ from __future__ import annotations
 
 from rdkit.Chem import Mol
 
-from molvae.chem.properties import logp, sa_score
-
-
-def logp_window(mol: Mol) -> float:
-    """1 for Crippen logP in [2, 4] (the usual oral-drug window), falling linearly to 0 at 2
-    units outside it."""
-    return max(0.0, 1.0 - max(0.0, abs(logp(mol) - 3.0) - 1.0) / 2.0)
+from molvae.chem.properties import sa_score
 
 
 def sa_desirability(mol: Mol) -> float:
