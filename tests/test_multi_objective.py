@@ -183,6 +183,8 @@ def test_random_search_and_async_record_the_front(tmp_path) -> None:
     assert state["oracle_calls"] == 20 and state["pareto"] and state["hypervolume"] > 0
     page = (res.out_dir / "report" / "index.html").read_text()
     assert "Pareto front" in page and "Hypervolume" in page
+    summary = (res.out_dir / "report" / "summary.md").read_text()
+    assert "## Pareto set" in summary and all(p["canonical"] in summary for p in state["pareto"])
     acfg = BOConfig(budget=24, init_pool=8, n_objectives=2, async_workers=3, fit_maxiter=10,
                     ga_candidates=40, ga_generations=2, mc_samples=16, seed=2)  # fmt: skip
     run(tmp_path / "a", acfg)

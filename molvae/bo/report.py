@@ -17,6 +17,8 @@ from molvae.bo.accounting import CALLED, charged_rows
 from molvae.bo.html_report import read_campaign, write_html_report
 from molvae.bo.iteration_table import iteration_table
 from molvae.bo.metrics import PMO_FREQ_LOG, campaign_metrics
+from molvae.bo.pareto import pareto_table
+from molvae.bo.pareto_charts import objective_labels
 from molvae.bo.store import STATUSES, CampaignResult, top_molecules
 from molvae.bo.substructures import substructures
 from molvae.io import markdown_table, write_bytes, write_text, write_with
@@ -181,6 +183,9 @@ def summary_markdown(result: CampaignResult, images: dict[str, Path], top_k: int
         "## Counts by status", markdown_table(status),
         "## Top molecules", markdown_table(top) if len(top) else "(none)",
     ]  # fmt: skip
+    if result.config.n_objectives > 1:  # the top molecules above rank by the first objective
+        front = pareto_table(h, objective_labels(result.metadata, result.config.n_objectives))
+        parts[-2:-2] = ["## Pareto set", markdown_table(front) if len(front) else "(none)"]
     if len(result.iterations):
         parts += ["## Iterations", _iterations_table(result.iterations)]
     parts += ["## Settings", markdown_table(settings)]
