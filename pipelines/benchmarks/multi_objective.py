@@ -168,9 +168,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--budget", type=int, default=300, help="oracle calls per run")
     p.add_argument("--batch-size", type=int, default=None, help="molvae (default: BOConfig's)")
-    p.add_argument("--init-size", type=int, default=100, help="graph_ga: starting population")
-    p.add_argument("--offspring-size", type=int, default=50, help="graph_ga: per generation")
-    p.add_argument("--population-size", type=int, default=120, help="graph_ga: kept")
+    pmo.add_graph_ga_arguments(p)
     p.add_argument("--model", default="default", help="molvae campaigns' model")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default="runs/multi_objective")
@@ -203,10 +201,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{task} {method} seed {seed}: hypervolume {row['hypervolume']:.4f}, "
                       f"Pareto {row['pareto_size']}, {row['calls']} calls, {row['wall_s']:.0f} s",
                       file=sys.stderr)  # fmt: skip
-    df = pd.DataFrame(pmo.read_results(path))
-    if not df.empty:
-        df = df[(df["budget"] == a.budget) & df["task"].isin(a.tasks)
-                & df["method"].isin(a.methods) & df["seed"].isin(a.seeds)]  # fmt: skip
+    df = pmo.selected_results(path, a)
     if df.empty:
         print("no finished runs", file=sys.stderr)
         return 1

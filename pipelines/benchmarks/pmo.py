@@ -339,6 +339,23 @@ def _fmt(value: float | None) -> str:
     return "" if value is None else f"{value:.3f}"
 
 
+def add_graph_ga_arguments(p: argparse.ArgumentParser) -> None:
+    """Graph GA's settings, shared by the benchmarks that run it through this harness."""
+    p.add_argument("--init-size", type=int, default=100, help="graph_ga: starting population")
+    p.add_argument("--offspring-size", type=int, default=50, help="graph_ga: per generation")
+    p.add_argument("--population-size", type=int, default=120, help="graph_ga: kept")
+
+
+def selected_results(path: Path, a: argparse.Namespace) -> pd.DataFrame:
+    """The rows of ``path`` (results.jsonl) at ``a.budget`` for the tasks, methods and seeds
+    asked for."""
+    df = pd.DataFrame(read_results(path))
+    if df.empty:
+        return df
+    return df[(df["budget"] == a.budget) & df["task"].isin(a.tasks)
+              & df["method"].isin(a.methods) & df["seed"].isin(a.seeds)]  # fmt: skip
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--tasks", nargs="+", choices=PMO_TASKS, default=list(PMO_TASKS),
@@ -348,9 +365,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", type=int, default=1000, help="oracle calls per run")
     p.add_argument("--batch-size", type=int, default=None,
                    help="molvae campaigns (default: BOConfig's)")  # fmt: skip
-    p.add_argument("--init-size", type=int, default=100, help="graph_ga: starting population")
-    p.add_argument("--offspring-size", type=int, default=50, help="graph_ga: per generation")
-    p.add_argument("--population-size", type=int, default=120, help="graph_ga: kept")
+    add_graph_ga_arguments(p)
     p.add_argument("--model", default="default", help="molvae campaigns' model")
     p.add_argument("--published", action="store_true",
                    help=f"PMO's columns beside (with --budget {PUBLISHED_BUDGET})")  # fmt: skip
@@ -401,10 +416,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{task} {method} seed {seed}: top10_auc {row['top10_auc']:.3f}, "
                       f"top1 {row['top1']:.3f}, {row['calls']} calls, {row['wall_s']:.1f} s",
                       file=sys.stderr)  # fmt: skip
-    df = pd.DataFrame(read_results(path))
-    if not df.empty:
-        df = df[(df["budget"] == a.budget) & df["task"].isin(a.tasks)
-                & df["method"].isin(a.methods) & df["seed"].isin(a.seeds)]  # fmt: skip
+    df = selected_results(path, a)
     if df.empty:
         print("no finished runs", file=sys.stderr)
         return 1
