@@ -186,3 +186,25 @@ def test_multi_objective_smoke_counts_calls_alike(tmp_path, load, tiny_model) ->
     assert pareto_mask(np.array(y)).all()
     assert hypervolume(np.array(y), [0.0, 0.0]) == pytest.approx(ga["hypervolume"])
     assert "HV @ 40" in (tmp_path / "results.md").read_text()
+
+
+@pytest.mark.slow  # a small fine-tune of the default model, then sampling and bounds
+def test_conditional_smoke_runs_every_part_once(tmp_path, load) -> None:
+    mod = load("conditional")
+    assert mod.r2(np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.0, 3.0])) == 1.0
+    assert mod.r2(np.full(3, 2.0), np.array([1.0, 2.0, 3.0])) == 0.0
+    assert mod.main(["--smoke", "--out", str(tmp_path)]) == 0
+    rows = [json.loads(ln) for ln in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert sorted(r["part"] for r in rows) == ["generation", "likelihood", "prediction"]
+    pred = next(r for r in rows if r["part"] == "prediction")
+    assert set(pred["r2"]) == {"molvae", "ridge_fp", "rf_fp"}
+    assert set(pred["r2"]["molvae"]) == {"logp", "qed", "sa_score", "mw"}
+    run = json.loads((tmp_path / "runs" / "labels-0.5" / "run.json").read_text())
+    assert pred["n_labelled"] == run["condition"]["labelled_train"][0] > 0
+    gen = next(r for r in rows if r["part"] == "generation")
+    assert gen["n"] == 8 and 0 <= gen["within"] <= 1 and gen["valid"] > 0
+    lik = next(r for r in rows if r["part"] == "likelihood")
+    assert lik["k"] == 4 and lik["iwae"] >= lik["elbo"]
+    assert mod.main(["--smoke", "--out", str(tmp_path)]) == 0  # finished units are skipped
+    assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 3
+    assert "R² of logp" in (tmp_path / "results.md").read_text()

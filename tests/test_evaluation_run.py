@@ -65,6 +65,11 @@ def test_evaluate_model_tiny(tiny_model, tmp_path, zinc_small) -> None:
     assert math.isnan(result.rows[0].metrics["SNN/TestSF"])
     config = json.loads((tmp_path / "eval" / "config.json").read_text())
     assert config["evaluate"]["decodings"] == ["raw", "grammar"] and config["grammar"]
+    # the held-out bounds: the 40 test molecules kept, K = 50 draws each, IWAE above the ELBO
+    lik = metrics["likelihood"]
+    assert (lik["n"], lik["k"], lik["set"]) == (40, 50, result.references["test"])
+    assert lik["iwae"] > lik["elbo"] and lik["gap"] > 0 and lik["elbo"] < 0
+    assert "IWAE (K=50)" in (tmp_path / "eval" / "metrics.md").read_text()
     with pytest.raises(ValueError, match="no learned prior"):
         evaluating.evaluate_model(
             tiny_model, tmp_path / "e2", train=str(train), device="cpu", quiet=True,

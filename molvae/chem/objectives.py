@@ -94,6 +94,12 @@ OBJECTIVES: dict[str, Objective] = {
         Objective("logp", "Crippen logP", logp),
         Objective("qed", "QED drug-likeness in [0, 1]", qed),
         Objective("sa", "negated SA score (-SA, higher = easier to synthesize)", neg_sa_score),
+        Objective(
+            "sa_score",
+            "SA score, 1 (easy to synthesize) to 10 (hard); to condition on "
+            "or constrain, not to maximize",
+            sa_score,
+        ),
         Objective("mw", "molecular weight in Da", mol_weight),
         Objective("tpsa", "topological polar surface area in Å²", tpsa),
         Objective("plogp", "penalized logP, standardized with ZINC-250k constants", penalized_logp),

@@ -96,3 +96,69 @@ def add_oracle_cache(p: argparse.ArgumentParser, what: str) -> None:
         "off unless given, since the built-in objectives take milliseconds at most: for slow "
         "ones (docking, simulations, assay models)",
     )
+
+
+def add_condition(p: argparse.ArgumentParser, what: str, relative: bool = False) -> None:
+    """``--condition NAME=VALUE`` (repeatable) for a conditional model's properties."""
+    rel = " or NAME+=DELTA / NAME-=DELTA (moved from the molecule's own value)" if relative else ""
+    p.add_argument(
+        "--condition",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help=f"{what}: a property of a conditional model set to VALUE (its units){rel}; "
+        "repeat for several",
+    )
+
+
+def parse_conditions(
+    items: list[str], relative: bool = False
+) -> tuple[dict[str, float], dict[str, float]]:
+    """``["logp=3", "qed+=0.1"]`` -> (absolute values, relative moves); a malformed item is a
+    ``ValueError`` that shows the form wanted."""
+    absolute: dict[str, float] = {}
+    moves: dict[str, float] = {}
+    for item in items:
+        text = item.replace(" ", "")
+        for op, target, sign in (("+=", moves, 1.0), ("-=", moves, -1.0), ("=", absolute, 1.0)):
+            if op in text:
+                name, _, value = text.partition(op)
+                if op != "=" and not relative:
+                    raise ValueError(f"--condition {item!r}: only NAME=VALUE here")
+                try:
+                    number = float(value)
+                except ValueError:
+                    number = float("nan")
+                if not name or number != number:
+                    raise ValueError(f"--condition {item!r}: expected NAME=VALUE, e.g. logp=3.0")
+                if name in absolute or name in moves:
+                    raise ValueError(f"--condition: {name!r} given twice")
+                target[name] = sign * number
+                break
+        else:
+            raise ValueError(f"--condition {item!r}: expected NAME=VALUE, e.g. logp=3.0")
+    return absolute, moves
+
+
+def add_conditional_training(p: argparse.ArgumentParser) -> None:
+    """``molvae train``'s flags for a semi-supervised conditional model."""
+    p.add_argument(
+        "--conditional",
+        action="store_true",
+        help="a semi-supervised conditional VAE on --properties (q(y|x), q(z|x,y), p(x|y,z)); "
+        "fine-tuning an unconditional --init-from model works",
+    )
+    p.add_argument(
+        "--labels",
+        default=None,
+        metavar="FILE.csv",
+        help="conditional: measured labels, a SMILES column and property columns (empty cells "
+        "= unlabelled); properties it lacks are computed with RDKit",
+    )
+    p.add_argument(
+        "--label-fraction",
+        type=float,
+        default=None,
+        metavar="F",
+        help="conditional: keep labels on a random share F of the molecules only",
+    )

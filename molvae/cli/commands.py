@@ -25,6 +25,7 @@ from molvae.chem import (
     score_smiles,
 )
 from molvae.chem.distributed import connect
+from molvae.cli.editing import cmd_edit
 from molvae.cli.latents import LATENT_COMMANDS
 from molvae.data import fetch_moses, read_table
 from molvae.evaluation import EvaluateConfig
@@ -77,6 +78,9 @@ def _cmd_train(a: argparse.Namespace) -> None:
         resume=a.resume,
         init_from=a.init_from,
         properties=list(a.properties),
+        conditional=a.conditional,
+        labels=a.labels,
+        label_fraction=a.label_fraction,
     )
     overrides = {
         "epochs": a.epochs,
@@ -166,6 +170,8 @@ def _cmd_evaluate(a: argparse.Namespace) -> None:
         compute_filters=not a.no_filters,
         n_jobs=a.jobs,
         cache=not a.no_cache,
+        n_likelihood=a.n_likelihood,
+        iwae_samples=a.iwae_samples,
     )
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -269,6 +275,7 @@ def _cmd_fetch(a: argparse.Namespace) -> None:
 COMMANDS = {
     "train": _cmd_train,
     **LATENT_COMMANDS,  # sample, encode, decode, reconstruct, fit-prior
+    "edit": cmd_edit,
     "score": _cmd_score,
     "cache": _cmd_cache,
     "evaluate": _cmd_evaluate,

@@ -23,6 +23,12 @@ def add_evaluate(sub: Any) -> None:
         ("--recon-attempts", "n_recon_attempts", "decodes per molecule; >1 adds majority"),
         ("--seed", "seed", "seed"),
         ("--jobs", "n_jobs", "worker processes for the RDKit work"),
+        (
+            "--n-likelihood",
+            "n_likelihood",
+            "test molecules whose ELBO and IWAE bound are reported (0 = none)",
+        ),
+        ("--iwae-samples", "iwae_samples", "importance samples K of the IWAE bound"),
     ):
         p.add_argument(flag, type=int, default=default(EvaluateConfig, name),
                        help=f"{what} (default: %(default)s)")  # fmt: skip

@@ -1,4 +1,4 @@
-"""The latent-space verbs: ``sample``, ``encode``, ``decode``, ``reconstruct`` and ``fit-prior``.
+"""The latent-space verbs: ``sample``, ``encode``, ``decode``, ``reconstruct``, ``fit-prior``.
 
 Their flags (`add_latent_verbs`) and what they do (`LATENT_COMMANDS`). ``encode`` and
 ``reconstruct`` give every molecule a ``domain`` column ("" inside the training data's domain,
@@ -17,8 +17,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from molvae.chem import canonical, largest_fragment
-from molvae.cli.args import CSV_OUT, add_grammar, add_model, add_out, default
+from molvae.chem import canonical, largest_fragment, score_smiles
+from molvae.cli.args import (
+    CSV_OUT,
+    add_condition,
+    add_grammar,
+    add_model,
+    add_out,
+    default,
+    parse_conditions,
+)
 from molvae.data import read_latents, read_table
 from molvae.io import write_csv, write_npy
 from molvae.model import GrammarConfig, LatentCodec
@@ -45,6 +53,7 @@ def add_latent_verbs(sub: Any) -> None:
         help="latent prior: the checkpoint's learned prior, N(0, I), or auto = learned when the "
         "checkpoint has one (default: %(default)s)",
     )
+    add_condition(p, "generate to order (conditional models; the others from p(y) given these)")
     add_grammar(p)
     add_out(p, None, CSV_OUT)
 
@@ -114,11 +123,11 @@ def _fit_prior_parser(sub: Any) -> None:
     p.add_argument("--jobs", type=int, default=1, help="processes computing the domain")
 
 
-def _grammar(a: argparse.Namespace) -> GrammarConfig | None:
+def grammar_config(a: argparse.Namespace) -> GrammarConfig | None:
     return None if a.unconstrained else GrammarConfig()
 
 
-def _write_df(df: pd.DataFrame, out: str | None) -> None:
+def write_df(df: pd.DataFrame, out: str | None) -> None:
     if out is None:
         df.to_csv(sys.stdout, index=False)
     else:
@@ -126,29 +135,40 @@ def _write_df(df: pd.DataFrame, out: str | None) -> None:
         print(f"wrote {len(df)} rows to {out}", file=sys.stderr)
 
 
-def _status_line(statuses: list[str]) -> str:
+def status_line(statuses: list[str]) -> str:
     return ", ".join(f"{n} {k}" for k, n in Counter(statuses).most_common())
 
 
 def _cmd_sample(a: argparse.Namespace) -> None:
-    codec = LatentCodec.from_checkpoint(resolve_model(a.model), a.device, _grammar(a))
+    condition, _ = parse_conditions(a.condition)
+    codec = LatentCodec.from_checkpoint(resolve_model(a.model), a.device, grammar_config(a))
     _, smiles = codec.sample(
-        a.n, strategy=a.strategy, temperature=a.temperature, seed=a.seed, prior=a.prior
-    )
+        a.n, strategy=a.strategy, temperature=a.temperature, seed=a.seed, prior=a.prior,
+        condition=condition or None,
+    )  # fmt: skip
     can = [canonical(s) for s in smiles]
-    df = pd.DataFrame(
-        {
-            "smiles": smiles,
-            "canonical": [c or "" for c in can],
-            "valid": [c is not None for c in can],
-        }
-    )
+    df = pd.DataFrame({"smiles": smiles, "canonical": [c or "" for c in can],
+                       "valid": [c is not None for c in can]})  # fmt: skip
     which = "learned" if a.prior != "gaussian" and codec.prior is not None else "N(0, I)"
     print(f"{int(df.valid.sum())}/{len(df)} valid (prior: {which})", file=sys.stderr)
-    _write_df(df, a.out)
+    for name, target in condition.items():
+        df[name] = computed(name, can)
+        got = df[name].dropna()
+        print(f"{name}: asked {target:g}, generated mean {got.mean():.3g} (median "
+              f"{got.median():.3g}, {len(got)} molecules)", file=sys.stderr)  # fmt: skip
+    write_df(df, a.out)
 
 
-def _encode_inputs(codec: LatentCodec, path: str, column: str | None):
+def computed(name: str, smiles: list[str | None]) -> list[float]:
+    """Property ``name`` of each molecule; NaN where it cannot be computed or ``name`` is no
+    objective molvae computes (a labels file's own column)."""
+    try:
+        return score_smiles([s or "" for s in smiles], name).scores.tolist()
+    except ValueError:
+        return [float("nan")] * len(smiles)
+
+
+def encode_inputs(codec: LatentCodec, path: str, column: str | None):
     """Canonicalize a file's SMILES and encode them; per-row status and domain, never a crash."""
     df, col = read_table(path, column)
     raw = [str(s).strip() for s in df[col]]
@@ -161,7 +181,7 @@ def _encode_inputs(codec: LatentCodec, path: str, column: str | None):
     return raw, can, enc, status
 
 
-def _print_domain(codec: LatentCodec, domain: list[str]) -> None:
+def print_domain(codec: LatentCodec, domain: list[str]) -> None:
     if codec.domain is None:
         print("training domain unknown: this checkpoint does not record it", file=sys.stderr)
     elif line := domain_summary(domain):
@@ -170,7 +190,7 @@ def _print_domain(codec: LatentCodec, domain: list[str]) -> None:
 
 def _cmd_encode(a: argparse.Namespace) -> None:
     codec = LatentCodec.from_checkpoint(resolve_model(a.model), device=a.device)
-    raw, can, enc, status = _encode_inputs(codec, a.input, a.column)
+    raw, can, enc, status = encode_inputs(codec, a.input, a.column)
     z = enc.z.numpy()
     info = pd.DataFrame(
         {"smiles": raw, "canonical": [c or "" for c in can], "status": status, "domain": enc.domain}
@@ -183,12 +203,12 @@ def _cmd_encode(a: argparse.Namespace) -> None:
         # as np.save does, a name without .npy gets it appended
         write_npy(out if out.suffix == ".npy" else out.with_name(out.name + ".npy"), z)
         write_csv(out.with_suffix(".status.csv"), info)
-    print(f"encoded {len(raw)} rows ({_status_line(status)}) to {out}", file=sys.stderr)
-    _print_domain(codec, enc.domain)
+    print(f"encoded {len(raw)} rows ({status_line(status)}) to {out}", file=sys.stderr)
+    print_domain(codec, enc.domain)
 
 
 def _cmd_decode(a: argparse.Namespace) -> None:
-    codec = LatentCodec.from_checkpoint(resolve_model(a.model), a.device, _grammar(a))
+    codec = LatentCodec.from_checkpoint(resolve_model(a.model), a.device, grammar_config(a))
     z = read_latents(a.input, codec.latent_dim)
     finite = np.isfinite(z).all(axis=1)
     gen = torch.Generator().manual_seed(a.seed)
@@ -205,15 +225,15 @@ def _cmd_decode(a: argparse.Namespace) -> None:
         "no_latent" if not ok else ("ok" if c else "invalid")
         for ok, c in zip(finite, can, strict=True)
     ]
-    _write_df(
+    write_df(
         pd.DataFrame({"smiles": smiles, "canonical": [c or "" for c in can], "status": status}),
         a.out,
     )
 
 
 def _cmd_reconstruct(a: argparse.Namespace) -> None:
-    codec = LatentCodec.from_checkpoint(resolve_model(a.model), a.device, _grammar(a))
-    raw, can, enc, status = _encode_inputs(codec, a.input, a.column)
+    codec = LatentCodec.from_checkpoint(resolve_model(a.model), a.device, grammar_config(a))
+    raw, can, enc, status = encode_inputs(codec, a.input, a.column)
     z = torch.nan_to_num(enc.z, nan=0.0)
     decoded = codec.decode(z, strategy=a.strategy)
     rec = [d if st == "ok" else "" for d, st in zip(decoded, status, strict=True)]
@@ -231,11 +251,11 @@ def _cmd_reconstruct(a: argparse.Namespace) -> None:
     )
     n_ok = sum(s == "ok" for s in status)
     print(
-        f"reconstructed {sum(match)}/{n_ok} encodable molecules exactly ({_status_line(status)})",
+        f"reconstructed {sum(match)}/{n_ok} encodable molecules exactly ({status_line(status)})",
         file=sys.stderr,
     )
-    _print_domain(codec, enc.domain)
-    _write_df(df, a.out)
+    print_domain(codec, enc.domain)
+    write_df(df, a.out)
 
 
 def _cmd_fit_prior(a: argparse.Namespace) -> None:

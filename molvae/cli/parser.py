@@ -13,12 +13,14 @@ from typing import Any
 from molvae.cli.args import (
     CSV_OUT,
     ORACLE_CACHE,
+    add_conditional_training,
     add_constraint,
     add_oracle_cache,
     add_out,
     add_scheduler,
     default,
 )
+from molvae.cli.editing import add_edit_verb
 from molvae.cli.evaluate_parser import add_evaluate
 from molvae.cli.latents import add_latent_verbs
 from molvae.cli.optimize_parser import add_optimize
@@ -60,8 +62,11 @@ def _train(sub: Any) -> None:
         nargs="*",
         default=[],
         metavar="NAME",
-        help="train the property head on these objectives (e.g. logp sa qed plogp)",
+        help="train the property head on these objectives (e.g. logp sa qed plogp); with "
+        "--conditional, --labels or --label-fraction: the properties the model is conditioned "
+        "on (objective names, or columns of --labels)",
     )
+    add_conditional_training(p)
     p.add_argument("--max-steps-per-epoch", type=int, default=None, help="smoke runs")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     p.add_argument("--max-molecules", type=int, default=None, help="use the first N molecules")
@@ -160,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _train(sub)
     add_latent_verbs(sub)
+    add_edit_verb(sub)
     _score(sub)
     _cache(sub)
     add_evaluate(sub)

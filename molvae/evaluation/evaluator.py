@@ -57,10 +57,16 @@ class EvaluateConfig:
     n_jobs: int = field(default_factory=usable_cpus)
     device: str = "cpu"
     cache: bool = True
+    # the ELBO and the IWAE bound (Burda et al. 2015, K = iwae_samples) of this many test
+    # molecules, in nats per molecule (0 = not measured)
+    n_likelihood: int = 1000
+    iwae_samples: int = 50
 
     def __post_init__(self) -> None:
         if self.n_samples < 1:
             raise ValueError(f"n_samples must be at least 1, got {self.n_samples}")
+        if self.n_likelihood < 0 or self.iwae_samples < 1:
+            raise ValueError("n_likelihood must be >= 0 and iwae_samples >= 1")
         if self.n_reconstruct < 0 or self.n_recon_attempts < 1:
             raise ValueError("n_reconstruct must be >= 0 and n_recon_attempts >= 1")
         unknown = set(self.decodings) - {"raw", "grammar"}
@@ -121,6 +127,9 @@ class EvaluationResult:
     train_properties: dict[str, dict[str, float]]
     timing: dict[str, float]  # references, reconstruction, total
     train_property_values: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
+    # ELBO and IWAE of test molecules (`molvae.model.likelihood.LikelihoodBounds.summary`, plus
+    # "set"); None when not measured
+    likelihood: dict[str, Any] | None = None
 
 
 def summarize(values: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
@@ -141,9 +150,11 @@ def evaluate(
     data: ReferenceData,
     config: EvaluateConfig,
     log: Log | None = None,
+    likelihood: Callable[[list[str]], dict[str, Any]] | None = None,
 ) -> EvaluationResult:
-    """Every sampler's MOSES metrics and sample statistics, and every reconstructor's greedy
-    reconstruction of each set in ``data.reconstruction``."""
+    """Every sampler's MOSES metrics and sample statistics, every reconstructor's greedy
+    reconstruction of each set in ``data.reconstruction``, and ``likelihood`` (a summary of
+    the bounds on log p(x)) of the first ``config.n_likelihood`` test molecules."""
     t0 = time.perf_counter()
     test, scaf, train = _references(data, config, log)
     t_ref = time.perf_counter() - t0
@@ -161,15 +172,23 @@ def evaluate(
         for name, smiles in data.reconstruction.items()
     ]  # fmt: skip
     t_recon = time.perf_counter() - t
+    bounds = None
+    t = time.perf_counter()
+    if likelihood is not None and config.n_likelihood > 0:
+        if log:
+            log(f"ELBO and IWAE (K={config.iwae_samples}) of {config.n_likelihood:,} test "
+                "molecules")  # fmt: skip
+        bounds = {**likelihood(list(data.test[: config.n_likelihood])), "set": data.test_name}
+    t_lik = time.perf_counter() - t
     refs = {
         "test": data.test_name,
         "test_scaffolds": data.test_scaffolds_name,
         "train": data.train_name,
     }
-    timing = {"references_s": t_ref, "reconstruction_s": t_recon,
+    timing = {"references_s": t_ref, "reconstruction_s": t_recon, "likelihood_s": t_lik,
               "total_s": time.perf_counter() - t0}  # fmt: skip
     return EvaluationResult(
-        config, rows, recon, refs, summarize(train.properties), timing, train.properties
+        config, rows, recon, refs, summarize(train.properties), timing, train.properties, bounds
     )
 
 

@@ -137,8 +137,35 @@ def _timing_lines(r: EvaluationResult, model: str) -> list[str]:
         *_table(head, rows),
         "",
         f"References {t['references_s']:.1f} s, reconstruction {t['reconstruction_s']:.1f} s, "
-        f"total {t['total_s']:.1f} s.",
+        f"likelihood {t.get('likelihood_s', 0.0):.1f} s, total {t['total_s']:.1f} s.",
         "",
+    ]
+
+
+def _likelihood_lines(r: EvaluationResult, model: str) -> list[str]:
+    b = r.likelihood
+    if not b:
+        return []
+    return [
+        "## Held-out likelihood (nats per molecule)",
+        "",
+        f"Bounds on log p(x) of {b['n']:,} molecules of {b['set']}, from the same K = {b['k']} "
+        "draws of the encoder per molecule, under the model's training prior N(0, I) (and "
+        "p(y) for a conditional model, y unobserved): the ELBO (beta = 1) is the mean of the log "
+        "importance weights, the IWAE bound (Burda et al. 2015) their log-mean-exp. ± is the "
+        "standard error over molecules.",
+        "",
+        *_table(
+            ["model", "ELBO", f"IWAE (K={b['k']})", "IWAE - ELBO"],
+            [
+                [
+                    model,
+                    f"{b['elbo']:.2f} ± {b['elbo_sem']:.2f}",
+                    f"{b['iwae']:.2f} ± {b['iwae_sem']:.2f}",
+                    f"{b['gap']:.2f}",
+                ]
+            ],
+        ),
     ]
 
 
@@ -164,6 +191,7 @@ def render_markdown(result: EvaluationResult, model_name: str = "molvae") -> str
         "## Sample statistics (Gómez-Bombarelli et al. 2018, Table 1, with MW)",
         "",
         *_statistics_table(r, model_name),
+        *_likelihood_lines(r, model_name),
         "## Time per stage (seconds)",
         "",
         *_timing_lines(r, model_name),
@@ -194,7 +222,7 @@ def to_dict(result: EvaluationResult) -> dict[str, Any]:
         "validity": first.metrics["valid"], "rows": rows,
         "reconstruction": [asdict(r) for r in result.reconstruction],
         "references": result.references, "train_properties": result.train_properties,
-        "timing": result.timing, "config": config,
+        "timing": result.timing, "config": config, "likelihood": result.likelihood,
     })  # fmt: skip
 
 

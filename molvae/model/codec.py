@@ -19,10 +19,12 @@ from molvae.data.batching import PadCollate
 from molvae.data.tokens import Vocab, tokenize
 from molvae.grammar.smiles import GrammarConfig, SmilesGrammar
 from molvae.model.checkpoint import load_checkpoint
+from molvae.model.codec_conditions import Conditions
 from molvae.model.decoding import CONSTRAINED_WINDOW
 from molvae.model.device import resolve_device
 from molvae.model.domain import TrainingDomain
 from molvae.model.hybrid import decode_raw_first
+from molvae.model.likelihood import LikelihoodBounds, likelihood_bounds
 from molvae.model.prior import LatentPrior
 from molvae.model.vae import MolVAE
 
@@ -37,7 +39,9 @@ PRIORS = ("auto", "learned", "gaussian")
 class EncodeResult:
     """Latents of a list of SMILES; rows that could not be encoded are NaN with a reason."""
 
-    z: Tensor  # n x latent_dim float32 on cpu, NaN rows where not ok
+    # n x latent_dim float32 on cpu, NaN rows where not ok; a conditional model's rows are its
+    # decoder's input [z, y] (latent_dim + condition_dim), y the predicted standardized properties
+    z: Tensor
     ok: np.ndarray  # n bool
     reason: list[str]  # "" where ok, else "empty" | "too_long" | "unknown_tokens:<t>,<t>"
     # "" inside the training domain (or where the checkpoint records none), else the reasons
@@ -46,7 +50,7 @@ class EncodeResult:
     logvar: Tensor | None = None  # n x latent_dim posterior log-variances, NaN rows where not ok
 
 
-class LatentCodec:
+class LatentCodec(Conditions):
     """Wraps a model, its vocabulary and a device; encodes SMILES and decodes latents.
 
     By default greedy and sampled strings are decoded through the SMILES grammar
@@ -55,6 +59,9 @@ class LatentCodec:
     ``grammar=None`` decodes the model's raw distribution, as MOSES benchmarks other models.
     ``prior`` (`LatentPrior`) is the learned prior that `sample_latents` draws from by default;
     ``domain`` (`TrainingDomain`) lets `encode` say which molecules lie outside the training data.
+
+    A conditional model's latent is what its decoder reads, ``[z, y]`` (`Conditions`): y, its
+    standardized properties, is part of the search space; `sample_latents` draws it from p(y).
     """
 
     def __init__(
@@ -75,6 +82,7 @@ class LatentCodec:
         self.vocab = vocab
         self.grammar = grammar
         if prior is not None and prior.dim != model.config.latent_dim:
+            # a conditional model's prior is over z only: y has p(y)
             raise ValueError(f"prior has {prior.dim} dims, the model {model.config.latent_dim}")
         self.prior = prior
         self.domain = domain
@@ -95,7 +103,8 @@ class LatentCodec:
 
     @property
     def latent_dim(self) -> int:
-        return self.model.config.latent_dim
+        """Columns of a latent: ``latent_dim``, plus ``condition_dim`` for a conditional model."""
+        return self.model.code_dim
 
     @property
     def max_len(self) -> int:
@@ -138,7 +147,7 @@ class LatentCodec:
             chunk = rows[s : s + batch_size]
             items = [(int(i), np.asarray(self.vocab.encode(smiles[i]))) for i in chunk]
             x, lengths, _ = collate(items)
-            mu, logvar = self.model.encode(x.to(self.device), lengths)
+            mu, logvar = self.model.encode_code(x.to(self.device), lengths)
             logvars[torch.as_tensor(chunk)] = logvar.float().cpu()
             if sample:
                 mu = self.model.reparameterize(mu.float(), logvar.float(), generator=generator)
@@ -159,16 +168,13 @@ class LatentCodec:
     ) -> list[str]:
         """``n x latent_dim`` latents -> n SMILES strings (not checked for validity).
 
-        Greedy and sampled strings follow the grammar unless the codec's ``grammar`` is None;
-        beam search never does. Constrained decoding keeps at most `CONSTRAINED_WINDOW` rows in
-        flight within one call and refills finished slots, so it gets larger calls (the slow tail
-        of backtracking rows is then paid once per call, not once per ``batch_size`` rows). With
-        ``grammar.raw_first`` the rows are decoded raw first, ``batch_size`` at a time, and only
-        those the grammar refuses are decoded through it (`molvae.model.hybrid`), all
-        rows in one call: the first raw pass then draws, with the same ``generator``, exactly
-        the strings this codec without a grammar draws, and every one the grammar accepts is
-        kept where it is (raw and grammar rows of one seed differ only where the grammar
-        refused), for up to `RAW_FIRST_ROWS` rows.
+        Greedy and sampled strings follow the grammar unless ``grammar`` is None; beam search
+        never does. Constrained decoding keeps at most `CONSTRAINED_WINDOW` rows in flight per
+        call and refills finished slots (the slow tail of backtracking rows is paid once per
+        call). With ``grammar.raw_first`` rows are decoded raw first, ``batch_size`` at a time,
+        and only those the grammar refuses go through it (`molvae.model.hybrid`), all in one
+        call: with the same ``generator`` the raw pass draws what a grammar-free codec draws,
+        and the two differ only where the grammar refused (up to `RAW_FIRST_ROWS` rows).
         """
         out: list[str] = []
         g = self.grammar
@@ -224,22 +230,31 @@ class LatentCodec:
         seed: int | None = None,
         batch_size: int = 1024,
         prior: str = "auto",
+        condition: dict[str, float] | None = None,
     ) -> tuple[Tensor, list[str]]:
-        """Draw ``n`` latents from the prior (see `sample_latents`) and decode them; seeded runs
-        repeat exactly."""
+        """Decode ``n`` latents of `sample_latents` (``condition``: to order); seeded."""
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
-        z = self.sample_latents(n, prior, generator=gen)
+        z = self.sample_latents(n, prior, generator=gen, condition=condition)
         smiles = self.decode(z, strategy, temperature, batch_size=batch_size, generator=gen)
         return z, smiles
 
     def sample_latents(
-        self, n: int, prior: str = "auto", generator: torch.Generator | None = None
+        self,
+        n: int,
+        prior: str = "auto",
+        generator: torch.Generator | None = None,
+        condition: dict[str, float] | None = None,
     ) -> Tensor:
         """``n x latent_dim`` float32 latents on the cpu.
 
         ``prior``: "learned" (the checkpoint's learned prior; ValueError without one),
         "gaussian" (N(0, I)), or "auto" (learned when the checkpoint has one, else gaussian).
+        A conditional model's z comes from that prior and its y from p(y); ``condition`` fixes
+        the named properties (in their units) and draws the others from p(y) given them.
         """
+        return self._with_y(self._sample_z(n, prior, generator), condition, generator)
+
+    def _sample_z(self, n: int, prior: str, generator: torch.Generator | None) -> Tensor:
         if prior not in PRIORS:
             raise ValueError(f"unknown prior {prior!r}; choose one of {PRIORS}")
         if prior == "learned" and self.prior is None:
@@ -250,6 +265,13 @@ class LatentCodec:
         if prior != "gaussian" and self.prior is not None:
             return self.prior.sample(n, generator=generator).float()
         return self.model.sample_prior(n, generator=generator).float().cpu()
+
+    def likelihood_bounds(
+        self, smiles: Sequence[str], k: int = 50, seed: int = 0, batch_size: int = 64
+    ) -> LikelihoodBounds:
+        """ELBO and IWAE of each string (`molvae.model.likelihood.likelihood_bounds`)."""
+        ok = np.array([self.encodable(s) is None for s in smiles], dtype=bool)
+        return likelihood_bounds(self.model, self.vocab, smiles, ok, k, seed, batch_size)
 
     def reconstruct(
         self,

@@ -6,86 +6,24 @@ The decoding strategies live in `molvae.model.decoding`; `MolVAE.decode` chooses
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-from typing import Any, Protocol
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
+from molvae.model import conditional as cond
 from molvae.model import decoding
 from molvae.model.decoding import TokenConstraint
 from molvae.model.device import autocast
 from molvae.model.gru import gru_final_states, gru_layers
 from molvae.model.property_head import PropertyScale, masked_mse
-
-
-class ModelWeights(Protocol):
-    """What `MolVAE.from_checkpoint` reads: a loaded `molvae.model.checkpoint.Checkpoint` (a
-    Protocol, so the model need not import the checkpoint format that imports it)."""
-
-    config: VAEConfig
-    state_dict: dict[str, Tensor]
-    meta: dict[str, Any]
-
-
-@dataclass
-class VAEConfig:
-    """Architecture of :class:`MolVAE` (primitives only, so it round-trips through JSON)."""
-
-    vocab_size: int
-    emb_dim: int = 64
-    enc_hidden: int = 256  # per direction; the encoder GRU is bidirectional
-    enc_layers: int = 1
-    latent_dim: int = 56
-    dec_hidden: int = 512
-    dec_layers: int = 3
-    dropout: float = 0.0  # between decoder GRU layers and on decoder embeddings, training only
-    max_len: int = 100  # maximum generated tokens, eos included
-    property_dim: int = 0  # >0 adds an MLP head predicting properties from mu
-    pad_id: int = 0
-    bos_id: int = 1
-    eos_id: int = 2
-
-    def to_dict(self) -> dict:
-        """Plain dict of primitives."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> VAEConfig:
-        """Inverse of :meth:`to_dict`; unknown keys raise ``TypeError``."""
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise TypeError(f"unknown VAEConfig fields: {sorted(unknown)}")
-        return cls(**d)
-
-
-@dataclass
-class VAEOutput:
-    """Loss parts and tensors of one forward pass (losses are scalars, means over the batch)."""
-
-    recon: Tensor  # cross-entropy summed over the non-pad target tokens, mean over molecules
-    kl: Tensor  # KL(q(z|x) || N(0, I)) summed over latent dims, mean over molecules
-    prop_loss: Tensor  # MSE of the property head (0 without head or props)
-    logits: Tensor  # batch x (length-1) x vocab
-    mu: Tensor  # batch x latent_dim
-    logvar: Tensor  # batch x latent_dim
-    z: Tensor  # batch x latent_dim
-    n_correct: Tensor  # teacher-forced argmax hits over non-pad targets (scalar, no grad)
-    n_tokens: Tensor  # number of non-pad targets (scalar)
-    kl_dims: Tensor | None = None  # latent_dim: each dimension's KL, mean over molecules
-
-
-def kl_divergence(mu: Tensor, logvar: Tensor) -> Tensor:
-    """Analytic KL(N(mu, exp(logvar)) || N(0, I)) per row: ``batch x d -> batch``."""
-    return kl_per_dim(mu, logvar).sum(dim=-1)
-
-
-def kl_per_dim(mu: Tensor, logvar: Tensor) -> Tensor:
-    """Analytic KL of each latent dimension: ``batch x d -> batch x d``."""
-    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
+from molvae.model.vae_parts import (  # noqa: F401 (VAEConfig and the rest are imported from here)
+    ModelWeights,
+    VAEConfig,
+    VAEOutput,
+    kl_divergence,
+    kl_per_dim,
+)
 
 
 class MolVAE(nn.Module):
@@ -99,12 +37,16 @@ class MolVAE(nn.Module):
         self.encoder_rnn = nn.GRU(
             c.emb_dim, c.enc_hidden, num_layers=c.enc_layers, batch_first=True, bidirectional=True
         )
-        self.mu_head = nn.Linear(2 * c.enc_hidden, c.latent_dim)
-        self.logvar_head = nn.Linear(2 * c.enc_hidden, c.latent_dim)
-        self.z_to_hidden = nn.Linear(c.latent_dim, c.dec_layers * c.dec_hidden)
+        p = c.condition_dim
+        if p and c.property_dim:
+            raise ValueError("a conditional model predicts its properties with q(y|x): "
+                             "property_dim must be 0 when condition_dim > 0")  # fmt: skip
+        self.mu_head = nn.Linear(2 * c.enc_hidden + p, c.latent_dim)
+        self.logvar_head = nn.Linear(2 * c.enc_hidden + p, c.latent_dim)
+        self.z_to_hidden = nn.Linear(c.latent_dim + p, c.dec_layers * c.dec_hidden)
         self.emb_dropout = nn.Dropout(c.dropout)
         self.decoder_rnn = nn.GRU(
-            c.emb_dim + c.latent_dim,
+            c.emb_dim + c.latent_dim + p,
             c.dec_hidden,
             num_layers=c.dec_layers,
             batch_first=True,
@@ -113,6 +55,15 @@ class MolVAE(nn.Module):
         self.out = nn.Linear(c.dec_hidden, c.vocab_size)
         self.prop_head: nn.Module | None = None
         self.property_scale: PropertyScale | None = None  # set from checkpoint meta
+        self.condition_scale: PropertyScale | None = None  # conditional: meta["condition"]
+        self.y_head: nn.Module | None = None
+        if p:
+            # q(y|x): mean and log-variance of each standardized property
+            self.y_head = nn.Sequential(
+                nn.Linear(2 * c.enc_hidden, 128), nn.ReLU(), nn.Linear(128, 2 * p)
+            )
+            # p(y) = N(0, Sigma): the labelled training molecules' correlations (set by training)
+            self.register_buffer("y_prior_cov", torch.eye(p))
         # teacher-forced passes through `molvae.model.gru` (the trainer sets it on the CPU);
         # under bf16 autocast only with fused_bf16, else the nn.GRU kernels run there
         self.fused_rnn = False
@@ -131,22 +82,66 @@ class MolVAE(nn.Module):
         model = cls(checkpoint.config)
         model.load_state_dict(checkpoint.state_dict)
         model.property_scale = PropertyScale.from_meta(checkpoint.meta)
+        model.condition_scale = cond.condition_scale(checkpoint.meta)
         return model.to(device).eval()
 
+    @property
+    def code_dim(self) -> int:
+        """What the decoder reads: ``latent_dim``, plus ``condition_dim`` for a conditional
+        model (``[z, y]``)."""
+        return self.config.latent_dim + self.config.condition_dim
+
     # ----------------------------------------------------------------- encoder
-    def encode(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
-        """x ``batch x length`` lengths ``batch`` -> mu, logvar ``batch x d``.
+    def encode(self, x: Tensor, lengths: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """x ``batch x length`` lengths ``batch`` -> mu, logvar ``batch x d`` of q(z|x).
 
         The encoder sees the full sequence; its summary is the last layer's final fwd/bwd states.
+        A conditional model's q(z|x,y) is given ``y`` (``batch x p``, standardized; NaN entries
+        and a missing ``y`` take q(y|x)'s mean).
         """
+        h = self.summary(x, lengths)
+        if self.y_head is not None:
+            y_mu, _ = self.y_posterior(h)
+            y = y_mu if y is None else torch.where(torch.isnan(y), y_mu, y.to(y_mu))
+            return self.z_posterior(h, y)
+        return self.mu_head(h), self.logvar_head(h)
+
+    def summary(self, x: Tensor, lengths: Tensor) -> Tensor:
+        """The encoder's summary of x: last layer's final forward and backward states,
+        ``batch x 2 enc_hidden``."""
         if self._fused(x) and self.config.enc_layers == 1:
-            h = gru_final_states(self.encoder_rnn, self.embedding(x.t()), lengths)
-            return self.mu_head(h), self.logvar_head(h)
+            return gru_final_states(self.encoder_rnn, self.embedding(x.t()), lengths)
         emb = self.embedding(x)
         packed = pack_padded_sequence(emb, lengths.cpu(), batch_first=True, enforce_sorted=False)
         _, h = self.encoder_rnn(packed)  # (layers*2) x batch x enc_hidden
-        h = torch.cat([h[-2], h[-1]], dim=-1)  # last layer's forward and backward final states
+        return torch.cat([h[-2], h[-1]], dim=-1)
+
+    def y_posterior(self, h: Tensor) -> tuple[Tensor, Tensor]:
+        """q(y|x) of a conditional model from the encoder summary: mean, log-variance
+        ``batch x p`` (standardized units; the log-variance is clamped to [-10, 5])."""
+        if self.y_head is None:
+            raise ValueError("this model is not conditional (condition_dim=0)")
+        out = self.y_head(h).float()
+        p = self.config.condition_dim
+        return out[:, :p], out[:, p:].clamp(-10.0, 5.0)
+
+    def z_posterior(self, h: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """q(z|x) (or a conditional model's q(z|x,y)) from the encoder summary ``h``."""
+        if self.y_head is not None:
+            h = torch.cat([h, y.to(h.dtype)], dim=-1)
         return self.mu_head(h), self.logvar_head(h)
+
+    def encode_code(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """What a codec calls a molecule's latent: the posterior mean and log-variance of the
+        decoder's input, ``batch x code_dim`` (z's; a conditional model's ``[z, y]`` with y
+        q(y|x)'s mean and z q(z|x,y)'s given it)."""
+        h = self.summary(x, lengths)
+        if self.y_head is None:
+            return self.mu_head(h), self.logvar_head(h)
+        y_mu, y_logvar = self.y_posterior(h)
+        mu, logvar = self.z_posterior(h, y_mu)
+        return (torch.cat([mu.float(), y_mu], dim=-1),
+                torch.cat([logvar.float(), y_logvar], dim=-1))  # fmt: skip
 
     def reparameterize(
         self, mu: Tensor, logvar: Tensor, generator: torch.Generator | None = None
@@ -191,11 +186,27 @@ class MolVAE(nn.Module):
         return self.fused_rnn and (self.fused_bf16 or not torch.is_autocast_enabled(x.device.type))
 
     def forward(self, x: Tensor, lengths: Tensor, props: Tensor | None = None) -> VAEOutput:
-        """Loss parts for x ``batch x length`` (bos..eos, padded), optional props ``batch x p``."""
+        """Loss parts for x ``batch x length`` (bos..eos, padded), optional props ``batch x p``.
+
+        For a conditional model ``props`` are the standardized labels (NaN = unlabelled):
+        ``prop_loss`` is q(y|x)'s negative log-likelihood of the known labels and ``y_term``
+        the y part of the negative ELBO (`molvae.model.conditional.y_term`); unknown labels are
+        drawn from q(y|x) in training and take its mean in eval mode."""
+        if self.y_head is not None:
+            return cond.forward(self, x, lengths, props)
         mu, logvar = self.encode(x, lengths)
         z = self.reparameterize(mu, logvar) if self.training else mu
+        out = self.reconstruction(x, lengths, z, mu, logvar)
+        if self.prop_head is not None and props is not None:
+            out.prop_loss = masked_mse(self.prop_head(mu).float(), props.float())
+        return out
+
+    def reconstruction(
+        self, x: Tensor, lengths: Tensor, code: Tensor, mu: Tensor, logvar: Tensor
+    ) -> VAEOutput:
+        """Teacher-forced loss parts of decoding x from ``code`` (z, or [z, y])."""
         x_in, target = x[:, :-1], x[:, 1:]
-        logits = self.decoder_logits(x_in, lengths - 1, z)
+        logits = self.decoder_logits(x_in, lengths - 1, code)
         pad = self.config.pad_id
         ce = F.cross_entropy(  # batch x (length-1)
             logits.float().transpose(1, 2), target, ignore_index=pad, reduction="none"
@@ -204,13 +215,12 @@ class MolVAE(nn.Module):
         kl_dims = kl_per_dim(mu.float(), logvar.float()).mean(dim=0)
         kl = kl_dims.sum()
         prop_loss = torch.zeros((), device=x.device)
-        if self.prop_head is not None and props is not None:
-            prop_loss = masked_mse(self.prop_head(mu).float(), props.float())
         with torch.no_grad():
             mask = target != self.config.pad_id
             n_correct = ((logits.argmax(-1) == target) & mask).sum()
             n_tokens = mask.sum()
-        return VAEOutput(recon, kl, prop_loss, logits, mu, logvar, z, n_correct, n_tokens, kl_dims)
+        return VAEOutput(recon, kl, prop_loss, logits, mu, logvar, code, n_correct, n_tokens,
+                         kl_dims, code=code)  # fmt: skip
 
     def predict_properties(self, mu: Tensor, units: bool = True) -> Tensor:
         """Property head on ``batch x d`` latents -> ``batch x property_dim``, in the properties'

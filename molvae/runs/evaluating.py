@@ -13,6 +13,7 @@ import copy
 import dataclasses
 import os
 import sys
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -124,6 +125,10 @@ def _log(message: str) -> None:
     print(f"evaluate: {message}", file=sys.stderr, flush=True)
 
 
+def _bounds(codec: LatentCodec, k: int, seed: int, smiles: list[str]) -> dict:
+    return codec.likelihood_bounds(smiles, k, seed).summary()
+
+
 def evaluate_model(
     model: str | os.PathLike = DEFAULT_MODEL,
     out_dir: str | os.PathLike = "runs/evaluate",
@@ -165,7 +170,10 @@ def evaluate_model(
     ]
     reconstructors = [_reconstructor(codecs[d], d, config) for d in config.decodings]
     data = _reference_data(test, test_scaffolds, train, recon_set, max_reference)
-    result = evaluate(samplers, reconstructors, data, config, log=None if quiet else _log)
+
+    bounds = partial(_bounds, codec, config.iwae_samples, config.seed)
+    result = evaluate(samplers, reconstructors, data, config, None if quiet else _log, bounds)
+
     out = Path(out_dir)
     write_evaluation(result, out, model_name=Path(resolve_model(model)).stem)
     grammar = dataclasses.asdict(GrammarConfig()) if "grammar" in config.decodings else None

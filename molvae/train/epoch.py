@@ -71,11 +71,15 @@ def train_step(run: TrainingRun, st: LoopState, batch: list[int]) -> tuple[float
         o = run.net(x, lengths, props)
         kl = kl_term(o.kl, o.kl_dims, config)
         loss = o.recon + beta * kl + config.prop_weight * o.prop_loss
+        if o.y_term is not None:  # a conditional model: y is part of the latent
+            loss = loss + beta * o.y_term
     if _update(run, st, loss):
         b = x.shape[0]
-        for key, value in (("loss", loss), ("recon", o.recon), ("kl", o.kl),
-                           ("prop", o.prop_loss)):  # fmt: skip
-            st.sums[key] += value.item() * b
+        parts = [("loss", loss), ("recon", o.recon), ("kl", o.kl), ("prop", o.prop_loss)]
+        if o.y_term is not None:
+            parts.append(("y_term", o.y_term))
+        for key, value in parts:
+            st.sums[key] = st.sums.get(key, 0.0) + value.item() * b
         st.n_mol += b
         run.sched.step()  # only after a real update, so skipped steps do not eat the schedule
     st.step += 1

@@ -28,6 +28,7 @@ from molvae.data.batching import batch_sampler, sequence_lengths
 from molvae.io import write_text
 from molvae.model import MolVAE, VAEConfig
 from molvae.model.checkpoint import versions
+from molvae.model.conditional import META_KEY, condition_scale, grow_inputs
 from molvae.model.device import resolve_device
 from molvae.model.property_head import PropertyScale
 from molvae.train.config import TrainConfig
@@ -164,12 +165,16 @@ def _setup(
         write_text(out / "config.json", json.dumps(settings, indent=2))
     model = MolVAE(model_config).to(device)
     model.property_scale = PropertyScale.from_meta(base_meta)
+    model.condition_scale = condition_scale(base_meta)
     model.fused_rnn = use_fused_rnn(config, device)
     model.fused_bf16 = config.rnn == "fused"
     if config.retain_memory and device.type == "cpu":
         retain_freed_memory()
     if init_state is not None:
         load_matching(model, init_state)
+    cov = (base_meta.get(META_KEY) or {}).get("cov")
+    if model.y_head is not None and cov is not None:  # p(y): the labels' correlations
+        model.y_prior_cov.copy_(torch.tensor(cov, dtype=torch.float32))
     net: torch.nn.Module = model
     if world > 1:
         # broadcasts rank 0's initial weights; backward() then averages gradients over ranks
@@ -212,17 +217,22 @@ def _schedule(run: TrainingRun, st: LoopState) -> None:
 def load_matching(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
     """Load ``state`` into ``model`` where names and shapes agree; only the property head may
     differ (fine-tuning with other properties): it keeps its fresh weights, and the log says so.
+    An unconditional model's weights start a conditional one (`grow_inputs`: zero weights on
+    the new y inputs, so it starts as the model it came from; q(y|x) starts fresh).
     """
     own = model.state_dict()
+    state = grow_inputs(state, own)
     fits = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     fresh = sorted(set(own) - set(fits))
     dropped = sorted(set(state) - set(fits))
-    if any(not k.startswith("prop_head.") for k in fresh + dropped):
+    free = ("prop_head.", "y_head.", "y_prior_cov")
+    if any(not k.startswith(free) for k in fresh + dropped):
         raise ValueError(f"init weights do not fit the model: {[*fresh, *dropped][:4]}")
     model.load_state_dict({**own, **fits})
     if fresh or dropped:
-        log.info("init weights: %d tensors loaded; the property head starts fresh "
-                 "(property_dim %d)", len(fits), model.config.property_dim)  # fmt: skip
+        log.info("init weights: %d tensors loaded; the property head and q(y|x) start fresh "
+                 "(property_dim %d, condition_dim %d)", len(fits), model.config.property_dim,
+                 model.config.condition_dim)  # fmt: skip
 
 
 def _finish(run: TrainingRun, st: LoopState) -> TrainResult:

@@ -45,16 +45,21 @@ def evaluate(
         sums["recon"] += float(out.recon) * b
         sums["kl"] += float(out.kl) * b
         sums["prop"] += float(out.prop_loss) * b
+        if out.y_term is not None:
+            sums["y_term"] = sums.get("y_term", 0.0) + float(out.y_term) * b
         n += b
         correct += int(out.n_correct)
         tokens += int(out.n_tokens)
         mus.append(out.mu.float().cpu())
         m = min(b, config.val_recon_samples - n_exact)
         if m > 0:
-            exact += _greedy_hits(model, out.mu[:m], x[:m], lengths[:m], config, device)
+            code = out.code if out.code is not None else out.mu  # eval mode: means
+            exact += _greedy_hits(model, code[:m], x[:m], lengths[:m], config, device)
             n_exact += m
     res = {k: v / max(n, 1) for k, v in sums.items()}
     res["loss"] = res["recon"] + config.beta_max * res["kl"] + config.prop_weight * res["prop"]
+    if "y_term" in res:
+        res["loss"] += config.beta_max * res["y_term"]
     res["token_acc"] = correct / max(tokens, 1)
     res["recon_acc"] = exact / max(n_exact, 1)
     res["active_units"] = active_units(torch.cat(mus)) if mus else 0

@@ -1,0 +1,157 @@
+"""The semi-supervised conditional VAE's parts (M2, Kingma et al. 2014; for molecules the SSVAE
+of Kang & Cho 2019): q(y | x) over standardized properties, their prior p(y), and the weights a
+conditional model starts from when it is fine-tuned from an unconditional one.
+
+A conditional `~molvae.model.vae.MolVAE` (``condition_dim`` = p > 0) encodes a molecule into
+properties y (``batch x p``, standardized: the `PropertyScale` in checkpoint meta "condition")
+and a code z given them; its decoder reads the concatenation ``[z, y]`` wherever an
+unconditional decoder reads z, so every decoding strategy runs on it unchanged. p(y) is
+N(0, Sigma), Sigma the correlation matrix of the labelled training molecules' standardized
+properties (a buffer in the state dict). Knows tensors only, no SMILES.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from molvae.model.property_head import PropertyScale
+from molvae.model.vae_parts import VAEOutput
+
+META_KEY = "condition"  # checkpoint meta entry: names, mean, std of the conditioned properties
+# the tensors whose input grows by p when a model becomes conditional (new columns start at 0,
+# so the fine-tuned model starts as exactly the model it came from)
+GROWN_INPUTS = ("mu_head.weight", "logvar_head.weight", "z_to_hidden.weight",
+                "decoder_rnn.weight_ih_l0")  # fmt: skip
+
+
+def condition_scale(meta: Mapping | None) -> PropertyScale | None:
+    """The conditioned properties' names and standardization in checkpoint ``meta``, or None."""
+    p = (meta or {}).get(META_KEY)
+    return PropertyScale(list(p["names"]), list(p["mean"]), list(p["std"])) if p else None
+
+
+def gaussian_nll(y: Tensor, mean: Tensor, logvar: Tensor) -> Tensor:
+    """Elementwise -log N(y; mean, exp(logvar)), same shapes in and out."""
+    return 0.5 * (logvar + (y - mean).pow(2) / logvar.exp() + math.log(2 * math.pi))
+
+
+def gaussian_entropy(logvar: Tensor) -> Tensor:
+    """Elementwise entropy of N(., exp(logvar)) in nats."""
+    return 0.5 * (logvar + math.log(2 * math.pi) + 1.0)
+
+
+def prior_log_prob(y: Tensor, cov: Tensor) -> Tensor:
+    """log N(y; 0, cov) per row: ``batch x p -> batch``."""
+    dist = torch.distributions.MultivariateNormal(
+        torch.zeros(cov.shape[0], dtype=y.dtype, device=y.device), cov.to(y)
+    )
+    return dist.log_prob(y)
+
+
+def masked_nll(y: Tensor, mean: Tensor, logvar: Tensor) -> Tensor:
+    """q(y | x)'s negative log-likelihood of the known (not NaN) entries of ``y``, averaged over
+    them (0 when none is known): the prediction loss of the labelled molecules."""
+    known = ~torch.isnan(y)
+    if not bool(known.any()):
+        return mean.sum() * 0.0
+    nll = gaussian_nll(y.nan_to_num(0.0), mean, logvar)
+    return nll[known].mean()
+
+
+def y_term(y: Tensor, known: Tensor, logvar: Tensor, cov: Tensor) -> Tensor:
+    """Per molecule, the part of the negative ELBO that is about y: -log p(y) - H(q(y_u | x)),
+    where y holds the labels where ``known`` and a draw from q(y | x) elsewhere (u): ``batch``.
+    A fully labelled molecule's term is -log p(y), a constant of the parameters."""
+    entropy = (gaussian_entropy(logvar) * (~known)).sum(dim=-1)
+    return -prior_log_prob(y, cov) - entropy
+
+
+def conditional_prior(
+    cov: Tensor, given: Mapping[int, float] | None, n: int, generator: torch.Generator | None = None
+) -> Tensor:
+    """``n x p`` draws of standardized y from p(y) = N(0, cov) given the entries ``given``
+    (index -> standardized value): those are fixed, the others are drawn from their Gaussian
+    conditional on them."""
+    p = cov.shape[0]
+    cov = cov.double().cpu()
+    given = dict(given or {})
+    a = sorted(given)
+    b = [i for i in range(p) if i not in given]
+    y = torch.zeros(n, p, dtype=torch.float64)
+    if a:
+        y[:, a] = torch.tensor([given[i] for i in a], dtype=torch.float64)
+    if b:
+        mean_b = torch.zeros(len(b), dtype=torch.float64)
+        cov_b = cov[b][:, b]
+        if a:
+            gain = cov[b][:, a] @ torch.linalg.inv(cov[a][:, a])
+            mean_b = gain @ y[0, a]
+            cov_b = cov_b - gain @ cov[a][:, b]
+        chol = torch.linalg.cholesky(cov_b + 1e-9 * torch.eye(len(b), dtype=torch.float64))
+        eps = torch.randn(n, len(b), generator=generator, dtype=torch.float64)
+        y[:, b] = mean_b + eps @ chol.T
+    return y.float()
+
+
+def standardized(scale: PropertyScale, condition: Mapping[str, float]) -> dict[int, float]:
+    """``{name: value in units}`` -> ``{index: standardized value}``; an unknown name is a
+    ``ValueError`` that lists the model's properties."""
+    out = {}
+    for name, value in condition.items():
+        j = index_of(scale, name)
+        out[j] = (float(value) - scale.mean[j]) / scale.std[j]
+    return out
+
+
+def index_of(scale: PropertyScale, name: str) -> int:
+    """The column of property ``name``; a ``ValueError`` listing the model's properties if it
+    is not one of them."""
+    if name not in scale.names:
+        raise ValueError(f"this model is conditioned on {', '.join(scale.names)}; not on {name!r}")
+    return scale.names.index(name)
+
+
+def grow_inputs(state: Mapping[str, Tensor], own: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """An unconditional model's weights made to fit a conditional model's ``own`` state: the
+    input matrices of `GROWN_INPUTS` get zero columns for the p new inputs (y comes last in
+    each input: ``[h, y]``, ``[z, y]``, ``[embedding, z, y]``), so the conditional model
+    computes exactly what the unconditional one did."""
+    out = dict(state)
+    for key in GROWN_INPUTS:
+        if key in state and key in own and state[key].shape != own[key].shape:
+            old, new = state[key], own[key]
+            extra = new.shape[1] - old.shape[1]
+            if new.shape[0] != old.shape[0] or extra <= 0:
+                continue  # a true size clash: the caller reports it
+            out[key] = torch.cat([old, old.new_zeros(old.shape[0], extra)], dim=1)
+    return out
+
+
+def label_names(scale: PropertyScale | None) -> Sequence[str]:
+    """The conditioned properties' names (empty for an unconditional model)."""
+    return list(scale.names) if scale is not None else []
+
+
+def forward(model: nn.Module, x: Tensor, lengths: Tensor, props: Tensor | None) -> VAEOutput:
+    """A conditional `~molvae.model.vae.MolVAE`'s loss parts (its ``forward``): unknown labels
+    (NaN, or all without ``props``) drawn from q(y|x) in training, its mean in eval mode;
+    ``prop_loss`` q(y|x)'s negative log-likelihood of the known labels, ``y_term`` the y part
+    of the negative ELBO."""
+    h = model.summary(x, lengths)
+    y_mu, y_logvar = model.y_posterior(h)
+    y_draw = model.reparameterize(y_mu, y_logvar) if model.training else y_mu
+    props = torch.full_like(y_mu, float("nan")) if props is None else props.float()
+    known = ~torch.isnan(props)
+    y = torch.where(known, props.nan_to_num(0.0), y_draw)
+    mu, logvar = model.z_posterior(h, y)
+    z = model.reparameterize(mu, logvar) if model.training else mu
+    code = torch.cat([z, y.to(z.dtype)], dim=-1)
+    out = model.reconstruction(x, lengths, code, mu, logvar)
+    out.z, out.code = z, code
+    out.prop_loss = masked_nll(props, y_mu, y_logvar)
+    out.y_term = y_term(y, known, y_logvar, model.y_prior_cov).mean()
+    return out

@@ -1,0 +1,343 @@
+"""The semi-supervised conditional VAE benchmark: property prediction from few labels, generation
+to order, and held-out likelihood bounds; prints Markdown tables.
+
+    python pipelines/benchmarks/conditional.py prediction     # q(y|x) at 1/5/20/100% labels
+    python pipelines/benchmarks/conditional.py generation     # targets across each range
+    python pipelines/benchmarks/conditional.py likelihood     # ELBO and IWAE of every model
+    python pipelines/benchmarks/conditional.py --smoke        # all three, tiny, seconds
+
+**prediction** (issue 30, part a): for each label fraction a conditional model is fine-tuned
+from ``--init`` (the bundled default) on the first ``--n-molecules`` bundled ZINC molecules
+(MOSES train) with labels (logP, QED, SA score, MW, computed with RDKit) kept on that random
+share of them only (`molvae.data.labels.keep_fraction`: training and validation alike).
+q(y|x)'s mean is then compared with the truth on ``--n-test`` held-out MOSES test molecules
+(R², per property). Beside it, on the very same labelled molecules, supervised baselines on
+2048-bit Morgan fingerprints (radius 2): ridge regression and a random forest (scikit-learn).
+
+**generation** (part b): for targets spanning each property's range, ``--n`` latents of the
+conditional model with that one property fixed (the others drawn from p(y) given it; z from the
+model's prior), decoded through the grammar. Reported: the generated molecules' mean property,
+its absolute error to the target, the share of the decoded within a tolerance of it (``TOL``),
+validity, uniqueness and novelty (against the full MOSES train split when fetched, else the
+bundled 250k subset). Against it, at the same decoding cost: ``--n`` unconditional samples of
+``--baseline`` (the default model, its learned prior) kept when within the tolerance
+(rejection): their share within it.
+
+**likelihood** (part c): the ELBO and the IWAE bound (K = ``--k``) of ``--n-test`` held-out test
+molecules, per model, in nats per molecule (`molvae.model.likelihood`).
+
+Each finished unit appends one JSON line to ``<out>/results.jsonl`` (a rerun skips it); training
+runs resume from ``<out>/runs/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from molvae.chem import canonical, get_objective, parse
+from molvae.chem.properties import morgan_fingerprint
+from molvae.data import FilterConfig, load_smiles, read_smiles
+from molvae.data.labels import keep_fraction
+from molvae.io import markdown_table, write_text
+from molvae.model import GrammarConfig, LatentCodec
+from molvae.resources import cache_dir, resolve_model
+from molvae.runs import TrainRunConfig, train_on_smiles
+from molvae.runs.training import split_run
+from molvae.train import TrainConfig
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+from pmo import hardware  # noqa: E402
+
+PROPERTIES = ["logp", "qed", "sa_score", "mw"]
+FRACTIONS = [0.01, 0.05, 0.2, 1.0]
+TARGETS = {
+    "logp": [1.0, 2.0, 3.0, 4.0, 5.0],
+    "qed": [0.5, 0.6, 0.7, 0.8, 0.9],
+    "sa_score": [2.0, 2.5, 3.0, 3.5, 4.0],
+    "mw": [250.0, 300.0, 350.0, 400.0, 450.0],
+}
+TOL = {"logp": 0.5, "qed": 0.05, "sa_score": 0.25, "mw": 25.0}
+
+
+def _append(out: Path, row: dict[str, Any]) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def _done(out: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
+
+
+def _truth(smiles: list[str], names: list[str]) -> np.ndarray:
+    fns = [get_objective(n).fn for n in names]
+    rows = []
+    for s in smiles:
+        mol = parse(s)
+        rows.append([float(fn(mol)) if mol is not None else math.nan for fn in fns])
+    return np.array(rows)
+
+
+def r2(pred: np.ndarray, true: np.ndarray) -> float:
+    """Coefficient of determination over the rows where both are finite."""
+    ok = np.isfinite(pred) & np.isfinite(true)
+    p, t = pred[ok], true[ok]
+    return (
+        float(1.0 - ((p - t) ** 2).sum() / ((t - t.mean()) ** 2).sum()) if len(t) > 1 else math.nan
+    )
+
+
+def _fingerprints(smiles: list[str]) -> np.ndarray:
+    out = np.zeros((len(smiles), 2048), dtype=np.float32)
+    for i, s in enumerate(smiles):
+        mol = parse(s)
+        if mol is not None:
+            out[i, list(morgan_fingerprint(mol).GetOnBits())] = 1.0
+    return out
+
+
+# ------------------------------------------------------------------ prediction
+def prediction(a: argparse.Namespace, results: Path, hw: str) -> None:
+    done = {(r["fraction"], r["n_molecules"]) for r in _done(results) if r["part"] == "prediction"}
+    test = read_smiles("zinc-test")[: a.n_test]
+    y_test = _truth(test, PROPERTIES)
+    init = resolve_model(a.init)
+    max_len = LatentCodec.from_checkpoint(init, device="cpu", grammar=None).max_len
+    smiles, _ = load_smiles("zinc", config=FilterConfig(max_tokens=max_len - 2, dedupe=True),
+                           limit=a.n_molecules)  # fmt: skip
+    for fraction in a.fractions:
+        if (fraction, a.n_molecules) in done:
+            continue
+        t0 = time.perf_counter()
+        out = Path(a.out) / "runs" / f"labels-{fraction:g}"
+        run = TrainRunConfig(data="zinc", out_dir=str(out), max_molecules=a.n_molecules,
+                             init_from=str(init), properties=PROPERTIES, conditional=True,
+                             label_fraction=None if fraction >= 1 else fraction,
+                             resume=(out / "last.pt").exists())  # fmt: skip
+        tc = TrainConfig(epochs=a.epochs, lr=3e-4, beta_max=0.1, kl_schedule="constant",
+                         num_threads=a.threads, max_steps_per_epoch=a.max_steps)  # fmt: skip
+        result = train_on_smiles(run, tc, progress=False)
+        codec = LatentCodec.from_checkpoint(result.best_path, device="cpu", grammar=None)
+        enc = codec.encode(test)
+        pred = codec.properties(enc.z).numpy()
+        # the baselines see exactly the molecules the model had labels on (the same split and
+        # the same seeded choice)
+        train_smiles, _ = split_run(smiles, run)
+        keep = np.isfinite(keep_fraction(np.ones((len(train_smiles), 1)), run.label_fraction,
+                                         run.label_seed)[:, 0])  # fmt: skip
+        labelled = [s for s, k in zip(train_smiles, keep, strict=True) if k]
+        meta = json.loads((out / "run.json").read_text())["condition"]
+        assert len(labelled) == meta["labelled_train"][0], "the baseline's labels differ"
+        base = baselines(labelled, test, a.threads)
+        row = {"part": "prediction", "fraction": fraction, "n_molecules": a.n_molecules,
+               "n_labelled": len(labelled), "n_test": len(test), "epochs": a.epochs,
+               "r2": {m: {n: r2(p[:, j], y_test[:, j]) for j, n in enumerate(PROPERTIES)}
+                      for m, p in {"molvae": pred, **base}.items()},
+               "wall_s": round(time.perf_counter() - t0, 1), "hardware": hw}  # fmt: skip
+        _append(results, row)
+        print(f"labels {fraction:g}: {row['r2']}", file=sys.stderr)
+
+
+def baselines(labelled: list[str], test: list[str], threads: int) -> dict[str, np.ndarray]:
+    """Ridge and random-forest predictions of the properties on ``test`` from Morgan
+    fingerprints, fitted on the ``labelled`` molecules."""
+    from sklearn.ensemble import RandomForestRegressor
+    from sklearn.linear_model import RidgeCV
+
+    x, y = _fingerprints(labelled), _truth(labelled, PROPERTIES)
+    xt = _fingerprints(test)
+    out = {"ridge_fp": np.zeros((len(test), len(PROPERTIES))),
+           "rf_fp": np.zeros((len(test), len(PROPERTIES)))}  # fmt: skip
+    for j in range(len(PROPERTIES)):
+        ok = np.isfinite(y[:, j])
+        ridge = RidgeCV(alphas=np.logspace(-2, 3, 11)).fit(x[ok], y[ok, j])
+        out["ridge_fp"][:, j] = ridge.predict(xt)
+        rf = RandomForestRegressor(n_estimators=200, min_samples_leaf=1, n_jobs=threads,
+                                   random_state=0).fit(x[ok], y[ok, j])  # fmt: skip
+        out["rf_fp"][:, j] = rf.predict(xt)
+    return out
+
+
+def prediction_table(rows: list[dict[str, Any]]) -> str:
+    lines = []
+    for n in PROPERTIES:
+        table = []
+        for r in sorted(rows, key=lambda r: r["fraction"]):
+            table.append({"labels": f"{100 * r['fraction']:g}% ({r['n_labelled']:,})",
+                          **{m: round(v[n], 3) for m, v in r["r2"].items()}})  # fmt: skip
+        lines += [f"R² of {n} on {rows[0]['n_test']:,} held-out MOSES test molecules:", "",
+                  markdown_table(pd.DataFrame(table)), ""]  # fmt: skip
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ generation
+def _training_set() -> tuple[set[str], str]:
+    path = cache_dir() / "moses" / "train.csv.gz"
+    if path.exists():
+        return set(read_smiles(path)), "the full MOSES train split"
+    return set(read_smiles("zinc")), "the bundled 250k subset of MOSES train (an upper bound)"
+
+
+def _set_metrics(smiles: list[str], train: set[str]) -> tuple[dict[str, float], list]:
+    """Validity, uniqueness and novelty of decoded strings, and their canonical forms."""
+    can = [canonical(s) for s in smiles]
+    valid = [c for c in can if c]
+    unique = set(valid)
+    return {
+        "valid": len(valid) / len(smiles),
+        "unique": len(unique) / max(len(valid), 1),
+        "novel": len(unique - train) / max(len(unique), 1),
+    }, can  # type: ignore[return-value]
+
+
+def generation(a: argparse.Namespace, results: Path, hw: str) -> None:
+    done = {(r["model"], r["property"], r["target"]) for r in _done(results)
+            if r["part"] == "generation"}  # fmt: skip
+    train, train_name = _training_set()
+    codec = LatentCodec.from_checkpoint(resolve_model(a.model), device="cpu",
+                                        grammar=GrammarConfig())  # fmt: skip
+    base = LatentCodec.from_checkpoint(resolve_model(a.baseline), device="cpu",
+                                       grammar=GrammarConfig())  # fmt: skip
+    base_cache: dict[str, Any] = {}
+    for name, targets in a.targets.items():
+        for target in targets:
+            if (a.model, name, target) in done:
+                continue
+            t0 = time.perf_counter()
+            _, smiles = codec.sample(a.n, seed=a.seed, condition={name: target})
+            metrics, can = _set_metrics(smiles, train)
+            values = np.array(_truth([c for c in can if c], [name])[:, 0])
+            within = float(np.sum(np.abs(values - target) <= TOL[name]) / a.n)
+            if "smiles" not in base_cache:  # one unconditional set serves every target
+                _, base_cache["smiles"] = base.sample(a.n, seed=a.seed)
+                base_cache["metrics"], base_can = _set_metrics(base_cache["smiles"], train)
+                base_cache["can"] = [c for c in base_can if c]
+            b_values = _truth(base_cache["can"], [name])[:, 0]
+            b_within = float(np.sum(np.abs(b_values - target) <= TOL[name]) / a.n)
+            row = {"part": "generation", "model": a.model, "baseline": a.baseline,
+                   "property": name, "target": target, "tolerance": TOL[name], "n": a.n,
+                   "mean": float(np.nanmean(values)), "abs_error": float(abs(np.nanmean(values)
+                                                                            - target)),
+                   "within": within, **metrics, "baseline_within": b_within,
+                   "baseline_mean": float(np.nanmean(b_values)),
+                   "baseline_valid": base_cache["metrics"]["valid"], "novelty_against": train_name,
+                   "wall_s": round(time.perf_counter() - t0, 1), "hardware": hw}  # fmt: skip
+            _append(results, row)
+            print(f"{name}={target:g}: mean {row['mean']:.3g}, within {within:.2f} "
+                  f"(unconditional {b_within:.2f}), valid {metrics['valid']:.2f}, novel "
+                  f"{metrics['novel']:.2f}", file=sys.stderr)  # fmt: skip
+
+
+def generation_table(rows: list[dict[str, Any]]) -> str:
+    table = [{"property": r["property"], "target": r["target"], "mean": round(r["mean"], 3),
+              "abs error": round(r["abs_error"], 3), "within tol": round(r["within"], 3),
+              "unconditional within": round(r["baseline_within"], 3), "valid": round(r["valid"], 3),
+              "unique": round(r["unique"], 3), "novel": round(r["novel"], 3)}
+             for r in rows]  # fmt: skip
+    tol = ", ".join(f"{k} ±{v:g}" for k, v in TOL.items())
+    return (
+        f"{rows[0]['n']} decoded per target (tolerances: {tol}; novelty against "
+        f"{rows[0]['novelty_against']}):\n\n" + markdown_table(pd.DataFrame(table)) + "\n"
+    )
+
+
+# ------------------------------------------------------------------ likelihood
+def likelihood(a: argparse.Namespace, results: Path, hw: str) -> None:
+    done = {(r["model"], r["n_test"], r["k"]) for r in _done(results) if r["part"] == "likelihood"}
+    test = read_smiles("zinc-test")[: a.n_test]
+    for model in a.models:
+        if (model, a.n_test, a.k) in done:
+            continue
+        t0 = time.perf_counter()
+        codec = LatentCodec.from_checkpoint(resolve_model(model), device="cpu", grammar=None)
+        s = codec.likelihood_bounds(test, k=a.k, seed=a.seed).summary()
+        row = {"part": "likelihood", "model": model, "n_test": a.n_test, **s,
+               "wall_s": round(time.perf_counter() - t0, 1), "hardware": hw}  # fmt: skip
+        _append(results, row)
+        print(f"{model}: ELBO {s['elbo']:.2f}, IWAE {s['iwae']:.2f}", file=sys.stderr)
+
+
+def likelihood_table(rows: list[dict[str, Any]]) -> str:
+    table = [{"model": r["model"], "molecules": r["n"], "K": r["k"],
+              "ELBO": f"{r['elbo']:.2f} ± {r['elbo_sem']:.2f}",
+              "IWAE": f"{r['iwae']:.2f} ± {r['iwae_sem']:.2f}", "IWAE - ELBO": round(r["gap"], 2)}
+             for r in rows]  # fmt: skip
+    return markdown_table(pd.DataFrame(table)) + "\n"
+
+
+# ------------------------------------------------------------------ main
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "parts",
+        nargs="*",
+        metavar="PART",
+        help="prediction, generation and/or likelihood (default: all three)",
+    )
+    p.add_argument("--out", default="runs/conditional_bench")
+    p.add_argument("--init", default="default", help="prediction: the model fine-tuned")
+    p.add_argument("--n-molecules", type=int, default=50_000, help="prediction: training set")
+    p.add_argument("--fractions", type=float, nargs="+", default=FRACTIONS)
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--max-steps", type=int, default=None, help="per epoch (smoke runs)")
+    p.add_argument("--n-test", type=int, default=2000)
+    p.add_argument("--model", default="conditional", help="generation: the conditional model")
+    p.add_argument("--baseline", default="default", help="generation: unconditional model")
+    p.add_argument("-n", type=int, default=500, help="generation: molecules per target")
+    p.add_argument("--models", nargs="+", default=["default", "moses-250k", "zinc250k-props",
+                                                   "conditional"])  # fmt: skip
+    p.add_argument("-k", type=int, default=50, help="likelihood: importance samples")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--smoke", action="store_true", help="every part, tiny, with the default")
+    a = p.parse_args(argv)
+    a.targets = TARGETS
+    parts = a.parts or ["prediction", "generation", "likelihood"]
+    unknown = set(parts) - {"prediction", "generation", "likelihood"}
+    if unknown:
+        p.error(f"unknown parts {sorted(unknown)}: choose prediction, generation, likelihood")
+    if a.smoke:
+        a.n_molecules, a.fractions, a.epochs, a.max_steps, a.n_test = 300, [0.5], 1, 2, 20
+        a.n, a.k, a.models = 8, 4, ["default"]
+        a.targets = {"logp": [3.0]}
+    torch.set_num_threads(a.threads)
+    os.environ.setdefault("OMP_NUM_THREADS", str(a.threads))
+    results = Path(a.out) / "results.jsonl"
+    hw = hardware()
+    if "prediction" in parts:
+        prediction(a, results, hw)
+    if "generation" in parts:
+        if a.smoke:  # a conditional model of the smoke run's own
+            a.model = str(Path(a.out) / "runs" / f"labels-{a.fractions[0]:g}" / "best.pt")
+        generation(a, results, hw)
+    if "likelihood" in parts:
+        likelihood(a, results, hw)
+    rows = _done(results)
+    text = []
+    for part, render in (("prediction", prediction_table), ("generation", generation_table),
+                         ("likelihood", likelihood_table)):  # fmt: skip
+        mine = [r for r in rows if r["part"] == part]
+        if mine:
+            text += [f"## {part}", "", render(mine)]
+    report = "\n".join(text) + f"\nHardware: {hw}\n"
+    write_text(Path(a.out) / "results.md", report)
+    print(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,282 @@
+"""The semi-supervised conditional VAE (`molvae.model.conditional`), its labels, generation to
+order, editing, and the ELBO / IWAE bounds every model reports."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from molvae.chem import canonical, get_objective, parse
+from molvae.cli import main
+from molvae.cli.args import parse_conditions
+from molvae.data.batching import PadCollate
+from molvae.data.labels import keep_fraction, label_matrix, read_labels
+from molvae.data.tokens import Vocab
+from molvae.model import LatentCodec, MolVAE, VAEConfig, load_checkpoint
+from molvae.model import conditional as cond
+from molvae.model.likelihood import bounds_from_weights, importance_weights
+from molvae.train.loop import load_matching
+from tests.conftest import TINY, ZINC_SMALL
+
+
+def _batch(vocab: Vocab, smiles: list[str]):
+    return PadCollate(vocab.pad_id)([(i, np.array(vocab.encode(s))) for i, s in enumerate(smiles)])
+
+
+def _models(p: int = 2):
+    vocab = Vocab.build(ZINC_SMALL)
+    torch.manual_seed(0)
+    base = VAEConfig(len(vocab), emb_dim=16, enc_hidden=32, latent_dim=6, dec_hidden=32,
+                     dec_layers=2, max_len=50)  # fmt: skip
+    plain = MolVAE(base).eval()
+    conditional = MolVAE(VAEConfig(**{**base.to_dict(), "condition_dim": p})).eval()
+    return vocab, plain, conditional
+
+
+def test_a_conditional_model_starts_as_the_model_it_is_fine_tuned_from() -> None:
+    vocab, plain, conditional = _models()
+    load_matching(conditional, plain.state_dict())
+    x, lengths, _ = _batch(vocab, ZINC_SMALL)
+    for fused in (False, True):  # both GRU paths read [z, y] with zero weights on y
+        plain.fused_rnn = conditional.fused_rnn = fused
+        a, b = plain(x, lengths), conditional(x, lengths)
+        assert torch.allclose(a.recon, b.recon, atol=1e-5) and torch.allclose(a.mu, b.mu)
+    # whatever y says, the decoder writes the same tokens until training teaches it otherwise
+    code, _ = conditional.encode_code(x, lengths)
+    moved = code.clone()
+    moved[:, 6:] += 3.0
+    assert torch.equal(conditional.decode(code), conditional.decode(moved))
+    assert torch.equal(conditional.decode(code), plain.decode(code[:, :6]))
+
+
+@torch.no_grad()
+def test_loss_parts_match_their_definitions() -> None:
+    vocab, _, model = _models()
+    model.y_prior_cov.copy_(torch.tensor([[1.0, 0.6], [0.6, 1.0]]))
+    x, lengths, _ = _batch(vocab, ZINC_SMALL[:4])
+    props = torch.tensor([[0.5, -1.0], [float("nan"), 0.2], [float("nan")] * 2, [1.5, 0.0]])
+    out = model(x, lengths, props)  # eval mode: unknown labels take q(y|x)'s mean
+    y_mu, y_logvar = model.y_posterior(model.summary(x, lengths))
+    known = ~torch.isnan(props)
+    q = torch.distributions.Normal(y_mu, (0.5 * y_logvar).exp())
+    assert out.prop_loss.item() == pytest.approx(-q.log_prob(props.nan_to_num())[known].mean())
+    y = torch.where(known, props.nan_to_num(), y_mu)
+    prior = torch.distributions.MultivariateNormal(torch.zeros(2), model.y_prior_cov)
+    expected = -prior.log_prob(y) - (q.entropy() * ~known).sum(-1)
+    assert out.y_term.item() == pytest.approx(expected.mean().item(), rel=1e-5)
+    assert torch.equal(out.code[:, 6:], y) and torch.equal(out.code[:, :6], out.mu)
+    # no label at all: the prediction loss is 0 and still part of the graph
+    with torch.enable_grad():
+        none = model(x, lengths, torch.full_like(props, float("nan")))
+    assert none.prop_loss.item() == 0.0 and none.prop_loss.requires_grad
+
+
+@torch.no_grad()
+def test_importance_weights_are_log_p_x_z_over_q() -> None:
+    vocab, plain, model = _models()
+    x, lengths, _ = _batch(vocab, ZINC_SMALL[:3])
+    for m in (plain, model):
+        gen = torch.Generator().manual_seed(3)
+        log_w = importance_weights(m, x, lengths, 4, gen)
+        gen = torch.Generator().manual_seed(3)  # the same draws, recomputed by hand
+        h = m.summary(x, lengths).repeat_interleave(4, 0)
+        expected = torch.zeros(12)
+        y = None
+        if m.y_head is not None:
+            y_mu, y_lv = m.y_posterior(h)
+            y = m.reparameterize(y_mu, y_lv, gen)
+            qy = torch.distributions.Normal(y_mu, (0.5 * y_lv).exp())
+            expected += torch.distributions.MultivariateNormal(
+                torch.zeros(2), m.y_prior_cov
+            ).log_prob(y) - qy.log_prob(y).sum(-1)
+        mu, lv = m.z_posterior(h, y)
+        z = m.reparameterize(mu, lv, gen)
+        expected += torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1)
+        expected -= torch.distributions.Normal(mu, (0.5 * lv).exp()).log_prob(z).sum(-1)
+        code = z if y is None else torch.cat([z, y], -1)
+        xs, ls = x.repeat_interleave(4, 0), lengths.repeat_interleave(4, 0)
+        logits = m.decoder_logits(xs[:, :-1], ls - 1, code)
+        dist = torch.distributions.Categorical(logits=logits)
+        mask = xs[:, 1:] != vocab.pad_id
+        expected += (dist.log_prob(xs[:, 1:]) * mask).sum(-1)
+        assert torch.allclose(log_w, expected.view(3, 4), atol=1e-4)
+        elbo, iwae = bounds_from_weights(log_w)
+        assert torch.all(iwae >= elbo - 1e-6)
+        assert torch.allclose(iwae, torch.logsumexp(log_w, 1) - math.log(4))
+
+
+def test_codec_bounds_iwae_above_elbo_and_k1_equal() -> None:
+    vocab, _, model = _models()
+    codec = LatentCodec(model, vocab, grammar=None)
+    smiles = [*ZINC_SMALL[:5], "CC[NH3+]"]  # the last cannot be encoded
+    one = codec.likelihood_bounds(smiles, k=1)
+    assert list(one.ok) == [True] * 5 + [False] and math.isnan(one.elbo[-1])
+    assert np.allclose(one.elbo[:5], one.iwae[:5])
+    many = codec.likelihood_bounds(smiles, k=16, seed=1)
+    assert np.all(many.iwae[:5] >= many.elbo[:5])
+    s = many.summary()
+    assert s["n"] == 5 and s["k"] == 16 and s["gap"] > 0
+    again = codec.likelihood_bounds(smiles, k=16, seed=1)  # seeded
+    assert np.array_equal(again.iwae, many.iwae, equal_nan=True)
+
+
+def test_conditional_prior_is_the_gaussian_conditional() -> None:
+    cov = torch.tensor([[1.0, 0.8, 0.0], [0.8, 1.0, 0.3], [0.0, 0.3, 1.0]])
+    gen = torch.Generator().manual_seed(0)
+    y = cond.conditional_prior(cov, {0: 1.5}, 40_000, gen).double()
+    assert torch.all(y[:, 0] == 1.5)
+    c = cov.double().numpy()
+    gain = c[1:, :1] @ np.linalg.inv(c[:1, :1])
+    mean = (gain @ np.array([1.5])).ravel()
+    var = c[1:, 1:] - gain @ c[:1, 1:]
+    assert np.allclose(y[:, 1:].mean(0).numpy(), mean, atol=0.02)
+    assert np.allclose(np.cov(y[:, 1:].numpy().T), var, atol=0.02)
+    free = cond.conditional_prior(cov, None, 40_000, gen).double().numpy()
+    assert np.allclose(np.cov(free.T), c, atol=0.03)
+
+
+def test_codec_conditions_and_edits(tmp_path) -> None:
+    vocab, _, model = _models()
+    model.condition_scale = cond.PropertyScale(["logp", "qed"], [2.0, 0.7], [1.0, 0.1])
+    codec = LatentCodec(model, vocab, grammar=None)
+    assert codec.latent_dim == 8 and codec.condition_names == ["logp", "qed"]
+    z = codec.sample_latents(5, generator=torch.Generator().manual_seed(0), condition={"qed": 0.9})
+    assert z.shape == (5, 8) and torch.allclose(codec.properties(z)[:, 1], torch.tensor(0.9))
+    enc = codec.encode(ZINC_SMALL[:3])
+    assert enc.z.shape == (3, 8) and enc.logvar.shape == (3, 8)
+    edited = codec.with_condition(enc.z, {"logp": 1.0}, relative=True)
+    assert torch.allclose(codec.properties(edited)[:, 0], codec.properties(enc.z)[:, 0] + 1.0)
+    assert torch.equal(edited[:, :6], enc.z[:, :6]) and torch.equal(edited[:, 7], enc.z[:, 7])
+    set_to = codec.with_condition(enc.z, {"logp": 4.0})
+    assert torch.allclose(codec.properties(set_to)[:, 0], torch.tensor(4.0))
+    with pytest.raises(ValueError, match="conditioned on logp, qed; not on 'mw'"):
+        codec.sample_latents(2, condition={"mw": 300})
+    _, plain, _ = _models()
+    with pytest.raises(ValueError, match="not conditional"):
+        LatentCodec(plain, vocab).sample_latents(2, condition={"logp": 3})
+
+
+def test_parse_conditions() -> None:
+    assert parse_conditions(["logp=3", "qed = 0.8"]) == ({"logp": 3.0, "qed": 0.8}, {})
+    assert parse_conditions(["logp+=1", "mw-=50"], relative=True) == ({}, {"logp": 1, "mw": -50})
+    for bad, match in (("logp", "NAME=VALUE"), ("logp=high", "NAME=VALUE"),
+                       ("logp+=1", "only NAME=VALUE")):  # fmt: skip
+        with pytest.raises(ValueError, match=match):
+            parse_conditions([bad])
+    with pytest.raises(ValueError, match="given twice"):
+        parse_conditions(["logp=1", "logp+=1"], relative=True)
+
+
+def test_labels_file_and_fraction(tmp_path) -> None:
+    path = tmp_path / "labels.csv"
+    path.write_text("smiles,pic50,note\nOCC,5.5,a\nc1ccccc1O,,b\nnot_a_smiles,3,c\n"
+                    "CCO,7,dup\nCC(=O)Oc1ccccc1C(=O)O.[Na+],6.1,salt\n")  # fmt: skip
+    labels = read_labels(path, ["pic50", "logp"])
+    assert labels.columns == ["pic50"] and labels.skipped == {"invalid": 1, "duplicate": 1}
+    assert labels.values["CCO"][0] == 5.5  # canonical, first row kept
+    assert math.isnan(labels.values["Oc1ccccc1"][0])  # an empty cell: unlabelled
+    assert labels.values["CC(=O)Oc1ccccc1C(=O)O"][0] == 6.1  # the largest fragment, as training
+    values = label_matrix(["CCO", "Oc1ccccc1", "CCN"], ["logp", "pic50"], labels)
+    assert values[0, 1] == 5.5 and np.isnan(values[1:, 1]).all()
+    assert values[2, 0] == pytest.approx(get_objective("logp").fn(parse("CCN")))
+    kept = keep_fraction(np.arange(200.0).reshape(100, 2), 0.2, seed=0)
+    rows = ~np.isnan(kept).any(axis=1)
+    assert rows.sum() == 20 and np.isnan(kept[~rows]).all()
+    with pytest.raises(ValueError, match="in \\(0, 1\\]"):
+        keep_fraction(kept, 0.0)
+    with pytest.raises(Exception, match="none of the properties"):
+        read_labels(path, ["ic50"])
+
+
+@pytest.fixture(scope="module")
+def conditional_run(tmp_path_factory):
+    """A tiny conditional model fine-tuned from a tiny unconditional one, 50% labels on logP and
+    QED plus a measured column from a labels file."""
+    base = tmp_path_factory.mktemp("conditional")
+    args = ["--data", "zinc", "--max-molecules", "300", "--epochs", "1", "--batch-size", "64",
+            "--no-progress", "--threads", "1"]  # fmt: skip
+    assert main(["train", *args, "--out", str(base / "plain"), *TINY]) == 0
+    labels = base / "labels.csv"
+    labels.write_text("smiles,pic50\nCC(C)Cc1ccc(C(C)C(=O)O)cc1,5.2\nCC(=O)Nc1ccc(O)cc1,\n")
+    out = base / "cond"
+    assert main(["train", *args, "--out", str(out), "--init-from", str(base / "plain/best.pt"),
+                 "--properties", "logp", "qed", "pic50", "--labels", str(labels),
+                 "--label-fraction", "0.5"]) == 0  # fmt: skip
+    return out
+
+
+def test_conditional_training_records_its_labels(conditional_run) -> None:
+    ck = load_checkpoint(conditional_run / "best.pt")  # weights_only inside
+    assert ck.config.condition_dim == 3 and ck.config.property_dim == 0
+    meta = ck.meta["condition"]
+    assert meta["names"] == ["logp", "qed", "pic50"] and meta["label_fraction"] == 0.5
+    n_train = json.loads((conditional_run / "run.json").read_text())["n_train"]
+    # half of the molecules keep their computed labels; the file's measured one is kept (its
+    # ibuprofen row was added to the data; the paracetamol row has no value)
+    assert abs(meta["labelled_train"][0] - 0.5 * n_train) <= 1
+    assert meta["labelled_train"][2] + meta["labelled_val"][2] == 1
+    cov = np.array(meta["cov"])
+    assert (
+        cov.shape == (3, 3) and np.allclose(np.diag(cov), 1) and np.all(np.linalg.eigvalsh(cov) > 0)
+    )
+    model = MolVAE.from_checkpoint(ck)
+    assert np.allclose(model.y_prior_cov.numpy(), cov, atol=1e-6)
+    assert model.condition_scale.names == meta["names"]
+    metrics = pd.read_csv(conditional_run / "metrics.csv")
+    assert {"train_y_term", "val_y_term", "val_prop"} <= set(metrics.columns)
+
+
+def test_conditional_cli_sample_edit_and_resume(conditional_run, tmp_path, capsys) -> None:
+    model = str(conditional_run / "best.pt")
+    out = tmp_path / "s.csv"
+    assert main(["sample", "--model", model, "-n", "6", "--condition", "logp=3",
+                 "--condition", "qed=0.8", "-o", str(out)]) == 0  # fmt: skip
+    df = pd.read_csv(out)
+    assert len(df) == 6 and {"logp", "qed"} <= set(df.columns)
+    assert "logp: asked 3, generated mean" in capsys.readouterr().err
+    mols = tmp_path / "in.smi"
+    mols.write_text("CCOc1ccccc1C(N)=O\nCC[NH3+]\n")
+    assert main(["edit", str(mols), "--model", model, "--condition", "logp+=1.5",
+                 "-o", str(tmp_path / "e.csv")]) == 0  # fmt: skip
+    e = pd.read_csv(tmp_path / "e.csv", keep_default_na=False)
+    assert list(e.status) == ["ok", "unknown_tokens:[NH3+]"] and e.edited[1] == ""
+    assert float(e.logp_asked[0]) == pytest.approx(float(e.logp_predicted[0]) + 1.5, abs=1e-4)
+    assert float(e.logp_before[0]) == pytest.approx(get_objective("logp").fn(parse(
+        canonical("CCOc1ccccc1C(N)=O"))))  # fmt: skip
+    # a property the model does not know, and a model that is not conditional: one line each
+    assert main(["sample", "--model", model, "-n", "2", "--condition", "tpsa=50"]) == 2
+    assert "not on 'tpsa'" in capsys.readouterr().err
+    assert main(["edit", str(mols), "--model", "default", "--condition", "logp=2"]) == 2
+    assert "not conditional" in capsys.readouterr().err
+
+
+def test_conditional_needs_properties_and_a_known_name(tmp_path, capsys) -> None:
+    base = ["train", "--data", "zinc", "--max-molecules", "50", "--epochs", "1", "--no-progress",
+            "--out", str(tmp_path / "r"), *TINY]  # fmt: skip
+    assert main([*base, "--conditional"]) == 2
+    assert "needs --properties" in capsys.readouterr().err
+    assert main([*base, "--conditional", "--properties", "pic50"]) == 2
+    assert "neither an objective molvae computes" in capsys.readouterr().err
+
+
+def test_a_campaign_searches_a_conditional_models_z_and_y(conditional_run, tmp_path) -> None:
+    """BO's latent space is what the decoder reads, [z, y] (8 + 3 dimensions here)."""
+    from molvae.bo.store import load_campaign
+    from molvae.data import read_smiles
+
+    pool = tmp_path / "pool.smi"
+    pool.write_text("\n".join(read_smiles("zinc-test")[:50]) + "\n")
+    out = tmp_path / "campaign"
+    assert main(["optimize", "--model", str(conditional_run / "best.pt"), "--data", str(pool),
+                 "--objective", "qed", "--budget", "8", "-q", "2", "--init-pool", "4",
+                 "--surrogate", "latent", "--seed", "1", "--threads", "1", "--no-progress",
+                 "--out", str(out)]) == 0  # fmt: skip
+    state = json.loads((out / "state.json").read_text())
+    assert state["oracle_calls"] == 8
+    history = load_campaign(out).history
+    assert [c for c in history.columns if c.startswith("z")] == [f"z{i}" for i in range(11)]
