@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -74,6 +75,22 @@ def test_loss_parts_match_their_definitions() -> None:
     with torch.enable_grad():
         none = model(x, lengths, torch.full_like(props, float("nan")))
     assert none.prop_loss.item() == 0.0 and none.prop_loss.requires_grad
+
+
+def test_the_adversary_trains_itself_on_z_and_the_encoder_against_it() -> None:
+    vocab, _, model = _models()
+    model.train()
+    x, lengths, _ = _batch(vocab, ZINC_SMALL[:4])
+    props = torch.tensor([[0.5, float("nan")]] * 4)
+    out = model(x, lengths, props)
+    assert out.adv_fit.item() == pytest.approx(out.adv_fool.item())
+    out.adv_fit.backward(retain_graph=True)  # reaches the adversary only
+    assert model.z_adversary[0].weight.grad.abs().sum() > 0 and model.mu_head.weight.grad is None
+    model.zero_grad(set_to_none=True)
+    out.adv_fool.backward()  # reaches the encoder only
+    assert model.z_adversary[0].weight.grad is None and model.mu_head.weight.grad.abs().sum() > 0
+    none = model(x, lengths, torch.full_like(props, float("nan")))
+    assert none.adv_fit.item() == 0.0 == none.adv_fool.item()
 
 
 @torch.no_grad()
@@ -193,13 +210,16 @@ def test_labels_file_and_fraction(tmp_path) -> None:
         read_labels(path, ["ic50"])
 
 
+TRAIN = ["--data", "zinc", "--max-molecules", "300", "--batch-size", "64", "--no-progress",
+         "--threads", "1"]  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def conditional_run(tmp_path_factory):
     """A tiny conditional model fine-tuned from a tiny unconditional one, 50% labels on logP and
     QED plus a measured column from a labels file."""
     base = tmp_path_factory.mktemp("conditional")
-    args = ["--data", "zinc", "--max-molecules", "300", "--epochs", "1", "--batch-size", "64",
-            "--no-progress", "--threads", "1"]  # fmt: skip
+    args = [*TRAIN, "--epochs", "1"]
     assert main(["train", *args, "--out", str(base / "plain"), *TINY]) == 0
     labels = base / "labels.csv"
     labels.write_text("smiles,pic50\nCC(C)Cc1ccc(C(C)C(=O)O)cc1,5.2\nCC(=O)Nc1ccc(O)cc1,\n")
@@ -228,10 +248,25 @@ def test_conditional_training_records_its_labels(conditional_run) -> None:
     assert np.allclose(model.y_prior_cov.numpy(), cov, atol=1e-6)
     assert model.condition_scale.names == meta["names"]
     metrics = pd.read_csv(conditional_run / "metrics.csv")
-    assert {"train_y_term", "val_y_term", "val_prop"} <= set(metrics.columns)
+    assert {"train_y_term", "train_adv", "val_y_term", "val_prop"} <= set(metrics.columns)
 
 
-def test_conditional_cli_sample_edit_and_resume(conditional_run, tmp_path, capsys) -> None:
+def test_a_conditional_run_resumes(conditional_run, tmp_path) -> None:
+    out = tmp_path / "cond"
+    shutil.copytree(conditional_run, out)
+    first = load_checkpoint(out / "last.pt")
+    args = ["train", *TRAIN, "--epochs", "2", "--out", str(out), "--properties", "logp", "qed",
+            "pic50", "--labels", str(conditional_run.parent / "labels.csv"),
+            "--label-fraction", "0.5", "--resume"]  # fmt: skip
+    assert main(args) == 0
+    metrics = pd.read_csv(out / "metrics.csv")
+    assert list(metrics.epoch) == [1, 2] and metrics.train_y_term.notna().all()
+    second = load_checkpoint(out / "last.pt")
+    assert second.meta["epochs"] == 2 and second.meta["condition"] == first.meta["condition"]
+    assert torch.equal(second.state_dict["y_prior_cov"], first.state_dict["y_prior_cov"])
+
+
+def test_conditional_cli_sample_and_edit(conditional_run, tmp_path, capsys) -> None:
     model = str(conditional_run / "best.pt")
     out = tmp_path / "s.csv"
     assert main(["sample", "--model", model, "-n", "6", "--condition", "logp=3",

@@ -44,6 +44,7 @@ def _train(sub: Any) -> None:
         ("--beta-max", "beta_max", float),
         ("--kl-warmup-epochs", "kl_warmup_epochs", float),
         ("--free-bits", "free_bits", float),
+        ("--adversary-weight", "adversary_weight", float),
         ("--checkpoint-minutes", "checkpoint_minutes", float),
         ("--seed", "seed", int),
         ("--device", "device", str),

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from molvae.model.property_head import PropertyScale
+from molvae.model.property_head import PropertyScale, masked_mse
 from molvae.model.vae_parts import VAEOutput
 
 META_KEY = "condition"  # checkpoint meta entry: names, mean, std of the conditioned properties
@@ -154,4 +154,20 @@ def forward(model: nn.Module, x: Tensor, lengths: Tensor, props: Tensor | None) 
     out.z, out.code = z, code
     out.prop_loss = masked_nll(props, y_mu, y_logvar)
     out.y_term = y_term(y, known, y_logvar, model.y_prior_cov).mean()
+    out.adv_fit, out.adv_fool = adversary_losses(model.z_adversary, mu.float(), props)
     return out
+
+
+def adversary_losses(adversary: nn.Module, mu: Tensor, props: Tensor) -> tuple[Tensor, Tensor]:
+    """The z adversary's mean squared error on the known labels (standardized: 1 is a constant
+    guess): as it learns (``mu`` detached) and as the encoder is judged by it (its weights
+    detached). Training minimizes the first and maximizes the second up to 1 (Lample et al.
+    2017, Fader networks): z then carries no more about y than a guess, so the decoder must read
+    the properties from y. Both 0 (in the graph) without a known label."""
+    if not bool((~torch.isnan(props)).any()):
+        zero = mu.sum() * 0.0
+        return zero, zero
+    fit = masked_mse(adversary(mu.detach()), props)
+    frozen = {k: v.detach() for k, v in adversary.named_parameters()}
+    fool = masked_mse(torch.func.functional_call(adversary, frozen, (mu,)), props)
+    return fit, fool

@@ -64,6 +64,11 @@ class MolVAE(nn.Module):
             )
             # p(y) = N(0, Sigma): the labelled training molecules' correlations (set by training)
             self.register_buffer("y_prior_cov", torch.eye(p))
+            # training only: predicts y from z's mean, so the encoder learns to leave the
+            # properties out of z and the decoder to take them from y (Fader networks)
+            self.z_adversary = nn.Sequential(
+                nn.Linear(c.latent_dim, 128), nn.ReLU(), nn.Linear(128, p)
+            )
         # teacher-forced passes through `molvae.model.gru` (the trainer sets it on the CPU);
         # under bf16 autocast only with fused_bf16, else the nn.GRU kernels run there
         self.fused_rnn = False

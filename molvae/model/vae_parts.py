@@ -72,6 +72,10 @@ class VAEOutput:
     # z itself without), and the y part of the negative ELBO, mean over molecules (0 without)
     code: Tensor | None = None
     y_term: Tensor | None = None
+    # conditional models in training: the adversary's error predicting the known labels from
+    # mu, as it learns (adv_fit) and as the encoder is judged by it (adv_fool, weights frozen)
+    adv_fit: Tensor | None = None
+    adv_fool: Tensor | None = None
 
 
 def kl_divergence(mu: Tensor, logvar: Tensor) -> Tensor:

@@ -31,6 +31,9 @@ class TrainConfig:
     # at least this many nats in the loss (0 = off). Metrics report the true KL.
     free_bits: float = 0.0
     prop_weight: float = 1.0
+    # conditional models: weight of the z adversary's error in the encoder's loss (it maximizes
+    # it up to a constant guess's, so z leaves the properties to y; 0 = no adversary)
+    adversary_weight: float = 1.0
     lr_decay: str = "cosine"  # "cosine" (to 0 over all steps, after warm-up) | "none"
     lr_warmup_steps: int = 200  # linear learning-rate warm-up
     device: str = "auto"  # auto = cuda if available else cpu

@@ -73,11 +73,14 @@ def train_step(run: TrainingRun, st: LoopState, batch: list[int]) -> tuple[float
         loss = o.recon + beta * kl + config.prop_weight * o.prop_loss
         if o.y_term is not None:  # a conditional model: y is part of the latent
             loss = loss + beta * o.y_term
+        if o.adv_fit is not None and config.adversary_weight > 0:
+            fool = o.adv_fool.clamp(max=1.0)  # no gain past a constant guess
+            loss = loss + o.adv_fit - config.adversary_weight * fool
     if _update(run, st, loss):
         b = x.shape[0]
         parts = [("loss", loss), ("recon", o.recon), ("kl", o.kl), ("prop", o.prop_loss)]
         if o.y_term is not None:
-            parts.append(("y_term", o.y_term))
+            parts += [("y_term", o.y_term), ("adv", o.adv_fit)]
         for key, value in parts:
             st.sums[key] = st.sums.get(key, 0.0) + value.item() * b
         st.n_mol += b
