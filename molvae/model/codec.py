@@ -81,9 +81,8 @@ class LatentCodec(Conditions):
         self.model = model.to(self.device).eval()
         self.vocab = vocab
         self.grammar = grammar
-        if prior is not None and prior.dim != model.config.latent_dim:
-            # a conditional model's prior is over z only: y has p(y)
-            raise ValueError(f"prior has {prior.dim} dims, the model {model.config.latent_dim}")
+        if prior is not None and prior.dim not in (model.config.latent_dim, model.code_dim):
+            raise ValueError(f"prior has {prior.dim} dims, the model {model.code_dim}")
         self.prior = prior
         self.domain = domain
 
@@ -249,19 +248,19 @@ class LatentCodec(Conditions):
 
         ``prior``: "learned" (the checkpoint's learned prior; ValueError without one),
         "gaussian" (N(0, I)), or "auto" (learned when the checkpoint has one, else gaussian).
-        A conditional model's z comes from that prior and its y from p(y); ``condition`` fixes
-        the named properties (in their units) and draws the others from p(y) given them.
+        A conditional model's ``condition`` (properties, in their units) is met by its learned
+        prior over [z, y] (`Conditions`), else z comes from the prior and y from p(y) given it.
         """
+        if prior in PRIORS and self._joint(prior):
+            return self._sample_joint(n, condition, generator)
         return self._with_y(self._sample_z(n, prior, generator), condition, generator)
 
     def _sample_z(self, n: int, prior: str, generator: torch.Generator | None) -> Tensor:
         if prior not in PRIORS:
             raise ValueError(f"unknown prior {prior!r}; choose one of {PRIORS}")
         if prior == "learned" and self.prior is None:
-            raise ValueError(
-                "this model has no learned prior; fit one with `molvae fit-prior`, "
-                "or use prior='gaussian'"
-            )
+            raise ValueError("this model has no learned prior; fit one with `molvae fit-prior`, "
+                             "or use prior='gaussian'")  # fmt: skip
         if prior != "gaussian" and self.prior is not None:
             return self.prior.sample(n, generator=generator).float()
         return self.model.sample_prior(n, generator=generator).float().cpu()

@@ -12,6 +12,7 @@ from molvae.model import conditional as cond
 from molvae.model.property_head import PropertyScale
 
 if TYPE_CHECKING:
+    from molvae.model.prior import LatentPrior
     from molvae.model.vae import MolVAE
 
 
@@ -20,6 +21,7 @@ class Conditions:
     ``ValueError`` that says how to get a conditional one."""
 
     model: MolVAE
+    prior: LatentPrior | None
 
     @property
     def condition_names(self) -> list[str]:
@@ -71,3 +73,22 @@ class Conditions:
         given = cond.standardized(self._scale(), condition or {})
         y = cond.conditional_prior(self.model.y_prior_cov, given, len(z), generator)
         return torch.cat([z, y], dim=-1)
+
+    def _joint(self, prior: str) -> bool:
+        """Whether latents come from a learned prior over [z, y] (a conditional model's)."""
+        learned = getattr(self, "prior", None)
+        c = self.model.config
+        return (prior != "gaussian" and learned is not None and c.condition_dim > 0
+                and learned.dim == self.model.code_dim)  # fmt: skip
+
+    def _sample_joint(
+        self, n: int, condition: dict[str, float] | None, generator: torch.Generator | None
+    ) -> Tensor:
+        """[z, y] from the learned joint prior (the training molecules' codes), given the
+        ``condition`` when there is one (`LatentPrior.sample_given`): z comes from molecules
+        whose properties are near those asked, y is set to them."""
+        d = self.model.config.latent_dim
+        if not condition:
+            return self.prior.sample(n, generator=generator).float()
+        given = cond.standardized(self._scale(), condition)
+        return self.prior.sample_given({d + j: v for j, v in given.items()}, n, generator)

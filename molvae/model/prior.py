@@ -102,6 +102,33 @@ class LatentPrior:
         return s["means"][k] + s["scales"][k] * eps
 
     @torch.no_grad()
+    def sample_given(
+        self,
+        given: dict[int, float],
+        n: int,
+        generator: torch.Generator | None = None,
+        bandwidth: float = 0.2,
+    ) -> Tensor:
+        """``n x d`` draws with the columns of ``given`` (index -> value) fixed, the others from
+        the mixture given them: a component is chosen with its weight times how near its mean
+        is to the given values (a Gaussian kernel of width ``bandwidth`` on those columns),
+        then the other columns are drawn from it. Mixture kinds with diagonal components only
+        (``posterior``, diagonal ``gmm``); a ``ValueError`` for the others."""
+        s = self.state
+        if self._flow is not None or "scales" not in s:
+            raise ValueError(f"a {self.kind} prior with full covariances cannot be conditioned; "
+                             "fit a posterior or diagonal gmm prior")  # fmt: skip
+        cols = torch.tensor(sorted(given), dtype=torch.long)
+        values = torch.tensor([given[int(j)] for j in cols], dtype=torch.float32)
+        d2 = ((s["means"][:, cols] - values) / bandwidth).pow(2).sum(1)
+        logits = s["logits"].log_softmax(0) - 0.5 * d2
+        k = torch.multinomial(logits.softmax(0), n, replacement=True, generator=generator)
+        eps = torch.randn(n, self.dim, generator=generator) * self.config.temperature
+        out = s["means"][k] + s["scales"][k] * eps
+        out[:, cols] = values
+        return out
+
+    @torch.no_grad()
     def log_prob(self, z: Tensor) -> Tensor:
         """Log density of each row of ``z`` (``n x d``) -> ``n``."""
         z = z.detach().float().cpu()

@@ -40,14 +40,13 @@ class FitPriorResult:
 def encode_posteriors(
     codec: LatentCodec, smiles: list[str], batch_size: int = 1024
 ) -> tuple[Tensor, Tensor]:
-    """Posterior means and log-variances (``m x d``) of z for the strings the codec can encode
-    (a conditional model's z without y: its prior is over z, y has p(y))."""
+    """Posterior means and log-variances (``m x d``) of the strings the codec can encode (a
+    conditional model's [z, y]: its prior is the joint one, conditioned on y when sampling)."""
     enc = codec.encode(smiles, batch_size=batch_size, check_domain=False)
     rows = torch.as_tensor(np.flatnonzero(enc.ok))
     if enc.logvar is None or len(rows) < 2:
         raise ValueError(f"need at least 2 encodable molecules, got {len(rows)}")
-    d = codec.model.config.latent_dim
-    return enc.z[rows, :d], enc.logvar[rows, :d]
+    return enc.z[rows], enc.logvar[rows]
 
 
 def sample_rows(n_total: int, n: int | None, seed: int) -> np.ndarray:

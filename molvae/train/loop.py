@@ -181,7 +181,9 @@ def _setup(
         net = DistributedDataParallel(
             model,
             device_ids=[device.index] if device.type == "cuda" else None,
-            find_unused_parameters=model.prop_head is not None and train_props is None,
+            # a conditional model's adversary sits out batches without labels
+            find_unused_parameters=(model.prop_head is not None and train_props is None)
+            or model.y_head is not None,
         )
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     run = TrainingRun(out, config, rank, world, device, created_group, progress and rank == 0,
