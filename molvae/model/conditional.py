@@ -154,7 +154,10 @@ def forward(model: nn.Module, x: Tensor, lengths: Tensor, props: Tensor | None) 
     out.z, out.code = z, code
     out.prop_loss = masked_nll(props, y_mu, y_logvar)
     out.y_term = y_term(y, known, y_logvar, model.y_prior_cov).mean()
-    out.adv_fit, out.adv_fool = adversary_losses(model.z_adversary, mu.float(), props)
+    # the adversary judges z's head alone: through the shared encoder it would also take the
+    # properties out of h, which q(y|x) reads (measured: q(y|x)'s loss rose sevenfold)
+    mu_adv, _ = model.z_posterior(h.detach(), y.detach())
+    out.adv_fit, out.adv_fool = adversary_losses(model.z_adversary, mu_adv.float(), props)
     return out
 
 

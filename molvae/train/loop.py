@@ -185,7 +185,8 @@ def _setup(
             find_unused_parameters=(model.prop_head is not None and train_props is None)
             or model.y_head is not None,
         )
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    opt = torch.optim.AdamW(_param_groups(model, config), lr=config.lr,
+                            weight_decay=config.weight_decay)  # fmt: skip
     run = TrainingRun(out, config, rank, world, device, created_group, progress and rank == 0,
                       model, net, opt, train_ids, train_props, vocab_tokens, base_meta,
                       on_step)  # fmt: skip
@@ -193,6 +194,16 @@ def _setup(
         opt, lambda s: lr_factor(s, run.total_steps, config)
     )
     return run
+
+
+def _param_groups(model: MolVAE, config: TrainConfig) -> list[dict[str, Any]]:
+    """All parameters at ``lr``; a conditional model's q(y|x) and adversary at ``lr *
+    head_lr_scale``."""
+    heads = [p for n, p in model.named_parameters() if n.startswith(("y_head.", "z_adversary."))]
+    rest = [p for n, p in model.named_parameters() if not n.startswith(("y_head.", "z_adversary."))]
+    if not heads:
+        return [{"params": rest}]
+    return [{"params": rest}, {"params": heads, "lr": config.lr * config.head_lr_scale}]
 
 
 def _schedule(run: TrainingRun, st: LoopState) -> None:
