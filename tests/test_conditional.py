@@ -353,5 +353,10 @@ def test_the_learned_prior_of_a_conditional_model_is_over_z_and_y(
     top = int(means[:, 8].argmax())
     draws = codec.prior.sample_given({8: float(means[top, 8])}, 400, gen, bandwidth=1e-4)
     assert (draws[:, :8].mean(0) - means[top, :8]).norm() < 0.5
+    # the prior's molecules are labelled: logP and QED by RDKit (tight), pic50 (a labels-file
+    # column RDKit cannot compute) by q(y|x)'s prediction
+    scales = codec.prior.state["scales"]
+    assert torch.allclose(scales[:, 8:10], torch.tensor(2 * 0.05), atol=1e-3)
+    assert scales[:, 10].min() > 0.2
     free = codec.sample_latents(5, generator=gen)  # unconditioned: [z, y] drawn jointly
     assert free.shape == (5, 11)

@@ -8,6 +8,7 @@ data's domain (`molvae.model.domain`), and write both into a new checkpoint.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from molvae.chem import score_smiles
 from molvae.data import read_smiles
 from molvae.model import LatentCodec
 from molvae.model.checkpoint import add_to_checkpoint
@@ -46,7 +48,26 @@ def encode_posteriors(
     rows = torch.as_tensor(np.flatnonzero(enc.ok))
     if enc.logvar is None or len(rows) < 2:
         raise ValueError(f"need at least 2 encodable molecules, got {len(rows)}")
-    return enc.z[rows], enc.logvar[rows]
+    mu, logvar = enc.z[rows], enc.logvar[rows]
+    if codec.condition_names:
+        _label_codes(codec, [smiles[int(i)] for i in rows], mu, logvar)
+    return mu, logvar
+
+
+def _label_codes(codec: LatentCodec, smiles: list[str], mu: Tensor, logvar: Tensor) -> None:
+    """A conditional model's codes with y set to each molecule's true properties where RDKit
+    computes them (standardized, a tight variance; q(y|x)'s prediction elsewhere): the prior's
+    molecules are labelled, so a condition picks them by what they are, not by a prediction."""
+    d, scale = codec.model.config.latent_dim, codec.model.condition_scale
+    for j, name in enumerate(codec.condition_names):
+        try:
+            values = score_smiles(smiles, name).scores
+        except ValueError:  # a labels file's own column: keep the prediction
+            continue
+        known = torch.as_tensor(np.isfinite(values))
+        y = (torch.as_tensor(values, dtype=torch.float32) - scale.mean[j]) / scale.std[j]
+        mu[known, d + j] = y[known]
+        logvar[known, d + j] = math.log(0.05**2)
 
 
 def sample_rows(n_total: int, n: int | None, seed: int) -> np.ndarray:
