@@ -94,6 +94,26 @@ def test_the_adversary_trains_itself_on_z_and_the_encoder_against_it() -> None:
 
 
 @torch.no_grad()
+def test_linear_probe_starts_q_y_x_at_a_ridge_fit() -> None:
+    from molvae.train.probe import probe_features, probe_init
+
+    vocab, _, model = _models(p=2)
+    ids = [np.array(vocab.encode(s)) for s in ZINC_SMALL]
+    feats = probe_features(model, ids, np.arange(8), torch.device("cpu"))
+    props = np.full((8, 2), np.nan)
+    props[:, 0] = feats[:, :3].sum(1) - 1.0  # a linear function of the summary
+    props[:2, 1] = 0.5  # two labels only: the second property is left as it was
+    before = model.y_head.weight[1].clone()
+    record = probe_init(model, ids, props, torch.device("cpu"))
+    assert record["n"] == [8, 2] and math.isnan(record["alpha"][1])
+    x, lengths, _ = _batch(vocab, ZINC_SMALL)
+    mean, logvar = model.y_posterior(model.summary(x, lengths))
+    assert np.allclose(mean[:, 0].numpy(), props[:, 0], atol=0.05)
+    assert torch.equal(model.y_head.weight[1], before)
+    assert logvar[0, 0].item() == pytest.approx(model.y_head.bias[2].item())  # no weights
+
+
+@torch.no_grad()
 def test_importance_weights_are_log_p_x_z_over_q() -> None:
     vocab, plain, model = _models()
     x, lengths, _ = _batch(vocab, ZINC_SMALL[:3])
@@ -244,6 +264,7 @@ def test_conditional_training_records_its_labels(conditional_run) -> None:
     assert (
         cov.shape == (3, 3) and np.allclose(np.diag(cov), 1) and np.all(np.linalg.eigvalsh(cov) > 0)
     )
+    assert ck.meta["probe"]["n"][:2] == meta["labelled_train"][:2]  # LP-FT on the labels
     model = MolVAE.from_checkpoint(ck)
     assert np.allclose(model.y_prior_cov.numpy(), cov, atol=1e-6)
     assert model.condition_scale.names == meta["names"]

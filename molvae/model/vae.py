@@ -58,10 +58,9 @@ class MolVAE(nn.Module):
         self.condition_scale: PropertyScale | None = None  # conditional: meta["condition"]
         self.y_head: nn.Module | None = None
         if p:
-            # q(y|x): mean and log-variance of each standardized property
-            self.y_head = nn.Sequential(
-                nn.Linear(2 * c.enc_hidden, 128), nn.ReLU(), nn.Linear(128, 2 * p)
-            )
+            # q(y|x): mean and log-variance of each standardized property, linear in the
+            # encoder's summary (so a ridge fit can start it: `molvae.train.probe`)
+            self.y_head = nn.Linear(2 * c.enc_hidden, 2 * p)
             # p(y) = N(0, Sigma): the labelled training molecules' correlations (set by training)
             self.register_buffer("y_prior_cov", torch.eye(p))
             # training only: predicts y from z's mean, so the encoder learns to leave the

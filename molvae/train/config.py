@@ -34,8 +34,8 @@ class TrainConfig:
     # conditional models: weight of the z adversary's error in the encoder's loss (it maximizes
     # it up to a constant guess's, so z leaves the properties to y; 0 = no adversary)
     adversary_weight: float = 1.0
-    # conditional models: q(y|x) and the adversary start fresh on a trained encoder, so they
-    # learn at lr times this (with a few labels they otherwise see too few updates)
+    # conditional models: the adversary starts fresh on a trained encoder, so it learns at lr
+    # times this (q(y|x) starts from a ridge fit instead: `molvae.train.probe`)
     head_lr_scale: float = 10.0
     lr_decay: str = "cosine"  # "cosine" (to 0 over all steps, after warm-up) | "none"
     lr_warmup_steps: int = 200  # linear learning-rate warm-up

@@ -35,6 +35,7 @@ from molvae.train.config import TrainConfig
 from molvae.train.distributed import ShardedBatchSampler, init_distributed, sum_over_ranks
 from molvae.train.epoch import TrainingDiverged, metrics_row, save_epoch, train_epoch
 from molvae.train.memory import retain_freed_memory, use_fused_rnn
+from molvae.train.probe import probe_init
 from molvae.train.run import TrainingRun
 from molvae.train.schedules import lr_factor
 from molvae.train.state import LoopState, seed_all, start_state
@@ -136,6 +137,16 @@ def prepare(
     run = _setup(model_config, config, Path(out_dir), train_ids, train_props, init_state,
                  progress, vocab_tokens, base_meta, on_step)  # fmt: skip
     st = start_state(run.out, resume, run.main, run.model, run.opt, run.sched, run.device)
+    fresh = st.step == 0 and st.batch == 0
+    if (
+        fresh
+        and init_state is not None
+        and run.model.y_head is not None
+        and train_props is not None
+    ):
+        # LP-FT: q(y|x) starts as a ridge fit on the trained encoder (`molvae.train.probe`)
+        run.base_meta["probe"] = probe_init(run.model, train_ids, train_props, run.device,
+                                            config.seed)  # fmt: skip
     _schedule(run, st)
     return run, st
 
@@ -197,10 +208,10 @@ def _setup(
 
 
 def _param_groups(model: MolVAE, config: TrainConfig) -> list[dict[str, Any]]:
-    """All parameters at ``lr``; a conditional model's q(y|x) and adversary at ``lr *
+    """All parameters at ``lr``; a conditional model's adversary, which starts fresh, at ``lr *
     head_lr_scale``."""
-    heads = [p for n, p in model.named_parameters() if n.startswith(("y_head.", "z_adversary."))]
-    rest = [p for n, p in model.named_parameters() if not n.startswith(("y_head.", "z_adversary."))]
+    heads = [p for n, p in model.named_parameters() if n.startswith("z_adversary.")]
+    rest = [p for n, p in model.named_parameters() if not n.startswith("z_adversary.")]
     if not heads:
         return [{"params": rest}]
     return [{"params": rest}, {"params": heads, "lr": config.lr * config.head_lr_scale}]
