@@ -2,8 +2,8 @@
 to order, and held-out likelihood bounds; prints Markdown tables.
 
     python pipelines/benchmarks/conditional.py prediction     # q(y|x) at 1/5/20/100% labels
-    python pipelines/benchmarks/conditional.py generation     # targets across each range
-    python pipelines/benchmarks/conditional.py likelihood     # ELBO and IWAE of every model
+    python pipelines/benchmarks/conditional.py generation --model runs/conditional/best.pt
+    python pipelines/benchmarks/conditional.py likelihood     # ELBO and IWAE of the bundled models
     python pipelines/benchmarks/conditional.py --smoke        # all three, tiny, seconds
 
 **prediction** (issue 30, part a): for each label fraction a conditional model is fine-tuned
@@ -295,11 +295,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--max-steps", type=int, default=None, help="per epoch (smoke runs)")
     p.add_argument("--n-test", type=int, default=2000)
-    p.add_argument("--model", default="conditional", help="generation: the conditional model")
+    p.add_argument("--model", default=None, help="generation: the conditional checkpoint")
     p.add_argument("--baseline", default="default", help="generation: unconditional model")
     p.add_argument("-n", type=int, default=500, help="generation: molecules per target")
-    p.add_argument("--models", nargs="+", default=["default", "moses-250k", "zinc250k-props",
-                                                   "conditional"])  # fmt: skip
+    p.add_argument("--models", nargs="+", default=["default", "moses-250k", "zinc250k-props"],
+                   help="likelihood: models (names or checkpoints)")  # fmt: skip
     p.add_argument("-k", type=int, default=50, help="likelihood: importance samples")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
@@ -323,7 +323,12 @@ def main(argv: list[str] | None = None) -> int:
     if "generation" in parts:
         if a.smoke:  # a conditional model of the smoke run's own
             a.model = str(Path(a.out) / "runs" / f"labels-{a.fractions[0]:g}" / "best.pt")
-        generation(a, results, hw)
+        if a.model is None and a.parts:
+            p.error("generation needs --model, a conditional checkpoint")
+        if a.model is not None:
+            generation(a, results, hw)
+        else:
+            print("generation skipped: no --model (a conditional checkpoint)", file=sys.stderr)
     if "likelihood" in parts:
         likelihood(a, results, hw)
     rows = _done(results)
