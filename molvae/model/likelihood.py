@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -46,9 +46,6 @@ class LikelihoodBounds:
             "iwae": float(w.mean()) if n else math.nan, "iwae_sem": sem(w),
             "gap": float((w - e).mean()) if n else math.nan,
         }  # fmt: skip
-
-    def to_dict(self) -> dict:
-        return {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in asdict(self).items()}
 
 
 @torch.no_grad()

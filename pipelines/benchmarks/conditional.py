@@ -45,10 +45,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from molvae.chem import canonical, get_objective, parse
+from molvae.chem import canonical, parse
 from molvae.chem.properties import morgan_fingerprint
 from molvae.data import FilterConfig, load_smiles, read_smiles
 from molvae.data.labels import keep_fraction
+from molvae.data.property_cache import compute_properties
 from molvae.io import markdown_table, write_text
 from molvae.model import GrammarConfig, LatentCodec
 from molvae.resources import cache_dir, resolve_model
@@ -82,12 +83,8 @@ def _done(out: Path) -> list[dict[str, Any]]:
 
 
 def _truth(smiles: list[str], names: list[str]) -> np.ndarray:
-    fns = [get_objective(n).fn for n in names]
-    rows = []
-    for s in smiles:
-        mol = parse(s)
-        rows.append([float(fn(mol)) if mol is not None else math.nan for fn in fns])
-    return np.array(rows)
+    """RDKit's values, ``n x len(names)`` (NaN where one cannot be computed)."""
+    return compute_properties(smiles, names).astype(np.float64)
 
 
 def r2(pred: np.ndarray, true: np.ndarray) -> float:
