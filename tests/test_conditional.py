@@ -89,8 +89,16 @@ def test_the_adversary_trains_itself_on_z_and_the_encoder_against_it() -> None:
     model.zero_grad(set_to_none=True)
     out.adv_fool.backward()  # reaches the encoder only
     assert model.z_adversary[0].weight.grad is None and model.mu_head.weight.grad.abs().sum() > 0
-    none = model(x, lengths, torch.full_like(props, float("nan")))
-    assert none.adv_fit.item() == 0.0 == none.adv_fool.item()
+    # unlabelled entries: the adversary is asked for q(y|x)'s mean instead
+    model.eval()
+    with torch.no_grad():
+        none = model(x, lengths, torch.full_like(props, float("nan")))
+        h = model.summary(x, lengths)
+        y_mu, _ = model.y_posterior(h)
+        mu, _ = model.z_posterior(h, y_mu)
+        expected = (model.z_adversary(mu) - y_mu).pow(2).mean()
+    assert none.adv_fit.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert none.adv_fit.item() == pytest.approx(none.adv_fool.item())
 
 
 @torch.no_grad()

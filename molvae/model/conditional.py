@@ -157,7 +157,10 @@ def forward(model: nn.Module, x: Tensor, lengths: Tensor, props: Tensor | None) 
     # the adversary judges z's head alone: through the shared encoder it would also take the
     # properties out of h, which q(y|x) reads (measured: q(y|x)'s loss rose sevenfold)
     mu_adv, _ = model.z_posterior(h.detach(), y.detach())
-    out.adv_fit, out.adv_fool = adversary_losses(model.z_adversary, mu_adv.float(), props)
+    # it is asked for every molecule's properties: the labels where known, q(y|x)'s mean
+    # elsewhere, so that a few labels a batch still give it a batch's worth of signal
+    target = torch.where(known, props, y_mu.detach().to(props.dtype))
+    out.adv_fit, out.adv_fool = adversary_losses(model.z_adversary, mu_adv.float(), target)
     return out
 
 
@@ -166,7 +169,7 @@ def adversary_losses(adversary: nn.Module, mu: Tensor, props: Tensor) -> tuple[T
     guess): as it learns (``mu`` detached) and as the encoder is judged by it (its weights
     detached). Training minimizes the first and maximizes the second up to 1 (Lample et al.
     2017, Fader networks): z then carries no more about y than a guess, so the decoder must read
-    the properties from y. Both 0 (in the graph) without a known label."""
+    the properties from y. Both 0 (in the graph) when ``props`` holds no value."""
     if not bool((~torch.isnan(props)).any()):
         zero = mu.sum() * 0.0
         return zero, zero
