@@ -26,6 +26,9 @@ BUNDLED_MODELS = {
     # ZINC-250k's charged atoms + a property head (logP, -SA, QED, penalized logP); see
     # docs/models/zinc250k-props.md and pipelines/train_charged.py
     "zinc250k-props": "models/zinc250k-props.pt",
+    # the default fine-tuned into a semi-supervised conditional VAE on logP, QED, SA score and
+    # MW (q(y|x), p(x|y,z)), with a learned prior over [z, y]; docs/models/conditional.md
+    "conditional": "models/conditional.pt",
 }
 """Model names usable wherever a checkpoint is expected, and their files under `data_dir`."""
 
