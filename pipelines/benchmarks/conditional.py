@@ -12,7 +12,8 @@ from ``--init`` (the bundled default) on the first ``--n-molecules`` bundled ZIN
 share of them only (`molvae.data.labels.keep_fraction`: training and validation alike).
 q(y|x)'s mean is then compared with the truth on ``--n-test`` held-out MOSES test molecules
 (R², per property). Beside it, on the very same labelled molecules, supervised baselines on
-2048-bit Morgan fingerprints (radius 2): ridge regression and a random forest (scikit-learn).
+2048-bit Morgan fingerprints (radius 2): ridge regression and a random forest (scikit-learn;
+up to ``--rf-max`` labelled molecules).
 
 **generation** (part b): for targets spanning each property's range, ``--n`` latents of the
 conditional model with that one property fixed (the others drawn from p(y) given it; z from the
@@ -152,7 +153,7 @@ def baselines(
 ) -> dict[str, np.ndarray]:
     """Ridge and random-forest predictions of the properties on ``test`` from Morgan
     fingerprints, fitted on the ``labelled`` molecules; no forest past ``rf_max`` of them (200
-    fully grown trees on 2048 bits took about an hour of one core at 9,500 molecules)."""
+    fully grown trees on 2048 bits took most of 42 minutes of one core at 9,500 molecules)."""
     from sklearn.ensemble import RandomForestRegressor
     from sklearn.linear_model import RidgeCV
 
