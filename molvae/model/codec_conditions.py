@@ -33,7 +33,7 @@ class Conditions:
         if self.model.config.condition_dim == 0 or scale is None:
             raise ValueError(
                 "this model is not conditional: train one with `molvae train --conditional "
-                "--properties ...` (docs/guides/conditional.md)"
+                "--properties ...`, or use --model conditional (docs/guides/conditional.md)"
             )
         return scale
 

@@ -2,7 +2,7 @@
 to order, and held-out likelihood bounds; prints Markdown tables.
 
     python pipelines/benchmarks/conditional.py prediction     # q(y|x) at 1/5/20/100% labels
-    python pipelines/benchmarks/conditional.py generation --model runs/conditional/best.pt
+    python pipelines/benchmarks/conditional.py generation     # --model conditional by default
     python pipelines/benchmarks/conditional.py likelihood     # ELBO and IWAE of the bundled models
     python pipelines/benchmarks/conditional.py --smoke        # all three, tiny, seconds
 
@@ -307,10 +307,11 @@ def main(argv: list[str] | None = None) -> int:
         default=20_000,
         help="prediction: no random forest on more labelled molecules than this",
     )
-    p.add_argument("--model", default=None, help="generation: the conditional checkpoint")
+    p.add_argument("--model", default="conditional", help="generation: the conditional model")
     p.add_argument("--baseline", default="default", help="generation: unconditional model")
     p.add_argument("-n", type=int, default=500, help="generation: molecules per target")
-    p.add_argument("--models", nargs="+", default=["default", "moses-250k", "zinc250k-props"],
+    p.add_argument("--models", nargs="+", default=["default", "moses-250k", "zinc250k-props",
+                                                   "conditional"],
                    help="likelihood: models (names or checkpoints)")  # fmt: skip
     p.add_argument("-k", type=int, default=50, help="likelihood: importance samples")
     p.add_argument("--seed", type=int, default=0)
@@ -335,12 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     if "generation" in parts:
         if a.smoke:  # a conditional model of the smoke run's own
             a.model = str(Path(a.out) / "runs" / f"labels-{a.fractions[0]:g}" / "best.pt")
-        if a.model is None and a.parts:
-            p.error("generation needs --model, a conditional checkpoint")
-        if a.model is not None:
-            generation(a, results, hw)
-        else:
-            print("generation skipped: no --model (a conditional checkpoint)", file=sys.stderr)
+        generation(a, results, hw)
     if "likelihood" in parts:
         likelihood(a, results, hw)
     rows = _done(results)
