@@ -101,6 +101,44 @@ def test_the_adversary_trains_itself_on_z_and_the_encoder_against_it() -> None:
     assert none.adv_fit.item() == pytest.approx(none.adv_fool.item())
 
 
+def test_the_consistency_loss_reads_decoded_tokens_with_a_frozen_q_y_x() -> None:
+    vocab, _, model = _models()
+    x, lengths, _ = _batch(vocab, ZINC_SMALL[:4])
+    # hard tokens through the frozen path are exactly q(y|x)'s mean
+    with torch.no_grad():
+        y_mu, _ = model.y_posterior(model.summary(x, lengths))
+        frozen = cond.frozen_y_mean(model, model.embedding(x), lengths)
+    assert torch.allclose(frozen, y_mu, atol=1e-5)
+    # its gradient reaches the decoder, y's input columns included, and never q(y|x)
+    model.train()
+    z, y = torch.randn(4, 6), torch.randn(4, 2)
+    cond.consistency_loss(model, x, lengths, z, y).backward()
+    assert model.encoder_rnn.weight_ih_l0.grad is None and model.y_head.weight.grad is None
+    assert model.decoder_rnn.weight_ih_l0.grad[:, -2:].abs().sum() > 0
+
+
+def test_the_consistency_loss_teaches_the_decoder_to_follow_y() -> None:
+    """Overfit one batch on the loss alone: the decoder learns to make q(y|x) read back
+    another molecule's properties from what it decodes given them."""
+    vocab, _, model = _models()
+    x, lengths, _ = _batch(vocab, ZINC_SMALL[:8])
+    torch.manual_seed(1)
+    with torch.no_grad():  # properties q(y|x) can read from some molecule: the batch's own
+        model.y_head.weight.mul_(30.0)  # an untrained q(y|x) tells the molecules apart little
+        z, (y, _) = torch.randn(8, 6), model.y_posterior(model.summary(x, lengths))
+    decoder = [p for n, p in model.named_parameters() if n.startswith(("decoder_rnn", "out"))]
+    opt = torch.optim.Adam(decoder, lr=1e-2)
+    model.train()
+    losses = []
+    for _ in range(40):
+        loss = cond.consistency_loss(model, x, lengths, z, y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[0] > 1.0 and losses[-1] < 0.05 * losses[0]
+
+
 @torch.no_grad()
 def test_linear_probe_starts_q_y_x_at_a_ridge_fit() -> None:
     from molvae.train.probe import probe_features, probe_init

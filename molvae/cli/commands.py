@@ -95,6 +95,7 @@ def _cmd_train(a: argparse.Namespace) -> None:
         "kl_warmup_epochs": a.kl_warmup_epochs,
         "free_bits": a.free_bits,
         "adversary_weight": a.adversary_weight,
+        "consistency_weight": a.consistency_weight,
         "checkpoint_minutes": a.checkpoint_minutes,
     }
     tc = _config(TrainConfig, overrides)

@@ -45,6 +45,7 @@ def _train(sub: Any) -> None:
         ("--kl-warmup-epochs", "kl_warmup_epochs", float),
         ("--free-bits", "free_bits", float),
         ("--adversary-weight", "adversary_weight", float),
+        ("--consistency-weight", "consistency_weight", float),
         ("--checkpoint-minutes", "checkpoint_minutes", float),
         ("--seed", "seed", int),
         ("--device", "device", str),

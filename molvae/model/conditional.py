@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence
 
 from molvae.model.property_head import PropertyScale, masked_mse
 from molvae.model.vae_parts import VAEOutput
@@ -177,3 +178,35 @@ def adversary_losses(adversary: nn.Module, mu: Tensor, props: Tensor) -> tuple[T
     frozen = {k: v.detach() for k, v in adversary.named_parameters()}
     fool = masked_mse(torch.func.functional_call(adversary, frozen, (mu,)), props)
     return fit, fool
+
+
+def frozen_y_mean(model: nn.Module, emb: Tensor, lengths: Tensor) -> Tensor:
+    """q(y|x)'s mean read from embedded inputs ``batch x T x emb`` (soft token sequences
+    allowed) with the encoder and q(y|x) frozen: gradients reach ``emb`` only, so a loss on the
+    result trains whatever made ``emb`` and never teaches q(y|x) to read it differently."""
+    enc = {k: v.detach() for k, v in model.encoder_rnn.named_parameters()}
+    packed = pack_padded_sequence(emb, lengths.cpu(), batch_first=True, enforce_sorted=False)
+    _, h = torch.func.functional_call(model.encoder_rnn, enc, (packed,))
+    h = torch.cat([h[-2], h[-1]], dim=-1)
+    head = {k: v.detach() for k, v in model.y_head.named_parameters()}
+    out = torch.func.functional_call(model.y_head, head, (h,)).float()
+    return out[:, : model.config.condition_dim]
+
+
+def consistency_loss(
+    model: nn.Module, x: Tensor, lengths: Tensor, z: Tensor, y: Tensor, temperature: float = 1.0
+) -> Tensor:
+    """The decoder's price for ignoring y (Hu et al. 2017, "Toward controlled generation of
+    text"): x ``batch x length`` is decoded, teacher-forced, from its own z and *another*
+    molecule's properties (the batch's y rolled by one row, so the asked-for properties are
+    real combinations); the frozen q(y|x) reads the softmax outputs as soft tokens, and the loss
+    is its squared error to the asked-for y, standardized, mean over the batch and properties.
+    Only the decoder learns from it. Without it a decoder fine-tuned from an unconditional one
+    keeps reading the properties from z, which already holds them (measured: setting y's logP
+    to 1 or 5 moved decoded molecules' mean logP by 0.04)."""
+    asked = y.detach().roll(1, dims=0)
+    logits = model.decoder_logits(x[:, :-1], lengths - 1, torch.cat([z, asked.to(z.dtype)], -1))
+    probs = torch.softmax(logits.float() / temperature, dim=-1)  # batch x (length-1) x vocab
+    table = model.embedding.weight.detach().float()
+    emb = torch.cat([table[x[:, :1]], probs @ table], dim=1)  # bos, then the soft tokens
+    return (frozen_y_mean(model, emb, lengths) - asked.float()).pow(2).mean()

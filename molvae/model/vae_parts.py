@@ -76,6 +76,8 @@ class VAEOutput:
     # mu, as it learns (adv_fit) and as the encoder is judged by it (adv_fool, weights frozen)
     adv_fit: Tensor | None = None
     adv_fool: Tensor | None = None
+    # conditional models with a consistency weight: `molvae.model.conditional.consistency_loss`
+    consistency: Tensor | None = None
 
 
 def kl_divergence(mu: Tensor, logvar: Tensor) -> Tensor:

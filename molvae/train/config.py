@@ -34,6 +34,11 @@ class TrainConfig:
     # conditional models: weight of the z adversary's error in the encoder's loss (it maximizes
     # it up to a constant guess's, so z leaves the properties to y; 0 = no adversary)
     adversary_weight: float = 1.0
+    # conditional models: weight of the decoder's consistency loss (`molvae.model.conditional.
+    # consistency_loss`: decoded from another molecule's y, q(y|x) must read that y back), which
+    # makes the decoder read y; 0 = off. Costs a second teacher-forced decoder pass a batch.
+    consistency_weight: float = 0.0
+    consistency_temperature: float = 1.0
     # conditional models: the adversary starts fresh on a trained encoder, so it learns at lr
     # times this (q(y|x) starts from a ridge fit instead: `molvae.train.probe`)
     head_lr_scale: float = 10.0

@@ -14,6 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from molvae.data.batching import collate
+from molvae.model import conditional as cond
 from molvae.model.checkpoint import save_checkpoint
 from molvae.model.device import autocast
 from molvae.train.distributed import all_finite
@@ -76,11 +77,19 @@ def train_step(run: TrainingRun, st: LoopState, batch: list[int]) -> tuple[float
         if o.adv_fit is not None and config.adversary_weight > 0:
             fool = o.adv_fool.clamp(max=1.0)  # no gain past a constant guess
             loss = loss + o.adv_fit - config.adversary_weight * fool
+        if o.y_term is not None and config.consistency_weight > 0:
+            d = o.z.shape[-1]
+            o.consistency = cond.consistency_loss(
+                run.model, x, lengths, o.code[:, :d], o.code[:, d:], config.consistency_temperature
+            )
+            loss = loss + config.consistency_weight * o.consistency
     if _update(run, st, loss):
         b = x.shape[0]
         parts = [("loss", loss), ("recon", o.recon), ("kl", o.kl), ("prop", o.prop_loss)]
         if o.y_term is not None:
             parts += [("y_term", o.y_term), ("adv", o.adv_fit)]
+            if o.consistency is not None:
+                parts.append(("consistency", o.consistency))
         for key, value in parts:
             st.sums[key] = st.sums.get(key, 0.0) + value.item() * b
         st.n_mol += b
