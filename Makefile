@@ -38,7 +38,7 @@ test-slow: install  ## the end-to-end tests (whole campaigns, kills and resumes,
 	$(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
 
 # The tests float rounding could move (and the constrained acquisition), with PyTorch's and oneDNN's kernels capped at AVX2.
-ROUNDING_TESTS := tests/test_model.py tests/test_codec.py tests/test_grammar.py tests/test_decoding.py tests/test_grammar_property.py tests/test_prior.py tests/test_train_gru.py tests/test_train_resume.py tests/test_constraints.py tests/test_bo_candidates.py
+ROUNDING_TESTS := tests/test_conditional.py tests/test_model.py tests/test_codec.py tests/test_grammar.py tests/test_decoding.py tests/test_grammar_property.py tests/test_prior.py tests/test_train_gru.py tests/test_train_resume.py tests/test_constraints.py tests/test_bo_candidates.py
 test-avx2: install  ## model/decoding/codec/grammar tests as on an AVX2-only CPU
 	ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 $(BIN)/python -m pytest -q $(ROUNDING_TESTS)
 
