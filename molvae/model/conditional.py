@@ -175,21 +175,24 @@ def adversary_losses(adversary: nn.Module, mu: Tensor, props: Tensor) -> tuple[T
         zero = mu.sum() * 0.0
         return zero, zero
     fit = masked_mse(adversary(mu.detach()), props)
-    frozen = {k: v.detach() for k, v in adversary.named_parameters()}
-    fool = masked_mse(torch.func.functional_call(adversary, frozen, (mu,)), props)
+    fool = masked_mse(frozen_call(adversary, mu), props)
     return fit, fool
+
+
+def frozen_call(module: nn.Module, *args: object) -> object:
+    """``module(*args)`` with its weights detached: the gradient of the result reaches the
+    inputs only, so a loss on it trains what made them and never ``module`` itself."""
+    weights = {k: v.detach() for k, v in module.named_parameters()}
+    return torch.func.functional_call(module, weights, args)
 
 
 def frozen_y_mean(model: nn.Module, emb: Tensor, lengths: Tensor) -> Tensor:
     """q(y|x)'s mean read from embedded inputs ``batch x T x emb`` (soft token sequences
     allowed) with the encoder and q(y|x) frozen: gradients reach ``emb`` only, so a loss on the
     result trains whatever made ``emb`` and never teaches q(y|x) to read it differently."""
-    enc = {k: v.detach() for k, v in model.encoder_rnn.named_parameters()}
     packed = pack_padded_sequence(emb, lengths.cpu(), batch_first=True, enforce_sorted=False)
-    _, h = torch.func.functional_call(model.encoder_rnn, enc, (packed,))
-    h = torch.cat([h[-2], h[-1]], dim=-1)
-    head = {k: v.detach() for k, v in model.y_head.named_parameters()}
-    out = torch.func.functional_call(model.y_head, head, (h,)).float()
+    _, h = frozen_call(model.encoder_rnn, packed)
+    out = frozen_call(model.y_head, torch.cat([h[-2], h[-1]], dim=-1)).float()
     return out[:, : model.config.condition_dim]
 
 

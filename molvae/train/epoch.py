@@ -78,9 +78,9 @@ def train_step(run: TrainingRun, st: LoopState, batch: list[int]) -> tuple[float
             fool = o.adv_fool.clamp(max=1.0)  # no gain past a constant guess
             loss = loss + o.adv_fit - config.adversary_weight * fool
         if o.y_term is not None and config.consistency_weight > 0:
-            d = o.z.shape[-1]
+            y = o.code[:, o.z.shape[-1] :]  # the decoder read [z, y]
             o.consistency = cond.consistency_loss(
-                run.model, x, lengths, o.code[:, :d], o.code[:, d:], config.consistency_temperature
+                run.model, x, lengths, o.z, y, config.consistency_temperature
             )
             loss = loss + config.consistency_weight * o.consistency
     if _update(run, st, loss):
