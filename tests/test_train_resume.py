@@ -3,6 +3,7 @@ that never stopped (CPU, bit-identical), and old checkpoints still resume."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -173,6 +174,25 @@ def test_checkpoint_without_batching_or_position_resumes(tmp_path, data) -> None
     save_checkpoint(out / "last.pt", model, ck.vocab_tokens, ck.meta, ts)
     resumed = run(data, out, tcfg(bucket_chunk_batches=7), resume=True)  # old batching wins
     assert_same_run(full, resumed)
+
+
+def test_resume_keeps_the_recorded_loss_settings(tmp_path, data, caplog) -> None:
+    """A run resumed with other loss weights (a changed default, a mistyped flag) goes on with
+    the ones its last.pt records, says so, and ends where the uninterrupted run ends."""
+    cfg = tcfg(prop_weight=2.0, beta_max=0.3)
+    full = run(data, tmp_path / "full", cfg)
+    out = tmp_path / "cut"
+    with pytest.raises(Stop):
+        run(data, out, tcfg(prop_weight=2.0, beta_max=0.3, checkpoint_minutes=EVERY_STEP),
+            on_step=stop_at(6))  # fmt: skip
+    objective = load_checkpoint(out / "last.pt").train_state["objective"]
+    assert objective["prop_weight"] == 2.0 and objective["beta_max"] == 0.3
+    with caplog.at_level("WARNING", logger="molvae.train.loop"):
+        resumed = run(data, out, tcfg(prop_weight=1.0, beta_max=0.5), resume=True)
+    assert "loss settings" in caplog.text and "prop_weight" in caplog.text
+    assert_same_run(full, resumed)
+    written = json.loads((out / "config.json").read_text())["train"]
+    assert written["prop_weight"] == 2.0 and written["beta_max"] == 0.3
 
 
 def _model(ck):

@@ -9,6 +9,14 @@ from dataclasses import dataclass
 # ``last.pt`` does not record its batching goes on with this one.
 LEGACY_BATCHING = {"batching": "bucket", "bucket_chunk_batches": 50}
 
+# The settings that define what a run minimizes: its ``last.pt`` records them, and a resumed
+# run trains on with the recorded ones, whatever the command line or a newer default says.
+OBJECTIVE_FIELDS = (
+    "beta_max", "kl_schedule", "kl_warmup_epochs", "kl_cycle_epochs", "kl_cycle_ramp",
+    "free_bits", "prop_weight", "adversary_weight", "consistency_weight",
+    "consistency_temperature",
+)  # fmt: skip
+
 
 @dataclass
 class TrainConfig:
@@ -74,3 +82,7 @@ class TrainConfig:
     def batching_state(self) -> dict:
         """The settings that decide an epoch's batches, as saved in ``last.pt``."""
         return {"batching": self.batching, "bucket_chunk_batches": self.bucket_chunk_batches}
+
+    def objective_state(self) -> dict:
+        """The loss settings (`OBJECTIVE_FIELDS`), as saved in ``last.pt``."""
+        return {k: getattr(self, k) for k in OBJECTIVE_FIELDS}

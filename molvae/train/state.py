@@ -50,6 +50,8 @@ class LoopState:
     n_batches: int = 0  # the epoch's batch count (checked on a mid-epoch resume)
     last_row: dict[str, Any] | None = None  # metrics row of the last finished epoch
     batching: dict[str, Any] = field(default_factory=lambda: dict(LEGACY_BATCHING))
+    # the loss settings (`TrainConfig.objective_state`); None: a last.pt that did not record them
+    objective: dict[str, Any] | None = None
 
     def start_epoch(self, epoch: int) -> None:
         """Reset the in-epoch position and sums for a new epoch."""
@@ -74,6 +76,8 @@ class LoopState:
             "batching": dict(self.batching),
             "rng": rng_state(),
         }
+        if self.objective is not None:
+            state["objective"] = dict(self.objective)
         if in_epoch:
             state["in_epoch"] = {
                 "epoch": self.epoch, "batch": self.batch, "sums": dict(self.sums),
@@ -141,6 +145,7 @@ def resume_from(
         consecutive_nonfinite=int(ts.get("consecutive_nonfinite", 0)),
         last_row=ck.meta.get("metrics"),
         batching=dict(ts.get("batching", LEGACY_BATCHING)),
+        objective=dict(ts["objective"]) if "objective" in ts else None,
     )
     pos = ts.get("in_epoch")
     if pos is not None:
