@@ -38,7 +38,9 @@ from molvae.train import TrainConfig
 PROPERTIES = ["logp", "qed", "sa_score", "mw"]
 
 
-def stage(out: Path, init: str, a: argparse.Namespace, weight: float, warmup: int) -> Path:
+def stage(
+    out: Path, init: str, a: argparse.Namespace, weight: float, warmup: int, edits: float = 0.0
+) -> Path:
     """One epoch of conditional fine-tuning from ``init`` into ``out``; its best checkpoint."""
     if (out / "best.pt").exists():
         return out / "best.pt"
@@ -47,6 +49,7 @@ def stage(out: Path, init: str, a: argparse.Namespace, weight: float, warmup: in
                          resume=(out / "last.pt").exists())  # fmt: skip
     tc = TrainConfig(epochs=1, lr=3e-4, beta_max=0.1, kl_schedule="constant", batch_size=256,
                      num_threads=a.threads, adversary_weight=1.0, consistency_weight=weight,
+                     consistency_edit_fraction=edits,
                      lr_warmup_steps=warmup, max_steps_per_epoch=a.max_steps,
                      val_recon_samples=a.val_recon)  # fmt: skip
     return Path(train_on_smiles(run, tc, progress=False).best_path)

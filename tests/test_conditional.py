@@ -140,6 +140,24 @@ def test_the_consistency_loss_teaches_the_decoder_to_follow_y() -> None:
 
 
 @torch.no_grad()
+def test_asked_properties_roll_or_edit_one_property() -> None:
+    torch.manual_seed(0)
+    y = torch.randn(400, 3)
+    assert torch.equal(cond.asked_properties(y), y.roll(1, dims=0))
+    asked = cond.asked_properties(y, edit_fraction=0.5, edit_range=2.5)
+    rolled = (asked == y.roll(1, dims=0)).all(1)
+    changed = (asked != y).sum(1)
+    edited = ~rolled
+    assert 0.4 < edited.float().mean() < 0.6
+    assert (changed[edited] <= 1).all()  # one property moved, the others the molecule's own
+    moved = (asked - y)[edited].abs().max(1).values
+    assert moved.max() <= 2.5 + 1e-6 and moved.mean() > 0.8
+    assert ((asked - y)[edited].abs() > 0).any(1).all()
+    assert asked[edited][(asked - y)[edited] != 0].abs().max() <= 3.0  # tails, not beyond
+    everything = cond.asked_properties(y, edit_fraction=1.0)
+    assert ((everything != y).sum(1) <= 1).all()
+
+
 def test_linear_probe_starts_q_y_x_at_a_ridge_fit() -> None:
     from molvae.train.probe import probe_features, probe_init
 

@@ -14,7 +14,7 @@ LEGACY_BATCHING = {"batching": "bucket", "bucket_chunk_batches": 50}
 OBJECTIVE_FIELDS = (
     "beta_max", "kl_schedule", "kl_warmup_epochs", "kl_cycle_epochs", "kl_cycle_ramp",
     "free_bits", "prop_weight", "adversary_weight", "consistency_weight",
-    "consistency_temperature",
+    "consistency_temperature", "consistency_edit_fraction", "consistency_edit_range",
 )  # fmt: skip
 
 
@@ -49,6 +49,11 @@ class TrainConfig:
     # logP at 1 and at 5, weight 10 by 1.1 (and 1.2 after a second epoch)
     consistency_weight: float = 10.0
     consistency_temperature: float = 1.0
+    # the share of a batch whose asked-for y is its own with one property moved by
+    # U(-range, range) standard deviations (`molvae.model.conditional.asked_properties`); the
+    # rest asks for another molecule's y
+    consistency_edit_fraction: float = 0.0
+    consistency_edit_range: float = 2.5
     # conditional models: the adversary starts fresh on a trained encoder, so it learns at lr
     # times this (q(y|x) starts from a ridge fit instead: `molvae.train.probe`)
     head_lr_scale: float = 10.0

@@ -80,8 +80,9 @@ def train_step(run: TrainingRun, st: LoopState, batch: list[int]) -> tuple[float
         if o.y_term is not None and config.consistency_weight > 0:
             y = o.code[:, o.z.shape[-1] :]  # the decoder read [z, y]
             o.consistency = cond.consistency_loss(
-                run.model, x, lengths, o.z, y, config.consistency_temperature
-            )
+                run.model, x, lengths, o.z, y, config.consistency_temperature,
+                config.consistency_edit_fraction, config.consistency_edit_range,
+            )  # fmt: skip
             loss = loss + config.consistency_weight * o.consistency
     if _update(run, st, loss):
         b = x.shape[0]
