@@ -139,7 +139,6 @@ def test_the_consistency_loss_teaches_the_decoder_to_follow_y() -> None:
     assert losses[0] > 1.0 and losses[-1] < 0.05 * losses[0]
 
 
-@torch.no_grad()
 def test_asked_properties_roll_or_edit_one_property() -> None:
     torch.manual_seed(0)
     y = torch.randn(400, 3)
@@ -158,6 +157,7 @@ def test_asked_properties_roll_or_edit_one_property() -> None:
     assert ((everything != y).sum(1) <= 1).all()
 
 
+@torch.no_grad()
 def test_linear_probe_starts_q_y_x_at_a_ridge_fit() -> None:
     from molvae.train.probe import probe_features, probe_init
 
