@@ -213,6 +213,26 @@ def test_bad_settings_are_refused():
         BOConfig(ga_candidates=-1)
     with pytest.raises(ValueError, match="max_heavy_atoms"):
         BOConfig(max_heavy_atoms=-1)
+    with pytest.raises(ValueError, match="fp_kind"):
+        BOConfig(fp_kind="ecfp6")
+
+
+def test_count_fingerprints_see_how_often_a_group_occurs():
+    one, three = "Fc1ccccc1", "Fc1cc(F)cc(F)c1"
+    bits, counts = fingerprints([one, three]), fingerprints([one, three], kind="counts")
+    fluorine = counts[1] >= 3  # the bin of the fluorine atom's environment
+    assert fluorine.any() and (bits[1][fluorine] == 1).all()
+    assert counts[1].max() == 3 and bits.max() == 1  # symmetric: every environment x3
+    k = TanimotoKernel()
+    assert k(bits[:1], bits[1:]).to_dense().item() > k(counts[:1], counts[1:]).to_dense().item()
+
+
+def test_a_count_fingerprint_campaign_proposes_as_the_bit_one_does():
+    scored = _scored(F.Objective())
+    known = {c for c, _ in scored}
+    a = propose_molecules(scored, known, 8, 3, BOConfig(fp_kind="counts", **FAST), canonical)
+    assert len(set(a.smiles)) == 8 and not set(a.smiles) & known
+    assert all(canonical(s) == s for s in a.smiles)
 
 
 def test_past_fp_max_points_the_gp_keeps_the_best_half_and_a_random_rest():

@@ -106,9 +106,9 @@ def _offspring(parents: list[str], n: int, rng: random.Random) -> set[str]:
 _MUTATE_FRACTION = 0.1
 
 
-def _ucb(model, smiles: list[str], beta: float) -> list[float]:
+def _ucb(model, smiles: list[str], beta: float, kind: str = "bits") -> list[float]:
     with torch.no_grad():
-        post = model.posterior(fingerprints(smiles))
+        post = model.posterior(fingerprints(smiles, kind=kind))
         mean = post.mean.squeeze(-1)
         std = post.variance.squeeze(-1).clamp_min(0).sqrt()
     return (mean + beta * std).tolist()
@@ -144,10 +144,8 @@ def ga_candidates(
         if not new:
             continue
         found.update(dict.fromkeys(new))
-        inner = heapq.nlargest(
-            INNER_POPULATION,
-            inner + list(zip((fitness or partial(_ucb, model, beta=1.0))(new), new, strict=True)),
-        )
+        score = fitness or partial(_ucb, model, beta=1.0, kind=cfg.fp_kind)
+        inner = heapq.nlargest(INNER_POPULATION, inner + list(zip(score(new), new, strict=True)))
     return list(found)
 
 
@@ -227,14 +225,15 @@ def propose_molecules(
     candidates for the next few proposals (asynchronous BO, `CandidateReuse`).
     """
     rng = random.Random(seed)
+    fp = partial(fingerprints, kind=cfg.fp_kind)
     fit_on = gp_points(scored, cfg.fp_max_points, rng)
     smiles = [s for s, _ in fit_on]
     y = torch.tensor([v for _, v in fit_on], dtype=torch.float64)
     t0 = time.perf_counter()
-    model = fit_fingerprint_gp(fingerprints(smiles), y, maxiter=cfg.fit_maxiter)
+    model = fit_fingerprint_gp(fp(smiles), y, maxiter=cfg.fit_maxiter)
     if pending:
         known = known | set(pending)
-        model = believe_pending(model, fingerprints(list(pending)))
+        model = believe_pending(model, fp(list(pending)))
     fit_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     population = [(float(v), s) for s, v in scored]
@@ -251,7 +250,7 @@ def propose_molecules(
     pool = feasible_first(list(cands), slack_fn)
     if not pool:
         return MoleculeProposal([], [], 0, len(smiles), fit_s, time.perf_counter() - t0)
-    pick = thompson_select(model, fingerprints(pool), min(q, len(pool)), seed)
+    pick = thompson_select(model, fp(pool), min(q, len(pool)), seed)
     return MoleculeProposal(
         smiles=[pool[i] for i in pick], sources=[f"fp-ts/{cands[pool[i]]}" for i in pick],
         n_candidates=len(pool), gp_points=len(smiles), fit_s=fit_s,

@@ -138,6 +138,7 @@ class BOConfig:
     vae_neighbours: int = 0
     vae_parents: int = 20
     fp_max_points: int = 2000
+    fp_kind: str = "bits"  # the fingerprint GP's features: Morgan "bits" or "counts"
     # None: 1.5 x the largest molecule the campaign started from (its iteration-0 rows); 0: none
     max_heavy_atoms: int | None = None
     async_workers: int = 0  # > 0: asynchronous BO with this many oracle calls in flight
@@ -170,6 +171,8 @@ class BOConfig:
             raise ValueError("ga_candidates, ga_generations, vae_neighbours, vae_parents >= 0")
         if self.max_heavy_atoms is not None and self.max_heavy_atoms < 0:
             raise ValueError(f"max_heavy_atoms must be >= 0 or None, not {self.max_heavy_atoms}")
+        if self.fp_kind not in ("bits", "counts"):
+            raise ValueError(f"fp_kind must be 'bits' or 'counts', not {self.fp_kind!r}")
         if self.fp_max_points < 2:
             raise ValueError("fp_max_points must be >= 2")
         if self.constraint_model not in CONSTRAINT_MODELS:

@@ -26,11 +26,14 @@ from rdkit import DataStructs
 
 from molvae.bo.surrogate import GP_ERRORS
 from molvae.chem.molecules import parse
-from molvae.chem.properties import morgan_fingerprint
+from molvae.chem.properties import morgan_counts, morgan_fingerprint
 
 logger = logging.getLogger(__name__)
 
 FP_BITS = 2048
+# "bits": Morgan bits (on or off); "counts": how often each environment occurs, so the kernel
+# sees atom and group counts (three fluorines are not one) and size
+FP_KINDS = ("bits", "counts")
 
 
 class TanimotoKernel(Kernel):
@@ -100,13 +103,20 @@ def on_indices(
     return twin
 
 
-def fingerprints(smiles: Sequence[str], bits: int = FP_BITS) -> torch.Tensor:
-    """Morgan radius-2 bit fingerprints, ``n x bits`` float64 (a zero row where a SMILES does
-    not parse)."""
+def fingerprints(smiles: Sequence[str], bits: int = FP_BITS, kind: str = "bits") -> torch.Tensor:
+    """Morgan radius-2 fingerprints, ``n x bits`` float64 (a zero row where a SMILES does not
+    parse): ``kind`` "bits" or "counts" (`FP_KINDS`; the Tanimoto kernel on counts is the
+    continuous Tanimoto)."""
+    if kind not in FP_KINDS:
+        raise ValueError(f"fingerprint kind must be one of {FP_KINDS}, not {kind!r}")
     out = np.zeros((len(smiles), bits), dtype=np.float64)
     for i, s in enumerate(smiles):
         mol = parse(s)
-        if mol is not None:
+        if mol is None:
+            continue
+        if kind == "counts":
+            out[i] = morgan_counts(mol, bits)
+        else:
             DataStructs.ConvertToNumpyArray(morgan_fingerprint(mol, bits), out[i])
     return torch.from_numpy(out)
 

@@ -13,6 +13,7 @@ from functools import lru_cache
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from rdkit import Chem, DataStructs, RDConfig
 from rdkit.Chem import (
     QED,
@@ -57,6 +58,12 @@ def _morgan_generator(fp_size: int) -> Any:
 def morgan_fingerprint(mol: Mol, fp_size: int = 2048) -> DataStructs.ExplicitBitVect:
     """Morgan radius-2 bit fingerprint of ``mol`` with ``fp_size`` bits."""
     return _morgan_generator(fp_size).GetFingerprint(mol)
+
+
+def morgan_counts(mol: Mol, fp_size: int = 2048) -> np.ndarray:
+    """Morgan radius-2 count fingerprint of ``mol``: how often each of ``fp_size`` hashed
+    environments occurs (uint32)."""
+    return _morgan_generator(fp_size).GetCountFingerprintAsNumPy(mol)
 
 
 def logp(mol: Mol) -> float:

