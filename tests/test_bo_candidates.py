@@ -206,6 +206,21 @@ def test_a_directory_from_before_the_fingerprint_gp_resumes_in_latent_space(tmp_
     assert res.config.surrogate == "latent"
 
 
+def test_a_directory_from_before_count_fingerprints_resumes_on_bits(tmp_path):
+    out = tmp_path / "old"
+    run_campaign(BOConfig(budget=20, batch_size=5, init_pool=10, fp_kind="bits", **FAST),
+                 F.decode, F.encode, F.Objective(), F.DATA, out, canonical_fn=F.canonical,
+                 progress=False, report=False)  # fmt: skip
+    stored = json.loads((out / "config.json").read_text())
+    del stored["config"]["fp_kind"]
+    (out / "config.json").write_text(json.dumps(stored))
+    res = run_campaign(BOConfig(budget=25, batch_size=5, init_pool=10, **FAST), F.decode,
+                       F.encode, F.Objective(), F.DATA, out, canonical_fn=F.canonical,
+                       progress=False, report=False)  # fmt: skip
+    assert BOConfig().fp_kind == "counts" and res.config.fp_kind == "bits"
+    assert (res.history["iteration"] == res.history["iteration"].max()).sum() == 5
+
+
 def test_bad_settings_are_refused():
     with pytest.raises(ValueError, match="surrogate"):
         BOConfig(surrogate="graph")

@@ -72,7 +72,8 @@ class BOConfig:
     iterations (0 = never) the model is fine-tuned on the scored pool and the scored proposals,
     weighted ``1 / (retrain_k * N + rank)``, and the GP continues in its latent space.
     Surrogate (``surrogate``): ``"fingerprint"`` (the default) ranks candidate *molecules* with
-    a Tanimoto-kernel GP on Morgan fingerprints (`molvae.bo.candidates`): ``ga_generations``
+    a Tanimoto-kernel GP on Morgan fingerprints (``fp_kind``: counts by default, or bits;
+    `molvae.bo.candidates`): ``ga_generations``
     generations of ``ga_candidates`` Graph GA children climbing the GP's UCB, plus
     ``vae_neighbours`` decodes around each of the ``vae_parents`` best molecules' latents,
     then a batch by Thompson sampling; the GP is fitted on every scored molecule up to
@@ -138,7 +139,10 @@ class BOConfig:
     vae_neighbours: int = 0
     vae_parents: int = 20
     fp_max_points: int = 2000
-    fp_kind: str = "bits"  # the fingerprint GP's features: Morgan "bits" or "counts"
+    # the fingerprint GP's features: Morgan "counts" (how often each environment occurs) or
+    # "bits"; counts beat bits on most PMO tasks at 1,000 calls (docs/benchmarks/pmo.md).
+    # Single-objective BO only: the multi-objective GPs stay on bits, where they were measured
+    fp_kind: str = "counts"
     # None: 1.5 x the largest molecule the campaign started from (its iteration-0 rows); 0: none
     max_heavy_atoms: int | None = None
     async_workers: int = 0  # > 0: asynchronous BO with this many oracle calls in flight
@@ -208,6 +212,7 @@ LEGACY_SETTINGS: dict[str, object] = {
     "free_pool": True,  # before the pool was charged to the budget
     "surrogate": "latent",  # before the fingerprint GP
     "max_heavy_atoms": 0,  # before the candidate size limit
+    "fp_kind": "bits",  # before count fingerprints
 }
 
 FREE_POOL_SIZE = 2000  # the pool of Kusner's protocol, scored for free

@@ -208,6 +208,7 @@ def _cmd_optimize(a: argparse.Namespace) -> None:
         "constraint_model": a.constraint_model,
         "surrogate": a.surrogate,
         "vae_neighbours": a.vae_neighbours,
+        "fp_kind": a.fp_kind,
         "max_heavy_atoms": a.max_heavy_atoms,
         "retrain_every": a.retrain_every,
         "retrain_k": a.retrain_k,

@@ -30,6 +30,9 @@ def _add_bo_settings(p: argparse.ArgumentParser) -> None:
                    )  # fmt: skip
     p.add_argument("--vae-neighbours", type=int, default=default(BOConfig, "vae_neighbours"),
                    help="decodes around each best latent (default: %(default)s)")  # fmt: skip
+    p.add_argument("--fingerprints", choices=["counts", "bits"], dest="fp_kind",
+                   default=default(BOConfig, "fp_kind"), help="--surrogate fingerprint: the "
+                   "GP's Morgan features, counts or bits (default: %(default)s)")  # fmt: skip
     p.add_argument("--max-heavy-atoms", type=int, default=None, metavar="N",
                    help="--surrogate fingerprint: no candidate larger than N heavy atoms (default: "
                    "1.5 x the largest molecule of the initial design; 0: no limit)")  # fmt: skip
