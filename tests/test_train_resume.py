@@ -187,7 +187,7 @@ def test_resume_keeps_the_recorded_loss_settings(tmp_path, data, caplog) -> None
             on_step=stop_at(6))  # fmt: skip
     objective = load_checkpoint(out / "last.pt").train_state["objective"]
     assert objective["prop_weight"] == 2.0 and objective["beta_max"] == 0.3
-    with caplog.at_level("WARNING", logger="molvae.train.loop"):
+    with caplog.at_level("WARNING", logger="molvae.train.run"):
         resumed = run(data, out, tcfg(prop_weight=1.0, beta_max=0.5), resume=True)
     assert "loss settings" in caplog.text and "prop_weight" in caplog.text
     assert_same_run(full, resumed)

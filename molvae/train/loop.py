@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ from molvae.train.distributed import ShardedBatchSampler, init_distributed, sum_
 from molvae.train.epoch import TrainingDiverged, metrics_row, save_epoch, train_epoch
 from molvae.train.memory import retain_freed_memory, use_fused_rnn
 from molvae.train.probe import probe_init
-from molvae.train.run import TrainingRun
+from molvae.train.run import TrainingRun, keep_recorded_objective
 from molvae.train.schedules import lr_factor
 from molvae.train.state import LoopState, seed_all, start_state
 from molvae.train.validation import evaluate
@@ -148,38 +148,9 @@ def prepare(
         # LP-FT: q(y|x) starts as a ridge fit on the trained encoder (`molvae.train.probe`)
         run.base_meta["probe"] = probe_init(run.model, train_ids, train_props, run.device,
                                             config.seed)  # fmt: skip
-    _objective(run, st)
+    keep_recorded_objective(run, st)
     _schedule(run, st)
     return run, st
-
-
-def _objective(run: TrainingRun, st: LoopState) -> None:
-    """A resumed run minimizes what it minimized before: the loss settings its ``last.pt``
-    records replace the requested ones (with a warning when they differ, and ``config.json``
-    rewritten), so a changed default or a mistyped flag cannot change a run halfway. A
-    ``last.pt`` from before the record goes on with the requested settings, said in a warning."""
-    config = run.config
-    if st.step == 0 and st.batch == 0:
-        st.objective = config.objective_state()
-        return
-    if st.objective is None:
-        log.warning("%s does not record its loss settings (written before molvae recorded them); "
-                    "going on with the requested ones: %s",
-                    run.out / "last.pt", config.objective_state())  # fmt: skip
-        st.objective = config.objective_state()
-        return
-    if st.objective == config.objective_state():
-        return
-    changed = {k: (v, getattr(config, k, None)) for k, v in st.objective.items()
-               if getattr(config, k, None) != v}  # fmt: skip
-    log.warning("resuming with the loss settings of %s (recorded, requested): %s",
-                run.out / "last.pt", changed)  # fmt: skip
-    known = {f.name for f in fields(config)}
-    run.config = replace(config, **{k: v for k, v in st.objective.items() if k in known})
-    if run.main:
-        settings = json.loads((run.out / "config.json").read_text())
-        settings["train"] = asdict(run.config)
-        write_text(run.out / "config.json", json.dumps(settings, indent=2))
 
 
 def _setup(
