@@ -466,17 +466,23 @@ def test_the_bundled_conditional_model_generates_to_order() -> None:
 
 
 def test_the_bundled_conditional_models_decoder_reads_y() -> None:
-    """Editing: MOSES test molecules' own z decoded with y's logP set to 1 and to 5 (measured on
-    200: means 2.12 and 3.36; before the consistency loss 2.61 and 2.65)."""
+    """Editing: MOSES test molecules' own z decoded with y's logP set to 1 and to 5, grammar
+    decoding as users get it (measured on 200: means 1.99 and 3.48; release 19 2.12 and 3.36;
+    before the consistency loss 2.61 and 2.65)."""
     from molvae.data import read_smiles
+    from molvae.model import GrammarConfig
     from molvae.resources import resolve_model
 
-    codec = LatentCodec.from_checkpoint(resolve_model("conditional"), device="cpu")
+    codec = LatentCodec.from_checkpoint(
+        resolve_model("conditional"), device="cpu", grammar=GrammarConfig()
+    )
     z = codec.encode(read_smiles("zinc-test")[:40]).z
     logp = get_objective("logp").fn
     means = []
     for target in (1.0, 5.0):
         mols = [parse(s) for s in codec.decode(codec.with_condition(z, {"logp": target}))]
-        assert sum(m is not None for m in mols) >= 36
+        # measured 36 and 39 of 40 valid (AVX2: 35 and 38): a push to logP 1 sends some
+        # decodes into grammar dead ends; this test is about y, validity has its own tests
+        assert sum(m is not None for m in mols) >= 32
         means.append(np.mean([logp(m) for m in mols if m is not None]))
     assert means[1] - means[0] > 0.6
