@@ -466,16 +466,13 @@ def test_the_bundled_conditional_model_generates_to_order() -> None:
 
 
 def test_the_bundled_conditional_models_decoder_reads_y() -> None:
-    """Editing: MOSES test molecules' own z decoded with y's logP set to 1 and to 5, grammar
-    decoding as users get it (measured on 200: means 1.99 and 3.48; release 19 2.12 and 3.36;
-    before the consistency loss 2.61 and 2.65)."""
+    """Editing: MOSES test molecules' own z decoded with y's logP set to 1 and to 5 (measured on
+    200: means 1.99 and 3.48; release 19 2.12 and 3.36; before the consistency loss 2.61 and
+    2.65)."""
     from molvae.data import read_smiles
-    from molvae.model import GrammarConfig
     from molvae.resources import resolve_model
 
-    codec = LatentCodec.from_checkpoint(
-        resolve_model("conditional"), device="cpu", grammar=GrammarConfig()
-    )
+    codec = LatentCodec.from_checkpoint(resolve_model("conditional"), device="cpu")
     z = codec.encode(read_smiles("zinc-test")[:40]).z
     logp = get_objective("logp").fn
     means = []

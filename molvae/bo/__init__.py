@@ -27,6 +27,7 @@ from molvae.bo.chemistry import chem_objective, default_canonical
 from molvae.bo.config import (
     ACQUISITIONS,
     CONSTRAINT_MODELS,
+    FP_KINDS,
     SURROGATES,
     BOConfig,
     CanonicalFn,
@@ -105,6 +106,7 @@ __all__ = [
     "CONSTRAINT_MODELS",
     "EVAL_COLUMNS",
     "FORMAT",
+    "FP_KINDS",
     "GP_ERRORS",
     "STATUSES",
     "SURROGATES",

@@ -32,6 +32,9 @@ ACQUISITIONS = ("qlogei", "qucb", "ts")
 BOUNDS = ("data", "prior")
 CONSTRAINT_MODELS = ("slack", "binary")
 SURROGATES = ("fingerprint", "latent")
+# the fingerprint GP's features: Morgan bits (on or off) or counts (how often each environment
+# occurs, so the kernel sees atom and group counts and size)
+FP_KINDS = ("bits", "counts")
 
 
 @dataclass
@@ -175,8 +178,8 @@ class BOConfig:
             raise ValueError("ga_candidates, ga_generations, vae_neighbours, vae_parents >= 0")
         if self.max_heavy_atoms is not None and self.max_heavy_atoms < 0:
             raise ValueError(f"max_heavy_atoms must be >= 0 or None, not {self.max_heavy_atoms}")
-        if self.fp_kind not in ("bits", "counts"):
-            raise ValueError(f"fp_kind must be 'bits' or 'counts', not {self.fp_kind!r}")
+        if self.fp_kind not in FP_KINDS:
+            raise ValueError(f"fp_kind must be one of {FP_KINDS}, not {self.fp_kind!r}")
         if self.fp_max_points < 2:
             raise ValueError("fp_max_points must be >= 2")
         if self.constraint_model not in CONSTRAINT_MODELS:

@@ -24,6 +24,7 @@ from gpytorch.kernels import Kernel, ScaleKernel
 from gpytorch.mlls import ExactMarginalLogLikelihood
 from rdkit import DataStructs
 
+from molvae.bo.config import FP_KINDS
 from molvae.bo.surrogate import GP_ERRORS
 from molvae.chem.molecules import parse
 from molvae.chem.properties import morgan_counts, morgan_fingerprint
@@ -31,9 +32,6 @@ from molvae.chem.properties import morgan_counts, morgan_fingerprint
 logger = logging.getLogger(__name__)
 
 FP_BITS = 2048
-# "bits": Morgan bits (on or off); "counts": how often each environment occurs, so the kernel
-# sees atom and group counts (three fluorines are not one) and size
-FP_KINDS = ("bits", "counts")
 
 
 class TanimotoKernel(Kernel):

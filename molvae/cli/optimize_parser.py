@@ -6,7 +6,14 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from molvae.bo import ACQUISITIONS, CONSTRAINT_MODELS, SURROGATES, BOConfig, GradientConfig
+from molvae.bo import (
+    ACQUISITIONS,
+    CONSTRAINT_MODELS,
+    FP_KINDS,
+    SURROGATES,
+    BOConfig,
+    GradientConfig,
+)
 from molvae.cli.args import (
     add_async,
     add_constraint,
@@ -30,7 +37,7 @@ def _add_bo_settings(p: argparse.ArgumentParser) -> None:
                    )  # fmt: skip
     p.add_argument("--vae-neighbours", type=int, default=default(BOConfig, "vae_neighbours"),
                    help="decodes around each best latent (default: %(default)s)")  # fmt: skip
-    p.add_argument("--fingerprints", choices=["counts", "bits"], dest="fp_kind",
+    p.add_argument("--fingerprints", choices=FP_KINDS, dest="fp_kind",
                    default=default(BOConfig, "fp_kind"), help="--surrogate fingerprint: the "
                    "GP's Morgan features, counts or bits (default: %(default)s)")  # fmt: skip
     p.add_argument("--max-heavy-atoms", type=int, default=None, metavar="N",
