@@ -74,6 +74,41 @@ def test_thompson_sampling_picks_distinct_candidates_and_the_clear_winner():
     assert thompson_select(model, fingerprints(cands[:1]), 3, seed=0) == [0]
 
 
+@pytest.mark.parametrize("kind", ["bits", "counts"])
+def test_the_eigenbasis_fit_finds_botorchs_hyperparameters(kind):
+    # golden values: BoTorch's own fit_gpytorch_mll of the same model, one Cholesky a step
+    from botorch.fit import fit_gpytorch_mll
+    from botorch.models import SingleTaskGP
+    from botorch.models.transforms import Standardize
+    from gpytorch.kernels import ScaleKernel
+    from gpytorch.mlls import ExactMarginalLogLikelihood
+    from rdkit.Chem import Crippen
+
+    smiles = [canonical(s) for s in F.DATA][:60]
+    x = fingerprints(smiles, kind=kind)
+    y = torch.tensor([Crippen.MolLogP(Chem.MolFromSmiles(s)) for s in smiles], dtype=torch.float64)
+    ours = fit_fingerprint_gp(x, y, maxiter=200)
+    ref = SingleTaskGP(x, y.reshape(-1, 1), covar_module=ScaleKernel(TanimotoKernel()),
+                       outcome_transform=Standardize(m=1))  # fmt: skip
+    fit_gpytorch_mll(ExactMarginalLogLikelihood(ref.likelihood, ref),
+                     optimizer_kwargs={"options": {"maxiter": 200}})  # fmt: skip
+
+    def mll(model):
+        model.train()
+        with torch.no_grad():
+            out = ExactMarginalLogLikelihood(model.likelihood, model)(
+                model(*model.train_inputs), model.train_targets)  # fmt: skip
+        model.eval()
+        return float(out)
+
+    assert mll(ours) == pytest.approx(mll(ref), abs=1e-4)
+    for get in (lambda m: m.covar_module.outputscale, lambda m: m.likelihood.noise,
+                lambda m: m.mean_module.constant):  # fmt: skip
+        want = float(get(ref).detach())
+        assert float(get(ours).detach()) == pytest.approx(want, rel=2e-2, abs=1e-4)
+    assert float(ours.likelihood.noise) >= 1e-4  # BoTorch's noise floor holds
+
+
 def _scored(objective):
     data = [canonical(s) for s in F.DATA]
     scores, status = objective(data)
