@@ -18,7 +18,7 @@ from molvae.cli.args import parse_conditions
 from molvae.data.batching import PadCollate
 from molvae.data.labels import keep_fraction, label_matrix, read_labels
 from molvae.data.tokens import Vocab
-from molvae.model import LatentCodec, MolVAE, VAEConfig, load_checkpoint
+from molvae.model import LatentCodec, MolVAE, ToOrder, VAEConfig, load_checkpoint
 from molvae.model import conditional as cond
 from molvae.model.likelihood import bounds_from_weights, importance_weights
 from molvae.train.loop import load_matching
@@ -373,6 +373,13 @@ def test_conditional_cli_sample_and_edit(conditional_run, tmp_path, capsys) -> N
     assert "not on 'tpsa'" in capsys.readouterr().err
     assert main(["edit", str(mols), "--model", "default", "--condition", "logp=2"]) == 2
     assert "not conditional" in capsys.readouterr().err
+    # best of K, at the bundled conditional model (whose learned prior is over [z, y])
+    assert main(["sample", "--model", "conditional", "-n", "4", "--condition", "logp=4",
+                 "--best-of", "2", "--prior-temperature", "1.2", "-o", str(out)]) == 0  # fmt: skip
+    assert len(pd.read_csv(out)) == 4
+    assert main(["sample", "--model", model, "-n", "2", "--condition", "logp=3",
+                 "--best-of", "0"]) == 2  # fmt: skip
+    assert "best_of must be >= 1" in capsys.readouterr().err
 
 
 def test_conditional_needs_properties_and_a_known_name(tmp_path, capsys) -> None:
@@ -449,20 +456,41 @@ def test_the_learned_prior_of_a_conditional_model_is_over_z_and_y(
 
 @torch.no_grad()
 def test_the_bundled_conditional_model_generates_to_order() -> None:
-    """`--model conditional` through its prior over [z, y]: asked for logP 1 and 5 (measured
-    on 500 each: means 1.21 and 4.40), 100 greedy grammar decodings each are valid and apart."""
+    """`--model conditional` through its prior over [z, y] and the default `ToOrder` (best of
+    4 by q(y|x), prior at 1.4): asked for logP 1 and 5 (measured on 500 each: means 1.05 and
+    5.00; one decoding at 1.0 gave 1.22 and 4.52), 100 grammar decodings each are valid and
+    near the target; one decoding falls short at 5."""
     from molvae.resources import resolve_model
 
     codec = LatentCodec.from_checkpoint(resolve_model("conditional"), device="cpu")
     assert codec.condition_names == ["logp", "qed", "sa_score", "mw"]
     logp = get_objective("logp").fn
-    means = []
-    for target in (1.0, 5.0):
-        _, smiles = codec.sample(100, seed=0, condition={"logp": target})
+
+    def mean_logp(target: float, how: ToOrder | None = None) -> float:
+        z, smiles = codec.sample(100, seed=0, condition={"logp": target}, to_order=how)
+        assert z.shape == (100, codec.latent_dim)
+        assert torch.allclose(codec.properties(z)[:, 0], torch.tensor(target), atol=1e-4)
         mols = [parse(s) for s in smiles]
         assert sum(m is not None for m in mols) >= 95
-        means.append(np.mean([logp(m) for m in mols if m is not None]))
-    assert means[0] < 2.0 and means[1] > 3.5
+        return float(np.mean([logp(m) for m in mols if m is not None]))
+
+    assert abs(mean_logp(1.0) - 1.0) < 0.3 and abs(mean_logp(5.0) - 5.0) < 0.3
+    assert mean_logp(5.0, ToOrder(best_of=1, temperature=1.0)) < 4.8
+
+
+def test_best_of_keeps_per_group_the_decoding_q_reads_nearest_the_target() -> None:
+    from molvae.resources import resolve_model
+
+    codec = LatentCodec.from_checkpoint(resolve_model("conditional"), device="cpu")
+    oily, polar = "CCCCCCCCCCCC", "OCC(O)CO"  # logP 4.7 and -1.7
+    # groups of two; an invalid string ("C1CC": an unclosed ring) never wins over a valid one
+    groups = [oily, polar, "C1CC", polar, "", oily]
+    assert codec._nearest_in_groups(groups, {"logp": 5.0}, 2) == [0, 3, 5]
+    assert codec._nearest_in_groups([oily, polar], {"logp": -1.0}, 2) == [1]
+    with pytest.raises(ValueError, match="best_of"):
+        ToOrder(best_of=0)
+    with pytest.raises(ValueError, match="temperature"):
+        ToOrder(temperature=0.0)
 
 
 def test_the_bundled_conditional_models_decoder_reads_y() -> None:

@@ -111,6 +111,38 @@ def add_condition(p: argparse.ArgumentParser, what: str, relative: bool = False)
     )
 
 
+def add_to_order(p: argparse.ArgumentParser) -> None:
+    """``--best-of`` and ``--prior-temperature``: how `molvae sample` meets ``--condition``
+    (`molvae.model.ToOrder`; defaults from it)."""
+    from molvae.model.codec_sampling import ToOrder  # torch: only when a parser is built
+
+    d = ToOrder()
+    p.add_argument(
+        "--best-of",
+        type=int,
+        default=d.best_of,
+        metavar="K",
+        help="with --condition: each molecule is the one of K decodings whose properties, as "
+        "the model's q(y|x) reads them, are nearest those asked (1: no choice; default: "
+        "%(default)s)",
+    )
+    p.add_argument(
+        "--prior-temperature",
+        type=float,
+        default=d.temperature,
+        metavar="T",
+        help="with --condition: z drawn at T times the learned prior's component scales; "
+        "higher: more novel molecules, further from the target (default: %(default)s)",
+    )
+
+
+def to_order(a: argparse.Namespace) -> Any:
+    """`molvae.model.ToOrder` from the flags of `add_to_order` (a bad value: ``ValueError``)."""
+    from molvae.model.codec_sampling import ToOrder
+
+    return ToOrder(best_of=a.best_of, temperature=a.prior_temperature)
+
+
 def parse_conditions(
     items: list[str], relative: bool = False
 ) -> tuple[dict[str, float], dict[str, float]]:

@@ -24,8 +24,10 @@ from molvae.cli.args import (
     add_grammar,
     add_model,
     add_out,
+    add_to_order,
     default,
     parse_conditions,
+    to_order,
 )
 from molvae.data import read_latents, read_table
 from molvae.io import write_csv, write_npy
@@ -54,6 +56,7 @@ def add_latent_verbs(sub: Any) -> None:
         "checkpoint has one (default: %(default)s)",
     )
     add_condition(p, "generate to order (conditional models; the others from p(y) given these)")
+    add_to_order(p)
     add_grammar(p)
     add_out(p, None, CSV_OUT)
 
@@ -61,12 +64,8 @@ def add_latent_verbs(sub: Any) -> None:
     add_model(p)
     p.add_argument("input", help="SMILES file (.smi/.txt/.csv, optionally .gz)")
     p.add_argument("--column", default=None, help="SMILES column of a CSV")
-    add_out(
-        p,
-        "latents.npy",
-        ".npy (n x d, NaN rows where not encodable, plus a .status.csv) "
-        "or .csv (smiles, status, domain, z0..)",
-    )
+    add_out(p, "latents.npy", ".npy (n x d, NaN rows where not encodable, plus a .status.csv) "
+            "or .csv (smiles, status, domain, z0..)")  # fmt: skip
 
     p = sub.add_parser("decode", help="latents (.npy or .csv with z0.. columns) -> SMILES")
     add_model(p)
@@ -144,7 +143,7 @@ def _cmd_sample(a: argparse.Namespace) -> None:
     codec = LatentCodec.from_checkpoint(resolve_model(a.model), a.device, grammar_config(a))
     _, smiles = codec.sample(
         a.n, strategy=a.strategy, temperature=a.temperature, seed=a.seed, prior=a.prior,
-        condition=condition or None,
+        condition=condition or None, to_order=to_order(a),
     )  # fmt: skip
     can = [canonical(s) for s in smiles]
     df = pd.DataFrame({"smiles": smiles, "canonical": [c or "" for c in can],

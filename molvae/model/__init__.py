@@ -18,7 +18,7 @@ from molvae.model.checkpoint import (
     save_checkpoint,
     versions,
 )
-from molvae.model.codec import EncodeResult, LatentCodec
+from molvae.model.codec import EncodeResult, LatentCodec, ToOrder
 from molvae.model.decoding import TokenConstraint
 from molvae.model.device import autocast, fast_bf16, resolve_device
 from molvae.model.domain import TrainingDomain, compute_domain, domain_summary
@@ -36,6 +36,7 @@ __all__ = [
     "MolVAE",
     "PriorConfig",
     "SmilesGrammar",
+    "ToOrder",
     "TokenConstraint",
     "TrainingDomain",
     "VAEConfig",

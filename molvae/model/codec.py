@@ -19,7 +19,7 @@ from molvae.data.batching import PadCollate
 from molvae.data.tokens import Vocab, tokenize
 from molvae.grammar.smiles import GrammarConfig, SmilesGrammar
 from molvae.model.checkpoint import load_checkpoint
-from molvae.model.codec_conditions import Conditions
+from molvae.model.codec_sampling import PRIORS, Sampling, ToOrder
 from molvae.model.decoding import CONSTRAINED_WINDOW
 from molvae.model.device import resolve_device
 from molvae.model.domain import TrainingDomain
@@ -32,7 +32,7 @@ from molvae.model.vae import MolVAE
 # (about 100 MB of int64 at this many); above it raw and grammar draws stop pairing up
 RAW_FIRST_ROWS = 1 << 17
 
-PRIORS = ("auto", "learned", "gaussian")
+__all__ = ["PRIORS", "EncodeResult", "LatentCodec", "ToOrder"]
 
 
 @dataclass
@@ -50,7 +50,7 @@ class EncodeResult:
     logvar: Tensor | None = None  # n x latent_dim posterior log-variances, NaN rows where not ok
 
 
-class LatentCodec(Conditions):
+class LatentCodec(Sampling):
     """Wraps a model, its vocabulary and a device; encodes SMILES and decodes latents.
 
     By default greedy and sampled strings are decoded through the SMILES grammar
@@ -220,50 +220,6 @@ class LatentCodec(Conditions):
             for i, row in enumerate(attempts):
                 row.extend(sampled[i * (n_attempts - 1) : (i + 1) * (n_attempts - 1)])
         return attempts
-
-    def sample(
-        self,
-        n: int,
-        strategy: str = "greedy",
-        temperature: float = 1.0,
-        seed: int | None = None,
-        batch_size: int = 1024,
-        prior: str = "auto",
-        condition: dict[str, float] | None = None,
-    ) -> tuple[Tensor, list[str]]:
-        """Decode ``n`` latents of `sample_latents` (``condition``: to order); seeded."""
-        gen = torch.Generator().manual_seed(seed) if seed is not None else None
-        z = self.sample_latents(n, prior, generator=gen, condition=condition)
-        smiles = self.decode(z, strategy, temperature, batch_size=batch_size, generator=gen)
-        return z, smiles
-
-    def sample_latents(
-        self,
-        n: int,
-        prior: str = "auto",
-        generator: torch.Generator | None = None,
-        condition: dict[str, float] | None = None,
-    ) -> Tensor:
-        """``n x latent_dim`` float32 latents on the cpu.
-
-        ``prior``: "learned" (the checkpoint's learned prior; ValueError without one),
-        "gaussian" (N(0, I)), or "auto" (learned when the checkpoint has one, else gaussian).
-        A conditional model's ``condition`` (properties, in their units) is met by its learned
-        prior over [z, y] (`Conditions`), else z comes from the prior and y from p(y) given it.
-        """
-        if prior in PRIORS and self._joint(prior):
-            return self._sample_joint(n, condition, generator)
-        return self._with_y(self._sample_z(n, prior, generator), condition, generator)
-
-    def _sample_z(self, n: int, prior: str, generator: torch.Generator | None) -> Tensor:
-        if prior not in PRIORS:
-            raise ValueError(f"unknown prior {prior!r}; choose one of {PRIORS}")
-        if prior == "learned" and self.prior is None:
-            raise ValueError("this model has no learned prior; fit one with `molvae fit-prior`, "
-                             "or use prior='gaussian'")  # fmt: skip
-        if prior != "gaussian" and self.prior is not None:
-            return self.prior.sample(n, generator=generator).float()
-        return self.model.sample_prior(n, generator=generator).float().cpu()
 
     def likelihood_bounds(
         self, smiles: Sequence[str], k: int = 50, seed: int = 0, batch_size: int = 64

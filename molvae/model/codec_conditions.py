@@ -82,13 +82,19 @@ class Conditions:
                 and learned.dim == self.model.code_dim)  # fmt: skip
 
     def _sample_joint(
-        self, n: int, condition: dict[str, float] | None, generator: torch.Generator | None
+        self,
+        n: int,
+        condition: dict[str, float] | None,
+        generator: torch.Generator | None,
+        temperature: float | None = None,
     ) -> Tensor:
         """[z, y] from the learned joint prior (the training molecules' codes), given the
         ``condition`` when there is one (`LatentPrior.sample_given`): z comes from molecules
-        whose properties are near those asked, y is set to them."""
+        whose properties are near those asked, y is set to them. ``temperature``: the prior's
+        component scales times this (None: the prior's own)."""
         d = self.model.config.latent_dim
+        prior = self.prior if temperature is None else self.prior.with_temperature(temperature)
         if not condition:
-            return self.prior.sample(n, generator=generator).float()
+            return prior.sample(n, generator=generator).float()
         given = cond.standardized(self._scale(), condition)
-        return self.prior.sample_given({d + j: v for j, v in given.items()}, n, generator)
+        return prior.sample_given({d + j: v for j, v in given.items()}, n, generator)
