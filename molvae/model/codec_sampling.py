@@ -68,16 +68,16 @@ class Sampling(Conditions):
         the chosen ones' (``n x latent_dim``)."""
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
         how = to_order or ToOrder()
-        if condition and prior in PRIORS and self._joint(prior):
-            k = how.best_of
+        joint = bool(condition) and prior in PRIORS and self._joint(prior)
+        k = how.best_of if joint else 1
+        if joint:
             z = self._sample_joint(n * k, condition, gen, how.temperature)
-            smiles = self.decode(z, strategy, temperature, batch_size=batch_size, generator=gen)
-            if k > 1:
-                pick = self._nearest_in_groups(smiles, condition, k)
-                z, smiles = z[pick], [smiles[i] for i in pick]
-            return z, smiles
-        z = self.sample_latents(n, prior, generator=gen, condition=condition)
+        else:
+            z = self.sample_latents(n, prior, generator=gen, condition=condition)
         smiles = self.decode(z, strategy, temperature, batch_size=batch_size, generator=gen)
+        if k > 1:
+            pick = self._nearest_in_groups(smiles, condition or {}, k)
+            z, smiles = z[pick], [smiles[i] for i in pick]
         return z, smiles
 
     def _nearest_in_groups(
