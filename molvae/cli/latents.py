@@ -32,12 +32,11 @@ from molvae.cli.args import (
 from molvae.data import read_latents, read_table
 from molvae.io import write_csv, write_npy
 from molvae.model import GrammarConfig, LatentCodec
+from molvae.model.codec import PRIORS
 from molvae.model.domain import domain_summary
 from molvae.model.prior import PriorConfig
 from molvae.resources import resolve_model
 from molvae.runs.priors import fit_prior_run
-
-PRIOR_CHOICES = ("auto", "learned", "gaussian")
 
 
 def add_latent_verbs(sub: Any) -> None:
@@ -50,7 +49,7 @@ def add_latent_verbs(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--prior",
-        choices=PRIOR_CHOICES,
+        choices=PRIORS,
         default="auto",
         help="latent prior: the checkpoint's learned prior, N(0, I), or auto = learned when the "
         "checkpoint has one (default: %(default)s)",

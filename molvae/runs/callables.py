@@ -18,8 +18,7 @@ from molvae.chem import score_smiles
 from molvae.chem.cache import OracleCache
 from molvae.chem.constraints import cheap_constraints, constraint_slacks, parse_constraints
 from molvae.model import LatentCodec
-
-PRIORS = ("auto", "learned", "gaussian")
+from molvae.model.codec import PRIORS
 
 
 def resolve_prior(codec: LatentCodec, prior: str) -> str:
