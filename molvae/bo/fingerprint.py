@@ -117,12 +117,26 @@ def fingerprints(smiles: Sequence[str], bits: int = FP_BITS, kind: str = "bits")
     return torch.from_numpy(out)
 
 
-def fit_fingerprint_gp(x: torch.Tensor, y: torch.Tensor, maxiter: int = 100) -> SingleTaskGP:
+def gram_eigen(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eigenvalues ``n`` (clamped at 0) and eigenvectors ``n x n`` of the Tanimoto Gram matrix
+    of fingerprints ``x: n x bits``, in float64: what `fit_in_eigenbasis` needs, shared by the
+    GPs of several objectives on the same molecules."""
+    eigval, eigvec = torch.linalg.eigh(tanimoto_gram(x.to(torch.float64)))
+    return eigval.clamp_min(0.0), eigvec  # round-off leaves a PSD Gram slightly negative
+
+
+def fit_fingerprint_gp(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    maxiter: int = 100,
+    eigen: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> SingleTaskGP:
     """A ``SingleTaskGP`` with a scaled Tanimoto kernel fitted to fingerprints ``x: n x bits``
     and scores ``y: n`` (standardized inside): the maximum a posteriori output scale, noise and
     constant mean of BoTorch's model and priors, found in the Gram matrix's eigenbasis
-    (`fit_in_eigenbasis`). A fit that fails numerically keeps the initial hyperparameters
-    (noise 1e-4 .. outputscale 1 after standardization), which rank well."""
+    (`fit_in_eigenbasis`; ``eigen``: `gram_eigen` of ``x`` when already computed). A fit that
+    fails numerically keeps the initial hyperparameters (noise 1e-4 .. outputscale 1 after
+    standardization), which rank well."""
     model = SingleTaskGP(
         x.to(torch.float64),
         y.to(torch.float64).reshape(-1, 1),
@@ -130,18 +144,21 @@ def fit_fingerprint_gp(x: torch.Tensor, y: torch.Tensor, maxiter: int = 100) -> 
         outcome_transform=Standardize(m=1),
     )
     try:
-        fit_in_eigenbasis(model, tanimoto_gram(model.train_inputs[0]), maxiter=maxiter)
+        fit_in_eigenbasis(model, eigen or gram_eigen(model.train_inputs[0]), maxiter=maxiter)
     except GP_ERRORS as err:  # degenerate data (e.g. all scores equal): keep the prior's shape
         logger.warning("fingerprint GP fit failed (%s); using the initial hyperparameters", err)
     model.eval()
     return model
 
 
-def fit_in_eigenbasis(model: SingleTaskGP, gram: torch.Tensor, maxiter: int = 100) -> None:
+def fit_in_eigenbasis(
+    model: SingleTaskGP, eigen: tuple[torch.Tensor, torch.Tensor], maxiter: int = 100
+) -> None:
     """Fit ``model`` (a ``SingleTaskGP`` whose kernel is ``ScaleKernel`` over a kernel without
     hyperparameters, such as Tanimoto, and a constant mean) in place to the maximum of
-    GPyTorch's ``ExactMarginalLogLikelihood`` (its priors included), given the base kernel's
-    ``gram: n x n`` on the training inputs.
+    GPyTorch's ``ExactMarginalLogLikelihood`` (its priors included), given the eigenvalues
+    ``n`` and eigenvectors ``n x n`` of the base kernel's Gram matrix on the training inputs
+    (`gram_eigen`).
 
     With ``K = U diag(l) U'`` the covariance ``s K + v I`` is ``U diag(s l + v) U'``, so after
     one eigendecomposition the marginal likelihood in (scale s, noise v, mean c) costs O(n)
@@ -152,8 +169,7 @@ def fit_in_eigenbasis(model: SingleTaskGP, gram: torch.Tensor, maxiter: int = 10
     Raises `torch.linalg.LinAlgError` (in ``GP_ERRORS``) when the result is not finite."""
     y = model.train_targets.to(torch.float64)  # standardized by the outcome transform
     n = y.shape[-1]
-    eigval, eigvec = torch.linalg.eigh(gram.to(torch.float64))
-    eigval = eigval.clamp_min(0.0)  # round-off leaves a PSD Gram slightly negative
+    eigval, eigvec = eigen
     uy, u1 = eigvec.T @ y, eigvec.T @ torch.ones_like(y)
     names = {id(m): k for k, m in model.named_modules()}
     priors = [(names[id(module)], prior) for _, module, prior, _, _ in model.named_priors()]

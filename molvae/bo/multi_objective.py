@@ -40,7 +40,13 @@ from molvae.bo.candidates import (
 )
 from molvae.bo.config import BOConfig, CanonicalFn, DecodeFn, EncodeFn, SlackFn
 from molvae.bo.feasibility import feasible_first, hidden_infeasible
-from molvae.bo.fingerprint import fingerprints, fit_fingerprint_gp, on_indices, tanimoto_gram
+from molvae.bo.fingerprint import (
+    fingerprints,
+    fit_fingerprint_gp,
+    gram_eigen,
+    on_indices,
+    tanimoto_gram,
+)
 from molvae.bo.pareto import objective_matrix, pareto_mask
 from molvae.bo.surrogate import GP_ERRORS
 
@@ -207,7 +213,11 @@ def propose_pareto_molecules(
     idx = _fit_points(cans, y, cfg.fp_max_points, rng)
     x_fit = fingerprints([cans[i] for i in idx])
     t0 = time.perf_counter()
-    gps = [fit_fingerprint_gp(x_fit, torch.as_tensor(y[idx, j]), maxiter=cfg.fit_maxiter)
+    try:  # one eigendecomposition serves every objective's GP (the same molecules)
+        eigen = gram_eigen(x_fit)
+    except GP_ERRORS:  # each fit tries again and keeps its initial hyperparameters
+        eigen = None
+    gps = [fit_fingerprint_gp(x_fit, torch.as_tensor(y[idx, j]), cfg.fit_maxiter, eigen)
            for j in range(y.shape[1])]  # fmt: skip
     model = ModelListGP(*gps)
     fit_s = time.perf_counter() - t0
