@@ -177,6 +177,48 @@ def test_linear_probe_starts_q_y_x_at_a_ridge_fit() -> None:
     assert logvar[0, 0].item() == pytest.approx(model.y_head.bias[2].item())  # no weights
 
 
+def test_the_residual_mlp_reads_what_the_ridge_probe_cannot() -> None:
+    from sklearn.linear_model import LinearRegression
+
+    from molvae.train.probe import fit_residual_mlp
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(600, 6))
+    # a product of two features (nonlinear: what ridge leaves of it is all of it) and noise
+    y = np.stack([x[:, 0] * x[:, 1], rng.normal(size=600)], axis=1)
+    y[:50, 0] = np.nan  # unlabelled for the first property only
+    resid = np.stack([y[:, j] - LinearRegression().fit(x, y[:, j]).predict(x)
+                      if j else y[:, j] for j in range(2)], axis=1)  # fmt: skip
+    resid[:50, 0] = np.nan
+    ok = np.isfinite(y[:, 0])
+    resid[ok, 0] = y[ok, 0] - LinearRegression().fit(x[ok], y[ok, 0]).predict(x[ok])
+    net, record = fit_residual_mlp(x, resid, hidden=32, seed=0, weight_decays=(1e-2,))
+    assert record["val_mse"][0] < 0.5 * record["val_mse_ridge"][0]
+    # noise: no held-out gain, so its output row is zeroed and q(y|x) stays the ridge fit
+    assert record["val_mse"][1] == record["val_mse_ridge"][1]
+    with torch.no_grad():
+        out = net(torch.as_tensor(x, dtype=torch.float32))
+    assert torch.equal(out[:, 1], torch.zeros(600))
+
+
+def test_a_q_y_x_mlp_starts_as_the_linear_model() -> None:
+    vocab, _, linear = _models(p=2)
+    config = VAEConfig(**{**linear.config.to_dict(), "y_hidden": 16})
+    model = MolVAE(config)
+    model.load_state_dict(linear.state_dict(), strict=False)
+    x, lengths, _ = _batch(vocab, ZINC_SMALL)
+    with torch.no_grad():
+        h = model.summary(x, lengths)
+        assert torch.equal(model.y_posterior(h)[0], linear.y_posterior(h)[0])
+    model.y_mlp[2].bias.data.fill_(1.0)
+    model.train()
+    mean = cond.frozen_y_mean(model, model.embedding(x), lengths)
+    assert torch.allclose(mean, model.y_posterior(model.summary(x, lengths))[0], atol=1e-5)
+    mean.sum().backward()  # frozen: the gradient reaches the inputs, never the MLP's weights
+    assert model.embedding.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in model.y_mlp.parameters())
+
+
 @torch.no_grad()
 def test_importance_weights_are_log_p_x_z_over_q() -> None:
     vocab, plain, model = _models()
@@ -310,7 +352,7 @@ def conditional_run(tmp_path_factory):
     out = base / "cond"
     assert main(["train", *args, "--out", str(out), "--init-from", str(base / "plain/best.pt"),
                  "--properties", "logp", "qed", "pic50", "--labels", str(labels),
-                 "--label-fraction", "0.5"]) == 0  # fmt: skip
+                 "--label-fraction", "0.5", "--y-hidden", "8"]) == 0  # fmt: skip
     return out
 
 
@@ -329,6 +371,7 @@ def test_conditional_training_records_its_labels(conditional_run) -> None:
         cov.shape == (3, 3) and np.allclose(np.diag(cov), 1) and np.all(np.linalg.eigvalsh(cov) > 0)
     )
     assert ck.meta["probe"]["n"][:2] == meta["labelled_train"][:2]  # LP-FT on the labels
+    assert ck.config.y_hidden == 8 and len(ck.meta["probe"]["val_mse"]) == 3  # and its MLP
     model = MolVAE.from_checkpoint(ck)
     assert np.allclose(model.y_prior_cov.numpy(), cov, atol=1e-6)
     assert model.condition_scale.names == meta["names"]

@@ -194,3 +194,12 @@ def add_conditional_training(p: argparse.ArgumentParser) -> None:
         metavar="F",
         help="conditional: keep labels on a random share F of the molecules only",
     )
+    p.add_argument(
+        "--y-hidden",
+        type=int,
+        default=None,
+        metavar="K",
+        help="conditional: q(y|x)'s mean adds a one-hidden-layer MLP of width K to its linear "
+        "read of the encoder (fitted to what the linear probe leaves); 0 = linear only "
+        "(default: 0, or the --init-from model's)",
+    )

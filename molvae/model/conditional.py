@@ -192,8 +192,9 @@ def frozen_y_mean(model: nn.Module, emb: Tensor, lengths: Tensor) -> Tensor:
     result trains whatever made ``emb`` and never teaches q(y|x) to read it differently."""
     packed = pack_padded_sequence(emb, lengths.cpu(), batch_first=True, enforce_sorted=False)
     _, h = frozen_call(model.encoder_rnn, packed)
-    out = frozen_call(model.y_head, torch.cat([h[-2], h[-1]], dim=-1)).float()
-    return out[:, : model.config.condition_dim]
+    h = torch.cat([h[-2], h[-1]], dim=-1)
+    mean = frozen_call(model.y_head, h).float()[:, : model.config.condition_dim]
+    return mean if model.y_mlp is None else mean + frozen_call(model.y_mlp, h).float()
 
 
 def asked_properties(y: Tensor, edit_fraction: float = 0.0, edit_range: float = 2.5) -> Tensor:

@@ -57,10 +57,18 @@ class MolVAE(nn.Module):
         self.property_scale: PropertyScale | None = None  # set from checkpoint meta
         self.condition_scale: PropertyScale | None = None  # conditional: meta["condition"]
         self.y_head: nn.Module | None = None
+        self.y_mlp: nn.Sequential | None = None
         if p:
             # q(y|x): mean and log-variance of each standardized property, linear in the
             # encoder's summary (so a ridge fit can start it: `molvae.train.probe`)
             self.y_head = nn.Linear(2 * c.enc_hidden, 2 * p)
+            if c.y_hidden:
+                # the nonlinear part of q(y|x)'s mean (QED is a product of desirabilities of
+                # what the summary holds nearly linearly); zero output: starts as the linear fit
+                self.y_mlp = nn.Sequential(nn.Linear(2 * c.enc_hidden, c.y_hidden), nn.ReLU(),
+                                           nn.Linear(c.y_hidden, p))  # fmt: skip
+                nn.init.zeros_(self.y_mlp[2].weight)
+                nn.init.zeros_(self.y_mlp[2].bias)
             # p(y) = N(0, Sigma): the labelled training molecules' correlations (set by training)
             self.register_buffer("y_prior_cov", torch.eye(p))
             # training only: predicts y from z's mean, so the encoder learns to leave the
@@ -127,7 +135,8 @@ class MolVAE(nn.Module):
             raise ValueError("this model is not conditional (condition_dim=0)")
         out = self.y_head(h).float()
         p = self.config.condition_dim
-        return out[:, :p], out[:, p:].clamp(-10.0, 5.0)
+        mean = out[:, :p] if self.y_mlp is None else out[:, :p] + self.y_mlp(h).float()
+        return mean, out[:, p:].clamp(-10.0, 5.0)
 
     def z_posterior(self, h: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """q(z|x) (or a conditional model's q(z|x,y)) from the encoder summary ``h``."""

@@ -36,6 +36,9 @@ class VAEConfig:
     # >0: a semi-supervised conditional VAE (`molvae.model.conditional`) over this many
     # standardized properties y: q(y|x), q(z|x,y), p(x|y,z); the decoder reads [z, y]
     condition_dim: int = 0
+    # conditional models: >0 adds to q(y|x)'s mean, linear in the encoder's summary, a
+    # one-hidden-layer MLP of this width (its output starts at 0; `molvae.train.probe` fits it)
+    y_hidden: int = 0
     pad_id: int = 0
     bos_id: int = 1
     eos_id: int = 2

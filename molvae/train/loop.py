@@ -138,9 +138,8 @@ def prepare(
     run = _setup(model_config, config, Path(out_dir), train_ids, train_props, init_state,
                  progress, vocab_tokens, base_meta, on_step)  # fmt: skip
     st = start_state(run.out, resume, run.main, run.model, run.opt, run.sched, run.device)
-    fresh = st.step == 0 and st.batch == 0
     if (
-        fresh
+        st.fresh
         and init_state is not None
         and run.model.y_head is not None
         and train_props is not None
@@ -223,7 +222,7 @@ def _schedule(run: TrainingRun, st: LoopState) -> None:
     """The batches and the LR schedule's length. A resumed run keeps the batching its ``last.pt``
     records (runs written before batching was a setting: the one they used)."""
     config = run.config
-    if st.step == 0 and st.batch == 0:
+    if st.fresh:
         st.batching = config.batching_state()
     elif st.batching != config.batching_state():
         log.warning("resuming with the batching of %s: %s (requested %s)",
@@ -251,7 +250,7 @@ def load_matching(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> Non
     fits = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     fresh = sorted(set(own) - set(fits))
     dropped = sorted(set(state) - set(fits))
-    free = ("prop_head.", "y_head.", "y_prior_cov", "z_adversary.")
+    free = ("prop_head.", "y_head.", "y_mlp.", "y_prior_cov", "z_adversary.")
     if any(not k.startswith(free) for k in fresh + dropped):
         raise ValueError(f"init weights do not fit the model: {[*fresh, *dropped][:4]}")
     model.load_state_dict({**own, **fits})

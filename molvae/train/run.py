@@ -63,7 +63,7 @@ def keep_recorded_objective(run: TrainingRun, st: LoopState) -> None:
     rewritten), so a changed default or a mistyped flag cannot change a run halfway. A
     ``last.pt`` from before the record goes on with the requested settings, said in a warning."""
     config = run.config
-    if st.step == 0 and st.batch == 0:
+    if st.fresh:
         st.objective = config.objective_state()
         return
     if st.objective is None:

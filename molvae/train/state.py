@@ -53,6 +53,11 @@ class LoopState:
     # the loss settings (`TrainConfig.objective_state`); None: a last.pt that did not record them
     objective: dict[str, Any] | None = None
 
+    @property
+    def fresh(self) -> bool:
+        """No step taken and no batch begun: a new run, not a resumed one."""
+        return self.step == 0 and self.batch == 0
+
     def start_epoch(self, epoch: int) -> None:
         """Reset the in-epoch position and sums for a new epoch."""
         self.epoch, self.batch, self.n_mol, self.train_time = epoch, 0, 0, 0.0

@@ -110,7 +110,8 @@ def _fingerprints(smiles: list[str]) -> np.ndarray:
 
 # ------------------------------------------------------------------ prediction
 def prediction(a: argparse.Namespace, results: Path, hw: str) -> None:
-    done = {(r["fraction"], r["n_molecules"]) for r in _done(results) if r["part"] == "prediction"}
+    done = {(r["fraction"], r["n_molecules"], r.get("y_hidden", 0))
+            for r in _done(results) if r["part"] == "prediction"}  # fmt: skip
     test = read_smiles("zinc-test")[: a.n_test]
     y_test = _truth(test, PROPERTIES)
     init = resolve_model(a.init)
@@ -118,12 +119,14 @@ def prediction(a: argparse.Namespace, results: Path, hw: str) -> None:
     smiles, _ = load_smiles("zinc", config=FilterConfig(max_tokens=max_len - 2, dedupe=True),
                            limit=a.n_molecules)  # fmt: skip
     for fraction in a.fractions:
-        if (fraction, a.n_molecules) in done:
+        if (fraction, a.n_molecules, a.y_hidden) in done:
             continue
         t0 = time.perf_counter()
-        out = Path(a.out) / "runs" / f"labels-{fraction:g}"
+        mlp = f"-mlp{a.y_hidden}" if a.y_hidden else ""
+        out = Path(a.out) / "runs" / f"labels-{fraction:g}{mlp}"
         run = TrainRunConfig(data="zinc", out_dir=str(out), max_molecules=a.n_molecules,
                              init_from=str(init), properties=PROPERTIES, conditional=True,
+                             model={"y_hidden": a.y_hidden} if a.y_hidden else {},
                              label_fraction=None if fraction >= 1 else fraction,
                              resume=(out / "last.pt").exists())  # fmt: skip
         tc = TrainConfig(epochs=a.epochs, lr=3e-4, beta_max=0.1, kl_schedule="constant",
@@ -142,6 +145,7 @@ def prediction(a: argparse.Namespace, results: Path, hw: str) -> None:
         assert len(labelled) == meta["labelled_train"][0], "the baseline's labels differ"
         base = baselines(labelled, test, a.threads, a.rf_max)
         row = {"part": "prediction", "fraction": fraction, "n_molecules": a.n_molecules,
+               "y_hidden": a.y_hidden,
                "n_labelled": len(labelled), "n_test": len(test), "epochs": a.epochs,
                "r2": {m: {n: r2(p[:, j], y_test[:, j]) for j, n in enumerate(PROPERTIES)}
                       for m, p in {"molvae": pred, **base}.items()},
@@ -181,8 +185,9 @@ def prediction_table(rows: list[dict[str, Any]]) -> str:
     lines = []
     for n in PROPERTIES:
         table = []
-        for r in sorted(rows, key=lambda r: r["fraction"]):
-            table.append({"labels": f"{100 * r['fraction']:g}% ({r['n_labelled']:,})",
+        for r in sorted(rows, key=lambda r: (r["fraction"], r.get("y_hidden", 0))):
+            head = f", q(y\\|x) + MLP {r['y_hidden']}" if r.get("y_hidden") else ""
+            table.append({"labels": f"{100 * r['fraction']:g}% ({r['n_labelled']:,}){head}",
                           **{m: round(v[n], 3) for m, v in r["r2"].items()}})  # fmt: skip
         # a row without a method (the forest past --rf-max) shows an empty cell
         lines += [f"R² of {n} on {rows[0]['n_test']:,} held-out MOSES test molecules:", "",
@@ -311,6 +316,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--max-steps", type=int, default=None, help="per epoch (smoke runs)")
     p.add_argument("--n-test", type=int, default=2000)
+    p.add_argument(
+        "--y-hidden",
+        type=int,
+        default=0,
+        help="prediction: width of q(y|x)'s MLP part (VAEConfig.y_hidden; 0 = linear only)",
+    )
     p.add_argument(
         "--rf-max",
         type=int,
