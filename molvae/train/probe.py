@@ -111,8 +111,8 @@ def fit_residual_mlp(
 
     A tenth of the molecules (seeded) is held out of the MLP's fit: it picks the weight decay
     and the epoch to stop at, and a property keeps the MLP's output only where that lowered
-    its held-out error (its output row is zeroed otherwise, so q(y|x) stays the ridge fit
-    there). QED is a product of desirability functions of counts the summary holds nearly
+    its held-out error (its output row is zeroed otherwise, so q(y|x) starts as the ridge fit
+    there). QED is a product of desirability functions of quantities the summary holds nearly
     linearly (MW, logP, donors, acceptors, rings): a nonlinear read of them needs the hidden
     layer. Returns the MLP and, per property, the held-out mean squared error before and
     after."""
