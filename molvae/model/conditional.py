@@ -179,6 +179,16 @@ def adversary_losses(adversary: nn.Module, mu: Tensor, props: Tensor) -> tuple[T
     return fit, fool
 
 
+def y_mlp(in_dim: int, hidden: int, p: int) -> nn.Sequential:
+    """The nonlinear part of q(y|x)'s mean (``VAEConfig.y_hidden``), ``batch x in_dim -> batch
+    x p``: QED is a product of desirabilities of what the encoder's summary holds nearly
+    linearly. Its output layer starts at 0, so q(y|x) starts as its linear part."""
+    net = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, p))
+    nn.init.zeros_(net[2].weight)
+    nn.init.zeros_(net[2].bias)
+    return net
+
+
 def frozen_call(module: nn.Module, *args: object) -> object:
     """``module(*args)`` with its weights detached: the gradient of the result reaches the
     inputs only, so a loss on it trains what made them and never ``module`` itself."""

@@ -57,18 +57,12 @@ class MolVAE(nn.Module):
         self.property_scale: PropertyScale | None = None  # set from checkpoint meta
         self.condition_scale: PropertyScale | None = None  # conditional: meta["condition"]
         self.y_head: nn.Module | None = None
-        self.y_mlp: nn.Sequential | None = None
+        # with y_hidden, q(y|x)'s mean also has a nonlinear part (its output starts at 0)
+        self.y_mlp = cond.y_mlp(2 * c.enc_hidden, c.y_hidden, p) if p and c.y_hidden else None
         if p:
             # q(y|x): mean and log-variance of each standardized property, linear in the
             # encoder's summary (so a ridge fit can start it: `molvae.train.probe`)
             self.y_head = nn.Linear(2 * c.enc_hidden, 2 * p)
-            if c.y_hidden:
-                # the nonlinear part of q(y|x)'s mean (QED is a product of desirabilities of
-                # what the summary holds nearly linearly); zero output: starts as the linear fit
-                self.y_mlp = nn.Sequential(nn.Linear(2 * c.enc_hidden, c.y_hidden), nn.ReLU(),
-                                           nn.Linear(c.y_hidden, p))  # fmt: skip
-                nn.init.zeros_(self.y_mlp[2].weight)
-                nn.init.zeros_(self.y_mlp[2].bias)
             # p(y) = N(0, Sigma): the labelled training molecules' correlations (set by training)
             self.register_buffer("y_prior_cov", torch.eye(p))
             # training only: predicts y from z's mean, so the encoder learns to leave the
@@ -78,8 +72,7 @@ class MolVAE(nn.Module):
             )
         # teacher-forced passes through `molvae.model.gru` (the trainer sets it on the CPU);
         # under bf16 autocast only with fused_bf16, else the nn.GRU kernels run there
-        self.fused_rnn = False
-        self.fused_bf16 = False
+        self.fused_rnn = self.fused_bf16 = False
         if c.property_dim > 0:
             self.prop_head = nn.Sequential(
                 nn.Linear(c.latent_dim, 128), nn.ReLU(), nn.Linear(128, c.property_dim)

@@ -12,7 +12,7 @@ fine-tuning goes on from there.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -131,33 +131,19 @@ def fit_residual_mlp(
             err = (net(x[val]) - y[val]).pow(2) * known[val]
         return err.sum(0) / known[val].sum(0).clamp(min=1)
 
+    def new_net() -> nn.Sequential:
+        with torch.random.fork_rng(devices=[]):  # seeded, and the caller's stream untouched
+            torch.manual_seed(seed)
+            return nn.Sequential(nn.Linear(x.shape[1], hidden), nn.ReLU(), nn.Linear(hidden, p))
+
     best: tuple[float, nn.Sequential | None] = (float("inf"), None)
     gen = torch.Generator().manual_seed(seed)
     for wd in weight_decays:
-        with torch.random.fork_rng(devices=[]):  # seeded, and the caller's stream untouched
-            torch.manual_seed(seed)
-            net = nn.Sequential(nn.Linear(x.shape[1], hidden), nn.ReLU(), nn.Linear(hidden, p))
-        opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=wd)
-        kept, kept_at, waited = val_mse(net).mean().item(), None, 0
-        for _ in range(max_epochs):
-            for s in torch.randperm(len(fit), generator=gen).split(256):
-                rows = fit[s.numpy()]
-                err = (net(x[rows]) - y[rows]).pow(2) * known[rows]
-                loss = err.sum() / known[rows].sum().clamp(min=1)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-            now = val_mse(net).mean().item()
-            if now < kept - 1e-6:
-                kept, kept_at, waited = now, {k: v.clone() for k, v in net.state_dict().items()}, 0
-            else:
-                waited += 1
-                if waited >= patience:
-                    break
-        if kept_at is not None and kept < best[0]:
-            net.load_state_dict(kept_at)
+        net = new_net()
+        kept = _train_early_stopped(net, x, y, known, fit, val_mse, wd, gen, max_epochs, patience)
+        if kept < best[0]:
             best = (kept, net)
-    net = best[1] or nn.Sequential(nn.Linear(x.shape[1], hidden), nn.ReLU(), nn.Linear(hidden, p))
+    net = best[1] or new_net()
     base = (y[val].pow(2) * known[val]).sum(0) / known[val].sum(0).clamp(min=1)
     after = val_mse(net)
     with torch.no_grad():
@@ -166,3 +152,41 @@ def fit_residual_mlp(
         net[2].bias[worse] = 0.0
     after = torch.where(worse, base, after)
     return net, {"val_mse_ridge": base.tolist(), "val_mse": after.tolist()}
+
+
+def _train_early_stopped(
+    net: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    known: torch.Tensor,
+    fit: np.ndarray,
+    val_mse: Callable[[nn.Module], torch.Tensor],
+    weight_decay: float,
+    gen: torch.Generator,
+    max_epochs: int,
+    patience: int,
+) -> float:
+    """AdamW on the masked squared error of rows ``fit`` until the held-out error has not
+    improved for ``patience`` epochs; ``net`` is left at its best epoch. Returns that error
+    (mean over properties; inf when no epoch improved on the initial weights)."""
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=weight_decay)
+    kept, kept_at, waited = val_mse(net).mean().item(), None, 0
+    for _ in range(max_epochs):
+        for s in torch.randperm(len(fit), generator=gen).split(256):
+            rows = fit[s.numpy()]
+            err = (net(x[rows]) - y[rows]).pow(2) * known[rows]
+            loss = err.sum() / known[rows].sum().clamp(min=1)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        now = val_mse(net).mean().item()
+        if now < kept - 1e-6:
+            kept, kept_at, waited = now, {k: v.clone() for k, v in net.state_dict().items()}, 0
+        else:
+            waited += 1
+            if waited >= patience:
+                break
+    if kept_at is None:
+        return float("inf")
+    net.load_state_dict(kept_at)
+    return kept
