@@ -187,11 +187,10 @@ def test_the_residual_mlp_reads_what_the_ridge_probe_cannot() -> None:
     # a product of two features (nonlinear: what ridge leaves of it is all of it) and noise
     y = np.stack([x[:, 0] * x[:, 1], rng.normal(size=600)], axis=1)
     y[:50, 0] = np.nan  # unlabelled for the first property only
-    resid = np.stack([y[:, j] - LinearRegression().fit(x, y[:, j]).predict(x)
-                      if j else y[:, j] for j in range(2)], axis=1)  # fmt: skip
-    resid[:50, 0] = np.nan
-    ok = np.isfinite(y[:, 0])
-    resid[ok, 0] = y[ok, 0] - LinearRegression().fit(x[ok], y[ok, 0]).predict(x[ok])
+    resid = np.full_like(y, np.nan)  # what a linear fit of each leaves, on its labels
+    for j in range(2):
+        ok = np.isfinite(y[:, j])
+        resid[ok, j] = y[ok, j] - LinearRegression().fit(x[ok], y[ok, j]).predict(x[ok])
     net, record = fit_residual_mlp(x, resid, hidden=32, seed=0, weight_decays=(1e-2,))
     assert record["val_mse"][0] < 0.5 * record["val_mse_ridge"][0]
     # noise: no held-out gain, so its output row is zeroed and q(y|x) stays the ridge fit
