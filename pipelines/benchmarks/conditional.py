@@ -13,7 +13,8 @@ share of them only (`molvae.data.labels.keep_fraction`: training and validation 
 q(y|x)'s mean is then compared with the truth on ``--n-test`` held-out MOSES test molecules
 (R², per property). Beside it, on the very same labelled molecules, supervised baselines on
 2048-bit Morgan fingerprints (radius 2): ridge regression and a random forest (scikit-learn;
-up to ``--rf-max`` labelled molecules).
+up to ``--rf-max`` labelled molecules). With ``--y-hidden K`` q(y|x) has an MLP part of width K
+(`VAEConfig.y_hidden`); its rows are kept apart from the linear ones.
 
 **generation** (part b): for targets spanning each property's range, ``--n`` molecules of the
 conditional model with that one property fixed (the others drawn from p(y) given it; z from the
