@@ -179,13 +179,15 @@ def adversary_losses(adversary: nn.Module, mu: Tensor, props: Tensor) -> tuple[T
     return fit, fool
 
 
-def y_mlp(in_dim: int, hidden: int, p: int) -> nn.Sequential:
+def y_mlp(in_dim: int, hidden: int, p: int, zero_output: bool = True) -> nn.Sequential:
     """The nonlinear part of q(y|x)'s mean (``VAEConfig.y_hidden``), ``batch x in_dim -> batch
     x p``: QED is a product of desirabilities of what the encoder's summary holds nearly
-    linearly. Its output layer starts at 0, so q(y|x) starts as its linear part."""
+    linearly. Its output layer starts at 0 (``zero_output``), so q(y|x) starts as its linear
+    part; `molvae.train.probe` fits one from torch's default start instead."""
     net = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, p))
-    nn.init.zeros_(net[2].weight)
-    nn.init.zeros_(net[2].bias)
+    if zero_output:
+        nn.init.zeros_(net[2].weight)
+        nn.init.zeros_(net[2].bias)
     return net
 
 

@@ -19,6 +19,8 @@ import torch
 from torch import nn
 
 from molvae.data.batching import collate
+from molvae.model.conditional import y_mlp
+from molvae.model.property_head import masked_mse
 
 log = logging.getLogger(__name__)
 
@@ -124,27 +126,27 @@ def fit_residual_mlp(
     x = torch.as_tensor(feats, dtype=torch.float32)
     y = torch.as_tensor(resid, dtype=torch.float32)
     known = ~torch.isnan(y)
-    y = y.nan_to_num(0.0)
 
     def val_mse(net: nn.Module) -> torch.Tensor:
+        """Per property, over the held-out molecules labelled for it."""
         with torch.no_grad():
-            err = (net(x[val]) - y[val]).pow(2) * known[val]
+            err = (net(x[val]) - y[val].nan_to_num(0.0)).pow(2) * known[val]
         return err.sum(0) / known[val].sum(0).clamp(min=1)
 
     def new_net() -> nn.Sequential:
         with torch.random.fork_rng(devices=[]):  # seeded, and the caller's stream untouched
             torch.manual_seed(seed)
-            return nn.Sequential(nn.Linear(x.shape[1], hidden), nn.ReLU(), nn.Linear(hidden, p))
+            return y_mlp(x.shape[1], hidden, p, zero_output=False)
 
     best: tuple[float, nn.Sequential | None] = (float("inf"), None)
     gen = torch.Generator().manual_seed(seed)
     for wd in weight_decays:
         net = new_net()
-        kept = _train_early_stopped(net, x, y, known, fit, val_mse, wd, gen, max_epochs, patience)
+        kept = _train_early_stopped(net, x, y, fit, val_mse, wd, gen, max_epochs, patience)
         if kept < best[0]:
             best = (kept, net)
     net = best[1] or new_net()
-    base = (y[val].pow(2) * known[val]).sum(0) / known[val].sum(0).clamp(min=1)
+    base = (y[val].nan_to_num(0.0).pow(2) * known[val]).sum(0) / known[val].sum(0).clamp(min=1)
     after = val_mse(net)
     with torch.no_grad():
         worse = ~(after < base) if best[1] is not None else torch.ones(p, dtype=torch.bool)
@@ -158,7 +160,6 @@ def _train_early_stopped(
     net: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
-    known: torch.Tensor,
     fit: np.ndarray,
     val_mse: Callable[[nn.Module], torch.Tensor],
     weight_decay: float,
@@ -166,16 +167,15 @@ def _train_early_stopped(
     max_epochs: int,
     patience: int,
 ) -> float:
-    """AdamW on the masked squared error of rows ``fit`` until the held-out error has not
-    improved for ``patience`` epochs; ``net`` is left at its best epoch. Returns that error
-    (mean over properties; inf when no epoch improved on the initial weights)."""
+    """AdamW on the squared error of rows ``fit`` (NaN targets left out) until the held-out
+    error has not improved for ``patience`` epochs; ``net`` is left at its best epoch. Returns
+    that error (mean over properties; inf when no epoch improved on the initial weights)."""
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=weight_decay)
     kept, kept_at, waited = val_mse(net).mean().item(), None, 0
     for _ in range(max_epochs):
         for s in torch.randperm(len(fit), generator=gen).split(256):
             rows = fit[s.numpy()]
-            err = (net(x[rows]) - y[rows]).pow(2) * known[rows]
-            loss = err.sum() / known[rows].sum().clamp(min=1)
+            loss = masked_mse(net(x[rows]), y[rows])
             opt.zero_grad()
             loss.backward()
             opt.step()
