@@ -197,7 +197,7 @@ def test_conditional_smoke_runs_every_part_once(tmp_path, load) -> None:
     rows = [json.loads(ln) for ln in (tmp_path / "results.jsonl").read_text().splitlines()]
     assert sorted(r["part"] for r in rows) == ["generation", "likelihood", "prediction"]
     pred = next(r for r in rows if r["part"] == "prediction")
-    assert set(pred["r2"]) == {"molvae", "ridge_fp", "rf_fp"}
+    assert set(pred["r2"]) == {"molvae", "ridge_fp", "rf_fp"} and pred["final_probe"]
     assert set(pred["r2"]["molvae"]) == {"logp", "qed", "sa_score", "mw"}
     run = json.loads((tmp_path / "runs" / "labels-0.5" / "run.json").read_text())
     assert pred["n_labelled"] == run["condition"]["labelled_train"][0] > 0

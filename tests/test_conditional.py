@@ -371,6 +371,15 @@ def test_conditional_training_records_its_labels(conditional_run) -> None:
     )
     assert ck.meta["probe"]["n"][:2] == meta["labelled_train"][:2]  # LP-FT on the labels
     assert ck.config.y_hidden == 8 and len(ck.meta["probe"]["val_mse"]) == 3  # and its MLP
+    # after the epoch, q(y|x) in best.pt was fitted again to that epoch's encoder (last.pt, the
+    # same epoch, keeps the fine-tuned head); nothing else differs
+    last = load_checkpoint(conditional_run / "last.pt")
+    assert ck.meta["final_probe"]["n"] == ck.meta["probe"]["n"]
+    q_y_x = ("y_head.", "y_mlp.")
+    assert not torch.equal(ck.state_dict["y_head.weight"], last.state_dict["y_head.weight"])
+    assert all(torch.equal(v, last.state_dict[k]) for k, v in ck.state_dict.items()
+               if not k.startswith(q_y_x))  # fmt: skip
+    assert "final_probe" not in last.meta
     model = MolVAE.from_checkpoint(ck)
     assert np.allclose(model.y_prior_cov.numpy(), cov, atol=1e-6)
     assert model.condition_scale.names == meta["names"]
@@ -388,6 +397,7 @@ def test_a_conditional_run_resumes(conditional_run, tmp_path) -> None:
     assert main(args) == 0
     metrics = pd.read_csv(out / "metrics.csv")
     assert list(metrics.epoch) == [1, 2] and metrics.train_y_term.notna().all()
+    assert "final_probe" in load_checkpoint(out / "best.pt").meta
     second = load_checkpoint(out / "last.pt")
     assert second.meta["epochs"] == 2 and second.meta["condition"] == first.meta["condition"]
     assert torch.equal(second.state_dict["y_prior_cov"], first.state_dict["y_prior_cov"])

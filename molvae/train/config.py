@@ -57,6 +57,10 @@ class TrainConfig:
     # conditional models: the adversary starts fresh on a trained encoder, so it learns at lr
     # times this (q(y|x) starts from a ridge fit instead: `molvae.train.probe`)
     head_lr_scale: float = 10.0
+    # conditional models with labels: after the last epoch, q(y|x) in best.pt is fitted again
+    # to its final encoder (ridge, then the MLP part; `molvae.train.probe`): fine-tuning moves
+    # the summaries it reads, and a fresh fit reads them better than the fine-tuned head
+    final_probe: bool = True
     lr_decay: str = "cosine"  # "cosine" (to 0 over all steps, after warm-up) | "none"
     lr_warmup_steps: int = 200  # linear learning-rate warm-up
     device: str = "auto"  # auto = cuda if available else cpu

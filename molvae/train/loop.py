@@ -27,7 +27,7 @@ from torch.utils.data import Sampler
 from molvae.data.batching import batch_sampler, sequence_lengths
 from molvae.io import write_text
 from molvae.model import MolVAE, VAEConfig
-from molvae.model.checkpoint import versions
+from molvae.model.checkpoint import load_checkpoint, save_checkpoint, versions
 from molvae.model.conditional import META_KEY, condition_scale, grow_inputs
 from molvae.model.device import resolve_device
 from molvae.model.property_head import PropertyScale
@@ -114,7 +114,28 @@ def train(
             if callback is not None:
                 callback(row)
         st.start_epoch(epoch + 1)
+    if run.main and config.final_probe:
+        final_probe(run)
     return _finish(run, st)
+
+
+def final_probe(run: TrainingRun) -> dict[str, list[float]] | None:
+    """Fit q(y|x) in ``best.pt`` again to that model's encoder (`probe_init` on the labelled
+    training molecules; LP-FT, then LP once more) and record the fit as ``meta["final_probe"]``.
+    Nothing to do (None) for a model without q(y|x) or labels, or a ``best.pt`` that already
+    has it: a resumed run that adds no better epoch leaves the file as it is."""
+    path = run.out / "best.pt"
+    if run.model.y_head is None or run.train_props is None or not path.exists():
+        return None
+    ck = load_checkpoint(path)
+    if "final_probe" in ck.meta:
+        return None
+    # a copy: run.model stays at the last epoch, which is what last.pt and TrainResult hold
+    model = MolVAE(ck.config).to(run.device)
+    model.load_state_dict(ck.state_dict)
+    record = probe_init(model, run.ids, run.train_props, run.device, run.config.seed)
+    save_checkpoint(path, model, run.vocab_tokens, {**ck.meta, "final_probe": record})
+    return record
 
 
 def prepare(

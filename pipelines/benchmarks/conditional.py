@@ -14,7 +14,9 @@ q(y|x)'s mean is then compared with the truth on ``--n-test`` held-out MOSES tes
 (R², per property). Beside it, on the very same labelled molecules, supervised baselines on
 2048-bit Morgan fingerprints (radius 2): ridge regression and a random forest (scikit-learn;
 up to ``--rf-max`` labelled molecules). With ``--y-hidden K`` q(y|x) has an MLP part of width K
-(`VAEConfig.y_hidden`); its rows are kept apart from the linear ones.
+(`VAEConfig.y_hidden`); its rows are kept apart from the linear ones. q(y|x) is fitted again
+to the encoder after the last epoch (`TrainConfig.final_probe`) unless ``--no-final-probe``;
+rows record which.
 
 **generation** (part b): for targets spanning each property's range, ``--n`` molecules of the
 conditional model with that one property fixed (the others drawn from p(y) given it; z from the
@@ -111,7 +113,7 @@ def _fingerprints(smiles: list[str]) -> np.ndarray:
 
 # ------------------------------------------------------------------ prediction
 def prediction(a: argparse.Namespace, results: Path, hw: str) -> None:
-    done = {(r["fraction"], r["n_molecules"], r.get("y_hidden", 0))
+    done = {(r["fraction"], r["n_molecules"], r.get("y_hidden", 0), r.get("final_probe", False))
             for r in _done(results) if r["part"] == "prediction"}  # fmt: skip
     test = read_smiles("zinc-test")[: a.n_test]
     y_test = _truth(test, PROPERTIES)
@@ -120,18 +122,20 @@ def prediction(a: argparse.Namespace, results: Path, hw: str) -> None:
     smiles, _ = load_smiles("zinc", config=FilterConfig(max_tokens=max_len - 2, dedupe=True),
                            limit=a.n_molecules)  # fmt: skip
     for fraction in a.fractions:
-        if (fraction, a.n_molecules, a.y_hidden) in done:
+        if (fraction, a.n_molecules, a.y_hidden, a.final_probe) in done:
             continue
         t0 = time.perf_counter()
         mlp = f"-mlp{a.y_hidden}" if a.y_hidden else ""
-        out = Path(a.out) / "runs" / f"labels-{fraction:g}{mlp}"
+        # the final probe rewrites best.pt, so runs without it keep their own directory
+        out = Path(a.out) / "runs" / f"labels-{fraction:g}{mlp}{'' if a.final_probe else '-lpft'}"
         run = TrainRunConfig(data="zinc", out_dir=str(out), max_molecules=a.n_molecules,
                              init_from=str(init), properties=PROPERTIES, conditional=True,
                              model={"y_hidden": a.y_hidden} if a.y_hidden else {},
                              label_fraction=None if fraction >= 1 else fraction,
                              resume=(out / "last.pt").exists())  # fmt: skip
         tc = TrainConfig(epochs=a.epochs, lr=3e-4, beta_max=0.1, kl_schedule="constant",
-                         num_threads=a.threads, max_steps_per_epoch=a.max_steps)  # fmt: skip
+                         num_threads=a.threads, max_steps_per_epoch=a.max_steps,
+                         final_probe=a.final_probe)  # fmt: skip
         result = train_on_smiles(run, tc, progress=False)
         codec = LatentCodec.from_checkpoint(result.best_path, device="cpu", grammar=None)
         enc = codec.encode(test)
@@ -146,7 +150,7 @@ def prediction(a: argparse.Namespace, results: Path, hw: str) -> None:
         assert len(labelled) == meta["labelled_train"][0], "the baseline's labels differ"
         base = baselines(labelled, test, a.threads, a.rf_max)
         row = {"part": "prediction", "fraction": fraction, "n_molecules": a.n_molecules,
-               "y_hidden": a.y_hidden,
+               "y_hidden": a.y_hidden, "final_probe": a.final_probe,
                "n_labelled": len(labelled), "n_test": len(test), "epochs": a.epochs,
                "r2": {m: {n: r2(p[:, j], y_test[:, j]) for j, n in enumerate(PROPERTIES)}
                       for m, p in {"molvae": pred, **base}.items()},
@@ -186,8 +190,10 @@ def prediction_table(rows: list[dict[str, Any]]) -> str:
     lines = []
     for n in PROPERTIES:
         table = []
-        for r in sorted(rows, key=lambda r: (r["fraction"], r.get("y_hidden", 0))):
+        for r in sorted(rows, key=lambda r: (r["fraction"], r.get("y_hidden", 0),
+                                             r.get("final_probe", False))):  # fmt: skip
             head = f", q(y\\|x) + MLP {r['y_hidden']}" if r.get("y_hidden") else ""
+            head += ", final probe" if r.get("final_probe") else ""
             table.append({"labels": f"{100 * r['fraction']:g}% ({r['n_labelled']:,}){head}",
                           **{m: round(v[n], 3) for m, v in r["r2"].items()}})  # fmt: skip
         # a row without a method (the forest past --rf-max) shows an empty cell
@@ -322,6 +328,12 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=0,
         help="prediction: width of q(y|x)'s MLP part (VAEConfig.y_hidden; 0 = linear only)",
+    )
+    p.add_argument(
+        "--no-final-probe",
+        dest="final_probe",
+        action="store_false",
+        help="prediction: keep the fine-tuned q(y|x) (TrainConfig.final_probe off)",
     )
     p.add_argument(
         "--rf-max",
