@@ -177,6 +177,21 @@ def test_linear_probe_starts_q_y_x_at_a_ridge_fit() -> None:
     assert logvar[0, 0].item() == pytest.approx(model.y_head.bias[2].item())  # no weights
 
 
+@torch.no_grad()
+def test_q_y_error_averages_over_each_propertys_labels() -> None:
+    from molvae.train.loop import q_y_error
+
+    vocab, _, model = _models(p=2)
+    ids = [np.array(vocab.encode(s)) for s in ZINC_SMALL]
+    x, lengths, _ = _batch(vocab, ZINC_SMALL)
+    mean = model.y_posterior(model.summary(x, lengths))[0].numpy()
+    props = np.full((len(ids), 2), np.nan)
+    props[:5, 0] = mean[:5, 0] + np.arange(5)  # errors 0, 1, 4, 9, 16 on five labels
+    err = q_y_error(model, ids, props, torch.device("cpu"))
+    assert err[0] == pytest.approx(6.0, abs=1e-4) and np.isnan(err[1])  # none: NaN
+    assert np.isnan(q_y_error(model, ids, None, torch.device("cpu"))).all()
+
+
 def test_the_residual_mlp_reads_what_the_ridge_probe_cannot() -> None:
     from sklearn.linear_model import LinearRegression
 
@@ -371,14 +386,18 @@ def test_conditional_training_records_its_labels(conditional_run) -> None:
     )
     assert ck.meta["probe"]["n"][:2] == meta["labelled_train"][:2]  # LP-FT on the labels
     assert ck.config.y_hidden == 8 and len(ck.meta["probe"]["val_mse"]) == 3  # and its MLP
-    # after the epoch, q(y|x) in best.pt was fitted again to that epoch's encoder (last.pt, the
-    # same epoch, keeps the fine-tuned head); nothing else differs
+    # after the epoch, q(y|x) in best.pt was fitted again to that epoch's encoder and kept
+    # where it predicts the labelled validation molecules better (last.pt, the same epoch,
+    # keeps the fine-tuned head); nothing else differs
     last = load_checkpoint(conditional_run / "last.pt")
-    assert ck.meta["final_probe"]["n"] == ck.meta["probe"]["n"]
-    q_y_x = ("y_head.", "y_mlp.")
-    assert not torch.equal(ck.state_dict["y_head.weight"], last.state_dict["y_head.weight"])
+    final = ck.meta["final_probe"]
+    assert final["n"] == ck.meta["probe"]["n"]
+    refit = np.nanmean(final["val_mse_refit"]) < np.nanmean(final["val_mse_fine_tuned"])
+    assert final["kept"] == ("refit" if refit else "fine-tuned")
+    same = torch.equal(ck.state_dict["y_head.weight"], last.state_dict["y_head.weight"])
+    assert same != refit
     assert all(torch.equal(v, last.state_dict[k]) for k, v in ck.state_dict.items()
-               if not k.startswith(q_y_x))  # fmt: skip
+               if not k.startswith(("y_head.", "y_mlp.")))  # fmt: skip
     assert "final_probe" not in last.meta
     model = MolVAE.from_checkpoint(ck)
     assert np.allclose(model.y_prior_cov.numpy(), cov, atol=1e-6)
