@@ -179,7 +179,7 @@ def test_linear_probe_starts_q_y_x_at_a_ridge_fit() -> None:
 
 @torch.no_grad()
 def test_q_y_error_averages_over_each_propertys_labels() -> None:
-    from molvae.train.loop import q_y_error
+    from molvae.train.probe import q_y_error
 
     vocab, _, model = _models(p=2)
     ids = [np.array(vocab.encode(s)) for s in ZINC_SMALL]

@@ -27,7 +27,7 @@ from torch.utils.data import Sampler
 from molvae.data.batching import batch_sampler, sequence_lengths
 from molvae.io import write_text
 from molvae.model import MolVAE, VAEConfig
-from molvae.model.checkpoint import load_checkpoint, save_checkpoint, versions
+from molvae.model.checkpoint import versions
 from molvae.model.conditional import META_KEY, condition_scale, grow_inputs
 from molvae.model.device import resolve_device
 from molvae.model.property_head import PropertyScale
@@ -35,7 +35,7 @@ from molvae.train.config import TrainConfig
 from molvae.train.distributed import ShardedBatchSampler, init_distributed, sum_over_ranks
 from molvae.train.epoch import TrainingDiverged, metrics_row, save_epoch, train_epoch
 from molvae.train.memory import retain_freed_memory, use_fused_rnn
-from molvae.train.probe import probe_features, probe_init
+from molvae.train.probe import final_probe, probe_init
 from molvae.train.run import TrainingRun, keep_recorded_objective
 from molvae.train.schedules import lr_factor
 from molvae.train.state import LoopState, seed_all, start_state
@@ -117,57 +117,6 @@ def train(
     if run.main and config.final_probe:
         final_probe(run, val_ids, val_props)
     return _finish(run, st)
-
-
-def final_probe(
-    run: TrainingRun, val_ids: Sequence[np.ndarray], val_props: np.ndarray | None
-) -> dict[str, Any] | None:
-    """Fit q(y|x) in ``best.pt`` again to that model's encoder (`probe_init` on the labelled
-    training molecules; LP-FT, then LP once more) and keep the fit where it predicts the
-    labelled validation molecules better than the fine-tuned q(y|x) (mean squared error over
-    the properties, standardized). ``meta["final_probe"]`` records the fit, both errors and
-    which was kept. Nothing to do (None) for a model without q(y|x) or labels, or a
-    ``best.pt`` that already has it: a resumed run that adds no better epoch leaves the file
-    as it is."""
-    path = run.out / "best.pt"
-    if run.model.y_head is None or run.train_props is None or not path.exists():
-        return None
-    ck = load_checkpoint(path)
-    if "final_probe" in ck.meta:
-        return None
-    # a copy: run.model stays at the last epoch, which is what last.pt and TrainResult hold
-    model = MolVAE(ck.config).to(run.device)
-    model.load_state_dict(ck.state_dict)
-    before = q_y_error(model, val_ids, val_props, run.device)
-    record: dict[str, Any] = probe_init(model, run.ids, run.train_props, run.device,
-                                        run.config.seed)  # fmt: skip
-    after = q_y_error(model, val_ids, val_props, run.device)
-    refit = bool(np.isfinite(after).any()) and np.nanmean(after) < np.nanmean(before)
-    record.update(val_mse_fine_tuned=before.tolist(), val_mse_refit=after.tolist(),
-                  kept="refit" if refit else "fine-tuned")  # fmt: skip
-    if not refit:
-        model.load_state_dict(ck.state_dict)
-    save_checkpoint(path, model, run.vocab_tokens, {**ck.meta, "final_probe": record})
-    log.info("final probe: q(y|x) %s (validation MSE %s fine-tuned, %s refit)",
-             record["kept"], np.round(before, 4), np.round(after, 4))  # fmt: skip
-    return record
-
-
-def q_y_error(
-    model: MolVAE, ids: Sequence[np.ndarray], props: np.ndarray | None, device: torch.device
-) -> np.ndarray:
-    """Per property, the mean squared error of q(y|x)'s mean on the molecules labelled for it
-    (standardized units; NaN where none is)."""
-    p = model.config.condition_dim
-    if props is None:
-        return np.full(p, np.nan)
-    rows = np.flatnonzero(np.isfinite(props).any(axis=1))
-    h = torch.as_tensor(probe_features(model, ids, rows, device), device=device)
-    with torch.no_grad():
-        mean = model.y_posterior(h)[0].cpu().numpy() if len(rows) else np.zeros((0, p))
-    err = (mean - props[rows]) ** 2
-    known = np.isfinite(err)
-    return np.where(known, err, 0.0).sum(0) / np.where(known.any(0), known.sum(0), np.nan)
 
 
 def prepare(
