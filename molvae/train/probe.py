@@ -227,7 +227,9 @@ def final_probe(
                   kept="refit" if refit else "fine-tuned")  # fmt: skip
     if not refit:
         model.load_state_dict(ck.state_dict)
-    save_checkpoint(path, model, run.vocab_tokens, {**ck.meta, "final_probe": record})
+    # a learned prior or training domain already in the file stays in it
+    save_checkpoint(path, model, run.vocab_tokens, {**ck.meta, "final_probe": record},
+                    prior=ck.latent_prior(), domain=ck.training_domain())  # fmt: skip
     log.info("final probe: q(y|x) %s (validation MSE %s fine-tuned, %s refit)",
              record["kept"], np.round(before, 4), np.round(after, 4))  # fmt: skip
     return record
