@@ -14,7 +14,7 @@ from molvae.chem import get_objective, parse
 from molvae.data import FilterConfig, load_smiles, property_cache, split, token_cache
 from molvae.data.property_cache import cached_properties, compute_properties
 from molvae.model import MolVAE, load_checkpoint
-from molvae.model.property_head import PropertyScale, masked_mse
+from molvae.model.property_head import PropertyScale, masked_mse, masked_mse_per_column
 from molvae.runs import TrainRunConfig, train_on_smiles
 from molvae.train import TrainConfig
 from molvae.train.schedules import kl_term
@@ -152,6 +152,9 @@ def test_masked_mse_ignores_nan_targets_only() -> None:
     assert masked_mse(pred, target).item() == pytest.approx((1 + 0 + 4) / 3)
     assert masked_mse(pred, torch.zeros(2, 2)).item() == pytest.approx(30 / 4)
     assert not torch.isfinite(masked_mse(pred, torch.full((2, 2), math.inf)))
+    # per column: column 0 (1 + 0) / 2, column 1 its one target; a column without one is NaN
+    torch.testing.assert_close(masked_mse_per_column(pred, target), torch.tensor([0.5, 4.0]))
+    assert masked_mse_per_column(pred, torch.full((2, 2), math.nan)).isnan().all()
     scale = PropertyScale(["a", "b"], [1.0, -1.0], [2.0, 0.5])
     torch.testing.assert_close(scale.to_units(pred), torch.tensor([[3.0, 0.0], [7.0, 1.0]]))
 

@@ -40,3 +40,11 @@ def masked_mse(pred: Tensor, target: Tensor) -> Tensor:
         return F.mse_loss(pred, target)
     diff = torch.where(missing, torch.zeros_like(pred), pred - target.nan_to_num(0.0))
     return diff.pow(2).sum() / (~missing).sum().clamp(min=1)
+
+
+def masked_mse_per_column(pred: Tensor, target: Tensor) -> Tensor:
+    """`masked_mse` of each column of ``batch x p`` on its own, ``p``: NaN for a column
+    without a target."""
+    missing = torch.isnan(target)
+    diff = torch.where(missing, torch.zeros_like(pred), pred - target.nan_to_num(0.0))
+    return diff.pow(2).sum(0) / (~missing).sum(0)

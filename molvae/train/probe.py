@@ -24,7 +24,7 @@ from molvae.data.batching import collate
 from molvae.model import MolVAE
 from molvae.model.checkpoint import load_checkpoint, save_checkpoint
 from molvae.model.conditional import y_mlp
-from molvae.model.property_head import masked_mse
+from molvae.model.property_head import masked_mse, masked_mse_per_column
 
 if TYPE_CHECKING:
     from molvae.train.run import TrainingRun
@@ -132,13 +132,11 @@ def fit_residual_mlp(
     val, fit = order[:n_val], order[n_val:]
     x = torch.as_tensor(feats, dtype=torch.float32)
     y = torch.as_tensor(resid, dtype=torch.float32)
-    known = ~torch.isnan(y)
 
     def val_mse(net: nn.Module) -> torch.Tensor:
-        """Per property, over the held-out molecules labelled for it."""
+        """Per property, over the held-out molecules labelled for it (0 where none is)."""
         with torch.no_grad():
-            err = (net(x[val]) - y[val].nan_to_num(0.0)).pow(2) * known[val]
-        return err.sum(0) / known[val].sum(0).clamp(min=1)
+            return masked_mse_per_column(net(x[val]), y[val]).nan_to_num(0.0)
 
     def new_net() -> nn.Sequential:
         with torch.random.fork_rng(devices=[]):  # seeded, and the caller's stream untouched
@@ -153,7 +151,7 @@ def fit_residual_mlp(
         if kept < best[0]:
             best = (kept, net)
     net = best[1] or new_net()
-    base = (y[val].nan_to_num(0.0).pow(2) * known[val]).sum(0) / known[val].sum(0).clamp(min=1)
+    base = masked_mse_per_column(torch.zeros_like(y[val]), y[val]).nan_to_num(0.0)
     after = val_mse(net)
     with torch.no_grad():
         worse = ~(after < base) if best[1] is not None else torch.ones(p, dtype=torch.bool)
@@ -246,7 +244,6 @@ def q_y_error(
     rows = np.flatnonzero(np.isfinite(props).any(axis=1))
     h = torch.as_tensor(probe_features(model, ids, rows, device), device=device)
     with torch.no_grad():
-        mean = model.y_posterior(h)[0].cpu().numpy() if len(rows) else np.zeros((0, p))
-    err = (mean - props[rows]) ** 2
-    known = np.isfinite(err)
-    return np.where(known, err, 0.0).sum(0) / np.where(known.any(0), known.sum(0), np.nan)
+        mean = model.y_posterior(h)[0].cpu() if len(rows) else torch.zeros(0, p)
+    target = torch.as_tensor(props[rows], dtype=torch.float64)
+    return masked_mse_per_column(mean.double(), target).numpy()
