@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import random
+from dataclasses import replace
 
 import bo_fakes as F
 import numpy as np
@@ -13,7 +14,7 @@ import pytest
 import torch
 from rdkit import Chem, DataStructs
 
-from molvae.bo import BOConfig
+from molvae.bo import BOConfig, candidates
 from molvae.bo.candidates import (
     gp_points,
     heavy_atoms,
@@ -72,6 +73,82 @@ def test_thompson_sampling_picks_distinct_candidates_and_the_clear_winner():
         mean = model.posterior(fingerprints(cands)).mean.squeeze(-1)
     assert int(mean.argmax()) == 1
     assert thompson_select(model, fingerprints(cands[:1]), 3, seed=0) == [0]
+
+
+def test_thompson_sampling_adds_the_known_part_to_every_draw():
+    train = ["CCO", "CCCO", "CCCCO", "c1ccccc1", "Cc1ccccc1", "CCc1ccccc1"]
+    y = torch.tensor([0.0, 0.1, 0.2, 2.0, 2.2, 2.4], dtype=torch.float64)
+    model = fit_fingerprint_gp(fingerprints(train), y, maxiter=50)
+    x = fingerprints(["CCCCCO", "CCCc1ccccc1", "CCCCCCO", "OCCO"])
+    zero = torch.zeros(4, dtype=torch.float64)
+    assert thompson_select(model, x, 2, 0, offset=zero) == thompson_select(model, x, 2, 0)
+    # the GP ranks the ring first; a known part worth far more puts OCCO first in every draw
+    big = torch.tensor([0.0, 0.0, 0.0, 100.0], dtype=torch.float64)
+    assert thompson_select(model, x, 2, 0, offset=big)[0] == 3
+
+
+def _heteroatoms(smiles: str) -> int:
+    return sum(a.GetSymbol() != "C" for a in Chem.MolFromSmiles(smiles).GetAtoms())
+
+
+def _known_heteroatom_penalty(smiles: list[str]) -> np.ndarray:
+    """F.Objective's exactly known part: -0.5 per heteroatom (NaN where RDKit cannot parse)."""
+    return np.array([-0.5 * _heteroatoms(s) if Chem.MolFromSmiles(s) else np.nan for s in smiles])
+
+
+def test_with_a_known_part_the_gp_models_only_the_rest(monkeypatch):
+    scored = _scored(F.Objective())  # carbons - 0.5 per heteroatom
+    known = {c for c, _ in scored}
+    fitted: list[torch.Tensor] = []
+    real_fit = candidates.fit_fingerprint_gp
+
+    def spy(x, y, **kwargs):
+        fitted.append(y.clone())
+        return real_fit(x, y, **kwargs)
+
+    monkeypatch.setattr(candidates, "fit_fingerprint_gp", spy)
+    prop = propose_molecules(scored, known, 6, 0, BOConfig(**FAST), canonical,
+                             known_fn=_known_heteroatom_penalty)  # fmt: skip
+    carbons = [Chem.MolFromSmiles(c).GetNumHeavyAtoms() - _heteroatoms(c) for c, _ in scored]
+    assert fitted[-1].tolist() == pytest.approx(carbons)  # the rest: the carbons alone
+    assert prop.known_part and len(prop.smiles) == 6 and not set(prop.smiles) & known
+    # switched off, or with no known part, the GP sees the scores themselves
+    off = propose_molecules(scored, known, 6, 0, BOConfig(**FAST, known_part=False), canonical,
+                            known_fn=_known_heteroatom_penalty)  # fmt: skip
+    assert fitted[-1].tolist() == pytest.approx([v for _, v in scored]) and not off.known_part
+    assert propose_molecules(scored, known, 6, 0, BOConfig(**FAST), canonical).smiles == off.smiles
+
+
+def test_a_molecule_whose_known_part_fails_is_neither_learnt_from_nor_proposed(monkeypatch):
+    scored = _scored(F.Objective())
+    bad = scored[0][0]
+    ban = lambda smiles: np.array([np.nan if s == bad or "O" in s else -0.5 * _heteroatoms(s)  # noqa: E731
+                                   for s in smiles])  # fmt: skip
+    prop = propose_molecules(scored, {c for c, _ in scored}, 6, 0, BOConfig(**FAST), canonical,
+                             known_fn=ban)  # fmt: skip
+    assert prop.gp_points == len(scored) - sum(c == bad or "O" in c for c, _ in scored)
+    assert prop.smiles and not any("O" in s for s in prop.smiles)
+
+
+def test_a_campaign_records_its_known_part_and_an_older_directory_resumes_without(tmp_path):
+    cfg = BOConfig(budget=25, batch_size=5, init_pool=10, seed=1, **FAST)
+    run = lambda out, c: run_campaign(c, F.decode, F.encode, F.Objective(), F.DATA, out,  # noqa: E731
+                                      canonical_fn=F.canonical, progress=False, report=False,
+                                      known_fn=_known_heteroatom_penalty)  # fmt: skip
+    run(tmp_path / "new", cfg)
+    state = json.loads((tmp_path / "new" / "state.json").read_text())
+    assert state["oracle_calls"] == 25 and state["iterations"]
+    assert all(r.get("known_part") is True for r in state["iterations"])
+    # a directory from before the known part resumes as it started: the GP sees the scores
+    out = tmp_path / "old"
+    run(out, replace(cfg, budget=20, known_part=False))
+    stored = json.loads((out / "config.json").read_text())
+    del stored["config"]["known_part"]
+    (out / "config.json").write_text(json.dumps(stored))
+    res = run(out, cfg)
+    state = json.loads((out / "state.json").read_text())
+    assert BOConfig().known_part and not res.config.known_part and state["oracle_calls"] == 25
+    assert not any("known_part" in r for r in state["iterations"])
 
 
 @pytest.mark.parametrize("kind", ["bits", "counts"])

@@ -240,6 +240,24 @@ def test_user_module_objective(tmp_path, monkeypatch) -> None:
         assert np.isnan(res.scores).all()
 
 
+def test_a_user_objective_declares_its_known_part(tmp_path, monkeypatch) -> None:
+    (tmp_path / "my_known_mod.py").write_text(
+        "def rings(mol):\n    return float(mol.GetRingInfo().NumRings())\n"
+        "def docked(mol):\n    return 2.0 + rings(mol)\n"
+        "docked.known_part = rings\n"
+        "def odd(mol):\n    return 0.0\n"
+        "odd.known_part = 3\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert chem.get_objective("my_known_mod:docked").known_part is not None
+    values = chem.known_part_values("my_known_mod:docked")([ASPIRIN, "C1CC", CAFFEINE])
+    np.testing.assert_array_equal(values, [1.0, np.nan, 2.0])
+    assert chem.known_part_values("my_known_mod:rings") is None
+    assert chem.known_part_values("qed") is None
+    with pytest.raises(ValueError, match="known_part must be a function"):
+        chem.get_objective("my_known_mod:odd")
+
+
 def test_score_smiles_statuses_and_values() -> None:
     res = chem.score_smiles([BENZENE, "", "C1CC", CAFFEINE], "logp")
     assert res.status == ["ok", "invalid", "invalid", "ok"]

@@ -19,6 +19,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from molvae import chem
@@ -217,6 +218,14 @@ def test_dockstring_benchmarks_negate_dockstrings_own_formulas(monkeypatch) -> N
         -7.5 + 10 * (1 - chem.qed(mol))
     )
     assert "targets F2; seed" in chem.get_objective("dockstring:F2").version
+    # the part computed without docking: the score minus it is the Vina score alone, for each
+    for name in ("F2", "promiscuous_PPAR", "selective_JAK2"):
+        obj = chem.get_objective(f"dockstring:{name}")
+        assert obj.known_part(mol) == pytest.approx(-10 * (1 - chem.qed(mol)), abs=1e-12)
+    f2 = chem.get_objective("dockstring:F2")
+    assert f2.fn(mol) - f2.known_part(mol) == pytest.approx(7.5, abs=1e-12)
+    values = chem.known_part_values("dockstring:F2")([DOPAMINE, "not a smiles"])
+    assert values[0] == pytest.approx(f2.known_part(mol)) and np.isnan(values[1])
 
 
 def test_unknown_dockstring_benchmark_lists_the_three() -> None:

@@ -18,6 +18,7 @@ from molvae.bo.config import (
     CanonicalFn,
     DecodeFn,
     EncodeFn,
+    KnownFn,
     ObjectiveFn,
     SampleFn,
     SlackFn,
@@ -39,6 +40,7 @@ class Oracles:
     prior_fn: SampleFn | None = None
     retrain_fn: RetrainFn | None = None  # weighted retraining (`molvae.bo.retrain`)
     slack_fn: SlackFn | None = None  # constraint slacks, for one GP per constraint
+    known_fn: KnownFn | None = None  # the objective's exactly known part (`BOConfig.known_part`)
 
 
 @dataclass

@@ -20,6 +20,8 @@ ObjectiveFn = Callable[[list[str]], tuple[np.ndarray, list[str]]]
 """canonical SMILES -> (scores, status in {"ok", "infeasible", "invalid", "failed"}); an
 infeasible molecule keeps its score but misses a constraint (never the best, see `store`)."""
 SlackFn = Callable[[list[str]], np.ndarray]
+# smiles -> n values of the objective's exactly known part (`molvae.chem.Objective.known_part`)
+KnownFn = Callable[[list[str]], np.ndarray]
 """canonical SMILES -> ``n x m`` signed slacks of the campaign's ``m`` constraints: <= 0 where
 one holds, > 0 by how much it misses (`molvae.chem.constraints.Constraint.slack`)."""
 CanonicalFn = Callable[[str], "str | None"]
@@ -84,6 +86,10 @@ class BOConfig:
     ``max_heavy_atoms`` are dropped, as Jensen's Graph GA bounds its children's size: a big
     molecule shares a small fraction of its bits with any scored one, so the GP is unsure of it,
     and unbounded the UCB climb grew proposals far past drug size (docs/benchmarks/pmo.md).
+    With ``known_part`` and an objective that declares one (a score = an expensive part + a
+    part computed exactly, such as DOCKSTRING's F2 = Vina + 10 (1 - QED)), the GP is fitted to
+    the expensive part only and the exact part is added to its UCB and Thompson samples
+    (composite BO, Astudillo & Frazier 2019; docs/benchmarks/dockstring.md).
     The acquisition, trust region and re-drawing settings apply to ``"latent"``, the GP on the
     VAE's latent space that proposes z to decode.
     Asynchronous BO (``async_workers`` > 0, `molvae.bo.async_loop`): after the initial design,
@@ -146,6 +152,9 @@ class BOConfig:
     # "bits"; counts beat bits on most PMO tasks at 1,000 calls (docs/benchmarks/pmo.md).
     # Single-objective BO only: the multi-objective GPs stay on bits, where they were measured
     fp_kind: str = "counts"
+    # when the objective declares a part computed exactly at no cost (DOCKSTRING's QED penalty
+    # beside its docking score), the fingerprint GP models the rest and adds that part exactly
+    known_part: bool = True
     # None: 1.5 x the largest molecule the campaign started from (its iteration-0 rows); 0: none
     max_heavy_atoms: int | None = None
     async_workers: int = 0  # > 0: asynchronous BO with this many oracle calls in flight
@@ -216,6 +225,7 @@ LEGACY_SETTINGS: dict[str, object] = {
     "surrogate": "latent",  # before the fingerprint GP
     "max_heavy_atoms": 0,  # before the candidate size limit
     "fp_kind": "bits",  # before count fingerprints
+    "known_part": False,  # before the GP modelled an objective's unknown part only
 }
 
 FREE_POOL_SIZE = 2000  # the pool of Kusner's protocol, scored for free

@@ -216,11 +216,18 @@ def _finite(bound: torch.Tensor) -> float | None:
 
 
 def thompson_select(
-    model: SingleTaskGP, x_cand: torch.Tensor, q: int, seed: int, chunk: int = 4096
+    model: SingleTaskGP,
+    x_cand: torch.Tensor,
+    q: int,
+    seed: int,
+    chunk: int = 4096,
+    offset: torch.Tensor | None = None,
 ) -> list[int]:
     """Indices of ``q`` distinct candidates (``x_cand: m x bits``) chosen by batch Thompson
     sampling: per draw of the GP posterior over all candidates, its best candidate not chosen
-    yet. Candidates past ``chunk`` are drawn in independent chunks (rarely needed)."""
+    yet. ``offset`` (``m``): a known value added to every draw of each candidate (the exact
+    part of a composite objective). Candidates past ``chunk`` are drawn in independent chunks
+    (rarely needed)."""
     m = x_cand.shape[0]
     if m <= q:
         return list(range(m))
@@ -237,6 +244,8 @@ def thompson_select(
             eps = torch.randn(chol.shape[-1], q, generator=gen, dtype=chol.dtype)
             draws.append(mean.unsqueeze(-1) + chol @ eps)  # m_chunk x q
         samples = torch.cat(draws, 0)  # m x q
+        if offset is not None:
+            samples = samples + offset.to(samples).reshape(-1, 1)
     for j in range(q):
         col = samples[:, j].clone()
         col[taken] = -math.inf

@@ -121,13 +121,15 @@ def _propose_molecules(
         out = None if z is None else (mo, z.detach().to("cpu", torch.float64))
     else:
         out = propose_from_history(run.history, q, seed, cfg, fns.canonical_fn, fns.decode_fn,
-                                   fns.encode_fn, fns.slack_fn, in_flight, run.reuse)  # fmt: skip
+                                   fns.encode_fn, fns.slack_fn, in_flight, run.reuse,
+                                   fns.known_fn)  # fmt: skip
     if out is None:
         return None
     prop, z = out
     source = "fp-nehvi" if cfg.n_objectives > 1 else "fp-ts"
     rec = {"source": source, "fallback": None, "gp_points": prop.gp_points,
            "candidates": prop.n_candidates, "fit_s": prop.fit_s, "acq_s": prop.acq_s,
+           **({"known_part": True} if getattr(prop, "known_part", False) else {}),
            "propose_s": time.perf_counter() - start,
            **({"model_version": run.state.get("model_version", 0)}
               if run.cfg.retrain_every else {})}  # fmt: skip

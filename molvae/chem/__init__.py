@@ -36,6 +36,7 @@ from molvae.chem.objectives import (
     TanimotoTo,
     available_objectives,
     get_objective,
+    known_part_values,
     neg_sa_score,
     qed_minus_sa,
 )
@@ -88,6 +89,7 @@ __all__ = [
     "dock_targets",
     "get_objective",
     "is_valid",
+    "known_part_values",
     "largest_fragment",
     "logp",
     "mol_weight",

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from rdkit import DataStructs
 
 from molvae.chem.dock_benchmarks import (
@@ -59,6 +60,10 @@ class Objective:
     # an oracle call costs minutes (docking): as a constraint it is checked only in the oracle
     # call of a molecule chosen to be scored, never on a campaign's candidates
     expensive: bool = False
+    # the part of ``fn`` computed exactly and at no cost, ``fn(m) = (the rest) + known_part(m)``
+    # (DOCKSTRING's 10 (1 - QED) penalty beside a docking score): the fingerprint GP then models
+    # only the rest and adds this part exactly (`molvae.bo.candidates`)
+    known_part: Callable[[Mol], float] | None = None
 
 
 def neg_sa_score(mol: Mol) -> float:
@@ -160,15 +165,42 @@ def get_objective(spec: str) -> Objective:
         bench = DockstringBenchmark(rest)  # an unknown name: ValueError listing the three
         version = benchmark_version(bench.name, bench.seed)
         return Objective(f"dockstring:{bench.name}", benchmark_description(bench.name), bench,
-                         version, expensive=True)  # fmt: skip
+                         version, expensive=True, known_part=bench.known_part)  # fmt: skip
     if sep:
-        return Objective(spec, f"user objective {spec}", _import_function(prefix, rest))
+        fn = _import_function(prefix, rest)
+        # a user's objective declares its cheap, exact part as an attribute of the function
+        known = getattr(fn, "known_part", None)
+        if known is not None and not callable(known):
+            raise ValueError(f"objective {spec!r}: its known_part must be a function of a Mol")
+        return Objective(spec, f"user objective {spec}", fn, known_part=known)
     names = ", ".join(OBJECTIVES)
     raise ValueError(
         f"unknown objective {spec!r}; choose one of {names}, "
         "or give 'similarity:<SMILES>', 'pmo:<task>', 'dock:<TARGET>', 'dockstring:<name>' "
         "or a 'module:function'"
     )
+
+
+def known_part_values(spec: str) -> Callable[[list[str]], np.ndarray] | None:
+    """``smiles -> n`` values of the objective's `Objective.known_part` (NaN where a SMILES does
+    not parse or the part raises), or None when ``spec``'s objective declares none."""
+    known = get_objective(spec).known_part
+    if known is None:
+        return None
+
+    def values(smiles: list[str]) -> np.ndarray:
+        out = np.full(len(smiles), np.nan)
+        for i, s in enumerate(smiles):
+            mol = parse(s)
+            if mol is None:
+                continue
+            try:
+                out[i] = float(known(mol))
+            except Exception:  # a user's function: one molecule must not stop the campaign
+                continue
+        return out
+
+    return values
 
 
 def _import_function(module_name: str, function_name: str) -> Callable[[Mol], float]:

@@ -209,6 +209,7 @@ def _cmd_optimize(a: argparse.Namespace) -> None:
         "surrogate": a.surrogate,
         "vae_neighbours": a.vae_neighbours,
         "fp_kind": a.fp_kind,
+        "known_part": a.known_part,
         "max_heavy_atoms": a.max_heavy_atoms,
         "retrain_every": a.retrain_every,
         "retrain_k": a.retrain_k,

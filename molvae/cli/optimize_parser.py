@@ -40,6 +40,10 @@ def _add_bo_settings(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fingerprints", choices=FP_KINDS, dest="fp_kind",
                    default=default(BOConfig, "fp_kind"), help="--surrogate fingerprint: the "
                    "GP's Morgan features, counts or bits (default: %(default)s)")  # fmt: skip
+    p.add_argument("--known-part", action=argparse.BooleanOptionalAction,
+                   default=default(BOConfig, "known_part"), help="--surrogate fingerprint: "
+                   "when the objective has a part computed exactly (dockstring:*'s QED "
+                   "penalty), the GP models the rest only (default: %(default)s)")  # fmt: skip
     p.add_argument("--max-heavy-atoms", type=int, default=None, metavar="N",
                    help="--surrogate fingerprint: no candidate larger than N heavy atoms (default: "
                    "1.5 x the largest molecule of the initial design; 0: no limit)")  # fmt: skip

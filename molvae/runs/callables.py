@@ -14,7 +14,7 @@ import torch
 
 from molvae.bo import BOConfig
 from molvae.bo.init_data import read_init_data
-from molvae.chem import score_smiles
+from molvae.chem import known_part_values, score_smiles
 from molvae.chem.cache import OracleCache
 from molvae.chem.constraints import cheap_constraints, constraint_slacks, parse_constraints
 from molvae.model import LatentCodec
@@ -61,6 +61,8 @@ class CampaignCallables:
     objective: Callable[[list[str]], tuple[np.ndarray, list[str]]]
     prior: Callable[[int, int], np.ndarray]
     slack: Callable[[list[str]], np.ndarray] | None = None  # None: the campaign has no constraint
+    # the objective's part computed exactly (`molvae.chem.Objective.known_part`); None: none
+    known: Callable[[list[str]], np.ndarray] | None = None
 
 
 def campaign_callables(
@@ -113,8 +115,9 @@ def campaign_callables(
     # from the "infeasible" statuses (`molvae.bo.candidates`, `molvae.bo.iteration`)
     parsed = cheap_constraints(parse_constraints(constraints))
     slack_fn = (lambda smiles: constraint_slacks(smiles, parsed)) if parsed else None
+    known = known_part_values(specs[0]) if len(specs) == 1 else None
     return CampaignCallables(decode_fn, encode_fn, objective_fn, prior_sampler(codec, prior),
-                             slack_fn)  # fmt: skip
+                             slack_fn, known)  # fmt: skip
 
 
 def _worse(first: str, other: str) -> str:

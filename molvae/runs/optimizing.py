@@ -253,6 +253,6 @@ def _launch(
     else:
         result = run_campaign(bo_config, fns.decode, fns.encode, fns.objective,
                               out_dir=run.out_dir, prior_fn=fns.prior, retrain_fn=retrain,
-                              slack_fn=fns.slack, **common)  # fmt: skip
+                              slack_fn=fns.slack, known_fn=fns.known, **common)  # fmt: skip
     log.info("campaign finished in %.1f s (%s)", time.perf_counter() - t0, result.stop_reason)
     return result
