@@ -15,6 +15,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+import textwrap
 import threading
 import time
 from pathlib import Path
@@ -173,6 +174,40 @@ def test_an_orphaned_child_kills_itself_at_its_deadline(tmp_path) -> None:
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, start_new_session=True, capture_output=True)
     assert not result.exists(), result.read_text()
     assert proc.returncode == -9 and time.perf_counter() - t0 < 10
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")  # a zombie no one reaps yet is gone all the same
+
+
+@needs_dockstring
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+def test_a_child_whose_parent_is_killed_stops_docking_at_once(tmp_path) -> None:
+    # a campaign killed mid-docking: its child (and Vina) must not dock on for nobody until
+    # the deadline, 20 minutes later by default
+    result = tmp_path / "result.json"
+    parent = textwrap.dedent(f"""
+        import os, subprocess, sys, time
+        cmd = [sys.executable, "-m", "molvae.chem.dock_child", "DRD2", {DOPAMINE!r}, "1", "1",
+               {str(result)!r}, "1200"]
+        child = subprocess.Popen(cmd, env={docking.child_env()!r}, start_new_session=True)
+        print(child.pid, flush=True)
+        time.sleep(3)  # the child is docking by now
+        os._exit(0)  # killed: no cleanup, no timeout enforced
+    """)
+    proc = subprocess.run([sys.executable, "-c", parent], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    child = int(proc.stdout.split()[0])
+    deadline = time.monotonic() + 15
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _alive(child)
+    assert _processes_naming(str(tmp_path)) == []  # nor Open Babel nor Vina
+    assert not result.exists()
 
 
 @needs_dockstring

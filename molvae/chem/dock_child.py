@@ -13,9 +13,12 @@ import math
 import os
 import signal
 import sys
+import threading
+import time
 from pathlib import Path
 
 MAX_REASON = 160
+PARENT_POLL_S = 1.0  # how often the child checks that the process that started it lives
 
 
 def reason(exc: BaseException) -> str:
@@ -27,8 +30,24 @@ def reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _kill_group(signum: int, frame: object) -> None:
+def _kill_group(signum: int = signal.SIGKILL, frame: object = None) -> None:
     os.killpg(os.getpgrp(), signal.SIGKILL)
+
+
+def watch_parent(interval: float = PARENT_POLL_S) -> threading.Thread:
+    """Kill this process group (this process, Open Babel, Vina) as soon as the process that
+    started it is gone (its parent changes: a killed campaign or Dask worker), instead of
+    docking on for nobody until the deadline. A daemon thread; returns it."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        _kill_group()
+
+    thread = threading.Thread(target=watch, name="molvae-parent-watch", daemon=True)
+    thread.start()
+    return thread
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,10 +57,12 @@ def main(argv: list[str] | None = None) -> int:
         print(__doc__, file=sys.stderr)
         return 2
     target, smiles, seed, num_cpus, result, deadline = args
-    # the parent kills the group at its timeout; this covers a parent that died first, so an
-    # orphaned Vina does not run on for hours
+    # the parent kills the group at its timeout; these cover a parent that died first, so an
+    # orphaned Vina does not run on: at once where the parent is seen gone, at the deadline
+    # where it cannot be (a parent that keeps the same pid, e.g. a subreaper restarting)
     signal.signal(signal.SIGALRM, _kill_group)
     signal.alarm(max(1, math.ceil(float(deadline))))
+    watch_parent()
     out = Path(result)
     try:
         import dockstring
