@@ -292,6 +292,30 @@ def test_cli_score_stats_export(tmp_path, smiles_csv, monkeypatch, capsys) -> No
     assert "taken as --cache's PATH" in capsys.readouterr().err
 
 
+def test_a_backup_holds_every_row_a_live_writer_left_in_its_log(tmp_path, capsys) -> None:
+    db = tmp_path / "live.sqlite"
+    writer = OracleCache(db)
+    obj, _ = counting()
+    score_smiles(MOLS, obj, cache=writer)  # the writer stays open: its rows sit in the -wal
+    assert (tmp_path / "live.sqlite-wal").stat().st_size > 0
+    copied = tmp_path / "plain-copy.sqlite"
+    copied.write_bytes(db.read_bytes())  # what copying the file alone gives
+    with sqlite3.connect(copied) as con:
+        plain = con.execute("SELECT COUNT(*) FROM scores").fetchone()[0]
+    assert plain < len(MOLS)
+    out = tmp_path / "sub" / "backup.sqlite"
+    assert main(["cache", "backup", str(out), "--cache", str(db)]) == 0
+    assert f"copied {len(MOLS)} rows" in capsys.readouterr().err
+    assert not (tmp_path / "sub" / "backup.sqlite-wal").exists()  # one self-contained file
+    with OracleCache(out, create=False) as back:
+        assert back.export().drop(columns="created").equals(
+            writer.export().drop(columns="created")
+        )
+    assert main(["cache", "backup", str(db), "--cache", str(db)]) == 2  # onto itself: refused
+    assert "onto itself" in capsys.readouterr().err
+    writer.close()
+
+
 def test_score_result_built_the_old_way_stays_aligned() -> None:
     res = scoring.ScoreResult(scores=np.array([1.0, 2.0]), status=["ok", "ok"], error=["", ""])
     assert res.seconds.tolist() == [0.0, 0.0] and res.cached == [False, False]

@@ -18,7 +18,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -198,6 +198,27 @@ class OracleCache:
         if out is not None:
             write_csv(out, df)
         return df
+
+    def backup(self, out: str | os.PathLike) -> Path:
+        """Copy the whole cache into one SQLite file ``out`` (replaced atomically), consistent
+        while campaigns write to it: SQLite's online backup, so the rows still in the
+        write-ahead log are copied too, which copying the file alone would miss. Returns the
+        path; ``out`` must not be the cache itself."""
+        dest = Path(out)
+        if dest.resolve() == self.path.resolve():
+            raise OracleCacheError(f"cannot back the oracle cache {self.path} up onto itself")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+        tmp.unlink(missing_ok=True)
+        try:
+            with self._errors(), closing(sqlite3.connect(tmp)) as target:
+                self._connection().backup(target)
+                # one self-contained file: no -wal beside it until someone writes to it
+                target.execute("PRAGMA journal_mode=DELETE")
+            os.replace(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return dest
 
     def _connection(self) -> sqlite3.Connection:
         key = (os.getpid(), threading.get_ident())

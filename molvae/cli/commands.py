@@ -150,6 +150,10 @@ def _cmd_cache(a: argparse.Namespace) -> None:
             df = cache.export(a.out, objective=a.objective)
             print(f"wrote {len(df)} rows to {a.out}", file=sys.stderr)
             return
+        if a.cache_command == "backup":
+            rows = int(cache.stats()["rows"].sum())
+            print(f"copied {rows} rows to {cache.backup(a.out)}", file=sys.stderr)
+            return
         stats = cache.stats()
     print(f"oracle cache: {path} ({path.stat().st_size / 1e6:.3g} MB)")
     if len(stats):

@@ -126,7 +126,8 @@ def _score(sub: Any) -> None:
 
 def _cache(sub: Any) -> None:
     p = sub.add_parser(
-        "cache", help="show or export the oracle cache (objective outcomes kept by --cache)"
+        "cache",
+        help="show, export or back up the oracle cache (objective outcomes kept by --cache)",
     )
     actions = p.add_subparsers(dest="cache_command", required=True, metavar="ACTION")
     stats = actions.add_parser(
@@ -137,7 +138,11 @@ def _cache(sub: Any) -> None:
     export.add_argument(
         "--objective", default=None, metavar="SPEC", help="only this objective spec's rows"
     )
-    for q in (stats, export):
+    backup = actions.add_parser(
+        "backup", help="copy the whole cache to one SQLite file, safely while campaigns write"
+    )
+    backup.add_argument("out", metavar="OUT.sqlite", help="file to write (replaced)")
+    for q in (stats, export, backup):
         q.add_argument("--cache", default=None, metavar="PATH", help=ORACLE_CACHE)
 
 
