@@ -308,9 +308,7 @@ def test_a_backup_holds_every_row_a_live_writer_left_in_its_log(tmp_path, capsys
     assert f"copied {len(MOLS)} rows" in capsys.readouterr().err
     assert not (tmp_path / "sub" / "backup.sqlite-wal").exists()  # one self-contained file
     with OracleCache(out, create=False) as back:
-        assert back.export().drop(columns="created").equals(
-            writer.export().drop(columns="created")
-        )
+        assert back.export().drop(columns="created").equals(writer.export().drop(columns="created"))
     assert main(["cache", "backup", str(db), "--cache", str(db)]) == 2  # onto itself: refused
     assert "onto itself" in capsys.readouterr().err
     writer.close()
