@@ -215,6 +215,59 @@ def test_the_residual_mlp_reads_what_the_ridge_probe_cannot() -> None:
     assert torch.equal(out[:, 1], torch.zeros(600))
 
 
+def test_the_kernel_reader_reads_what_a_ridge_fit_cannot() -> None:
+    from molvae.train.probe import fit_kernel_reader
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(600, 6)) * rng.uniform(0.5, 3.0, size=6) + 5.0  # unstandardized
+    z = (x - x.mean(0)) / x.std(0)
+    # a linear part plus a smooth nonlinear one; and pure noise
+    y = np.stack([z[:, 2] + np.sin(z[:, 0]) * np.cos(z[:, 1]), rng.normal(size=600)], axis=1)
+    y[:50, 0] = np.nan  # unlabelled for the first property only
+    state, lin_w, lin_b, record = fit_kernel_reader(x, y, m=100, seed=0)
+    assert record["val_mse"][0] < 0.5 * record["val_mse_ridge"][0]
+    reader = cond.KernelReader(6, 100, 2)
+    reader.load_state_dict(state)
+    with torch.no_grad():
+        kernel = reader(torch.as_tensor(x, dtype=torch.float32)).double().numpy()
+    pred = x @ lin_w[0] + lin_b[0] + kernel[:, 0]  # the linear part reads the raw summary
+    ok = np.isfinite(y[:, 0])
+    assert 1 - np.mean((y[ok, 0] - pred[ok]) ** 2) / np.var(y[ok, 0]) > 0.9
+    # noise: no better than ridge held out, so that property keeps its ridge fit, no kernel
+    assert record["val_mse"][1] == record["val_mse_ridge"][1] and math.isnan(lin_b[1])
+    assert torch.equal(state["weight"][:, 1], torch.zeros(100))
+    # fewer molecules than inducing summaries: the spare ones carry no weight
+    small = fit_kernel_reader(x[:60], y[:60], m=100, seed=0)[0]
+    assert torch.equal(small["weight"][60:], torch.zeros(40, 2))
+
+
+@torch.no_grad()
+def test_a_q_y_x_kernel_part_starts_at_nothing_and_the_probe_fits_it(tmp_path) -> None:
+    from molvae.model.checkpoint import save_checkpoint
+    from molvae.train.probe import probe_features, probe_init
+
+    vocab, _, linear = _models(p=2)
+    model = MolVAE(VAEConfig(**{**linear.config.to_dict(), "y_kernel": 8})).eval()
+    model.load_state_dict(linear.state_dict(), strict=False)
+    x, lengths, _ = _batch(vocab, ZINC_SMALL)
+    h = model.summary(x, lengths)
+    assert torch.equal(model.y_posterior(h)[0], linear.y_posterior(h)[0])
+    ids = [np.array(vocab.encode(s)) for s in ZINC_SMALL] * 4  # room for a held-out tenth
+    feats = probe_features(model, ids, np.arange(len(ids)), torch.device("cpu"))
+    props = np.stack([np.tanh(feats[:, 0] * 3.0), feats[:, 1]], axis=1)
+    record = probe_init(model, ids, props, torch.device("cpu"))
+    assert len(record["kernel_val_mse"]) == 2 and len(record["alpha"]) == 2
+    assert model.y_kernel.inducing.abs().sum() > 0  # fitted: buffers set
+    # one weights_only file: a model rebuilt from it reads y exactly as this one
+    path = tmp_path / "k.pt"
+    save_checkpoint(path, model, vocab.tokens, {})
+    again = MolVAE.from_checkpoint(load_checkpoint(path))
+    assert again.config.y_kernel == 8
+    assert torch.equal(again.y_posterior(h)[0], model.y_posterior(h)[0])
+    with pytest.raises(ValueError, match="not both"):
+        VAEConfig(**{**linear.config.to_dict(), "y_kernel": 8, "y_hidden": 4})
+
+
 def test_a_q_y_x_mlp_starts_as_the_linear_model() -> None:
     vocab, _, linear = _models(p=2)
     config = VAEConfig(**{**linear.config.to_dict(), "y_hidden": 16})

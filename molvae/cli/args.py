@@ -203,3 +203,13 @@ def add_conditional_training(p: argparse.ArgumentParser) -> None:
         "read of the encoder (fitted to what the linear probe leaves); 0 = linear only "
         "(default: 0, or the --init-from model's)",
     )
+    p.add_argument(
+        "--y-kernel",
+        type=int,
+        default=None,
+        metavar="M",
+        help="conditional: q(y|x)'s mean is a kernel ridge fit (linear + Gaussian kernel on the "
+        "encoder's summary, M inducing molecules) where it predicts held-out labels better; "
+        "reads QED better from a few thousand labels; not with --y-hidden (default: 0, or the "
+        "--init-from model's)",
+    )

@@ -191,6 +191,36 @@ def y_mlp(in_dim: int, hidden: int, p: int, zero_output: bool = True) -> nn.Sequ
     return net
 
 
+class KernelReader(nn.Module):
+    """The kernel part of q(y|x)'s mean (``VAEConfig.y_kernel``): per property j,
+    ``sum_i w_ij exp(-|u(h) - c_i|^2 / (2 l_j^2))`` over ``m`` inducing summaries ``c_i``, where
+    ``u(h)`` is the encoder summary ``h`` standardized (``batch x in_dim -> batch x p``).
+
+    A Gaussian process read of the summary at a fixed size (subset of regressors, Smola &
+    Bartlett 2001): with a few thousand labels it reads QED better than a ridge or an MLP
+    (docs/benchmarks/conditional.md). Everything but ``weight`` is a buffer set by the probe's
+    closed-form fit (`molvae.train.probe.fit_residual_kernel`); ``weight`` starts at 0, so a
+    fresh reader adds nothing."""
+
+    def __init__(self, in_dim: int, m: int, p: int):
+        super().__init__()
+        self.register_buffer("center", torch.zeros(in_dim))
+        self.register_buffer("scale", torch.ones(in_dim))
+        self.register_buffer("inducing", torch.zeros(m, in_dim))
+        self.register_buffer("lengthscale", torch.full((p,), math.sqrt(in_dim)))
+        self.weight = nn.Parameter(torch.zeros(m, p))
+
+    def features(self, h: Tensor) -> Tensor:
+        """Squared distances of the standardized summaries to the inducing ones, ``batch x m``."""
+        u = (h.float() - self.center) / self.scale
+        return torch.cdist(u, self.inducing).pow(2)
+
+    def forward(self, h: Tensor) -> Tensor:
+        d2 = self.features(h)
+        k = torch.exp(-d2.unsqueeze(-1) / (2 * self.lengthscale.pow(2)))  # batch x m x p
+        return (k * self.weight).sum(dim=1)
+
+
 def frozen_call(module: nn.Module, *args: object) -> object:
     """``module(*args)`` with its weights detached: the gradient of the result reaches the
     inputs only, so a loss on it trains what made them and never ``module`` itself."""
@@ -206,7 +236,9 @@ def frozen_y_mean(model: nn.Module, emb: Tensor, lengths: Tensor) -> Tensor:
     _, h = frozen_call(model.encoder_rnn, packed)
     h = torch.cat([h[-2], h[-1]], dim=-1)
     mean = frozen_call(model.y_head, h).float()[:, : model.config.condition_dim]
-    return mean if model.y_mlp is None else mean + frozen_call(model.y_mlp, h).float()
+    for part in model.y_nonlinear():
+        mean = mean + frozen_call(part, h).float()
+    return mean
 
 
 def asked_properties(y: Tensor, edit_fraction: float = 0.0, edit_range: float = 2.5) -> Tensor:

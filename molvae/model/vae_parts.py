@@ -39,9 +39,19 @@ class VAEConfig:
     # conditional models: >0 adds to q(y|x)'s mean, linear in the encoder's summary, a
     # one-hidden-layer MLP of this width (its output starts at 0; `molvae.train.probe` fits it)
     y_hidden: int = 0
+    # conditional models: >0 adds to q(y|x)'s mean a kernel read of the summary through this
+    # many inducing summaries (`molvae.model.conditional.KernelReader`; the probe fits it)
+    y_kernel: int = 0
     pad_id: int = 0
     bos_id: int = 1
     eos_id: int = 2
+
+    def __post_init__(self) -> None:
+        if self.y_hidden < 0 or self.y_kernel < 0:
+            raise ValueError("y_hidden and y_kernel must be >= 0")
+        if self.y_hidden and self.y_kernel:
+            raise ValueError("q(y|x) takes an MLP part (y_hidden) or a kernel part (y_kernel), "
+                             "not both")  # fmt: skip
 
     def to_dict(self) -> dict:
         """Plain dict of primitives."""

@@ -239,7 +239,8 @@ def _model_config(
     base = start.config.to_dict()
     clash = {k: v for k, v in requested.items()
              if k in base and base[k] != v
-             and (saved or k not in ("property_dim", "condition_dim", "y_hidden"))}  # fmt: skip
+             and (saved or k not in ("property_dim", "condition_dim", "y_hidden",
+                                     "y_kernel"))}  # fmt: skip
     if clash:
         what = f"{run.out_dir}/last.pt" if saved else f"init_from {run.init_from}"
         raise ValueError(f"{what}: its model sizes differ from the requested {clash}")

@@ -252,7 +252,7 @@ def load_matching(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> Non
     fits = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     fresh = sorted(set(own) - set(fits))
     dropped = sorted(set(state) - set(fits))
-    free = ("prop_head.", "y_head.", "y_mlp.", "y_prior_cov", "z_adversary.")
+    free = ("prop_head.", "y_head.", "y_mlp.", "y_kernel.", "y_prior_cov", "z_adversary.")
     if any(not k.startswith(free) for k in fresh + dropped):
         raise ValueError(f"init weights do not fit the model: {[*fresh, *dropped][:4]}")
     model.load_state_dict({**own, **fits})

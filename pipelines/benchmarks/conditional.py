@@ -4,6 +4,7 @@ to order, and held-out likelihood bounds; prints Markdown tables.
     python pipelines/benchmarks/conditional.py prediction     # q(y|x) at 1/5/20/100% labels
     python pipelines/benchmarks/conditional.py generation     # --model conditional by default
     python pipelines/benchmarks/conditional.py likelihood     # ELBO and IWAE of the bundled models
+    python pipelines/benchmarks/conditional.py probe --y-kernel 512   # q(y|x) refitted, no training
     python pipelines/benchmarks/conditional.py --smoke        # all three, tiny, seconds
 
 **prediction** (issue 30, part a): for each label fraction a conditional model is fine-tuned
@@ -28,6 +29,11 @@ validity, uniqueness and novelty (against the full MOSES train split when fetche
 bundled 250k subset). Against it, at the same decoding cost (K x ``--n`` decodings):
 unconditional samples of ``--baseline`` (the default model, its learned prior) kept when RDKit
 puts them within the tolerance (rejection): how many of the ``--n`` wanted that fills.
+
+**probe**: q(y|x) fitted again, with the parts asked for (``--y-hidden``, ``--y-kernel``), to
+the encoder of each fraction's finished prediction run (``<out>/runs/labels-<fraction>``, its
+``best.pt``; the same labelled molecules), as the final probe fits it, then scored as in
+**prediction**: a reader compared on the very encoder, with no training run.
 
 **likelihood** (part c): the ELBO and the IWAE bound (K = ``--k``) of ``--n-test`` held-out test
 molecules, per model, in nats per molecule (`molvae.model.likelihood`).
@@ -113,7 +119,8 @@ def _fingerprints(smiles: list[str]) -> np.ndarray:
 
 # ------------------------------------------------------------------ prediction
 def prediction(a: argparse.Namespace, results: Path, hw: str) -> None:
-    done = {(r["fraction"], r["n_molecules"], r.get("y_hidden", 0), r.get("final_probe", False))
+    done = {(r["fraction"], r["n_molecules"], r.get("y_hidden", 0), r.get("y_kernel", 0),
+             r.get("final_probe", False))
             for r in _done(results) if r["part"] == "prediction"}  # fmt: skip
     test = read_smiles("zinc-test")[: a.n_test]
     y_test = _truth(test, PROPERTIES)
@@ -122,15 +129,17 @@ def prediction(a: argparse.Namespace, results: Path, hw: str) -> None:
     smiles, _ = load_smiles("zinc", config=FilterConfig(max_tokens=max_len - 2, dedupe=True),
                            limit=a.n_molecules)  # fmt: skip
     for fraction in a.fractions:
-        if (fraction, a.n_molecules, a.y_hidden, a.final_probe) in done:
+        if (fraction, a.n_molecules, a.y_hidden, a.y_kernel, a.final_probe) in done:
             continue
         t0 = time.perf_counter()
         mlp = f"-mlp{a.y_hidden}" if a.y_hidden else ""
+        mlp += f"-k{a.y_kernel}" if a.y_kernel else ""
         # the final probe rewrites best.pt, so runs without it keep their own directory
         out = Path(a.out) / "runs" / f"labels-{fraction:g}{mlp}{'' if a.final_probe else '-lpft'}"
         run = TrainRunConfig(data="zinc", out_dir=str(out), max_molecules=a.n_molecules,
                              init_from=str(init), properties=PROPERTIES, conditional=True,
-                             model={"y_hidden": a.y_hidden} if a.y_hidden else {},
+                             model={k: v for k, v in (("y_hidden", a.y_hidden),
+                                                      ("y_kernel", a.y_kernel)) if v},
                              label_fraction=None if fraction >= 1 else fraction,
                              resume=(out / "last.pt").exists())  # fmt: skip
         tc = TrainConfig(epochs=a.epochs, lr=3e-4, beta_max=0.1, kl_schedule="constant",
@@ -150,13 +159,83 @@ def prediction(a: argparse.Namespace, results: Path, hw: str) -> None:
         assert len(labelled) == meta["labelled_train"][0], "the baseline's labels differ"
         base = baselines(labelled, test, a.threads, a.rf_max)
         row = {"part": "prediction", "fraction": fraction, "n_molecules": a.n_molecules,
-               "y_hidden": a.y_hidden, "final_probe": a.final_probe,
+               "y_hidden": a.y_hidden, "y_kernel": a.y_kernel, "final_probe": a.final_probe,
                "n_labelled": len(labelled), "n_test": len(test), "epochs": a.epochs,
                "r2": {m: {n: r2(p[:, j], y_test[:, j]) for j, n in enumerate(PROPERTIES)}
                       for m, p in {"molvae": pred, **base}.items()},
                "wall_s": round(time.perf_counter() - t0, 1), "hardware": hw}  # fmt: skip
         _append(results, row)
         print(f"labels {fraction:g}: {row['r2']}", file=sys.stderr)
+
+
+def probe(a: argparse.Namespace, results: Path, hw: str) -> None:
+    """q(y|x) refitted on finished prediction runs' encoders (the ``probe`` part)."""
+    from molvae.model import MolVAE, VAEConfig
+    from molvae.model.checkpoint import load_checkpoint
+    from molvae.train.probe import probe_features, probe_init
+
+    done = {(r["fraction"], r["n_molecules"], r["y_hidden"], r["y_kernel"])
+            for r in _done(results) if r["part"] == "probe"}  # fmt: skip
+    test = read_smiles("zinc-test")[: a.n_test]
+    y_test = _truth(test, PROPERTIES)
+    for fraction in a.fractions:
+        if (fraction, a.n_molecules, a.y_hidden, a.y_kernel) in done:
+            continue
+        src = Path(a.out) / "runs" / f"labels-{fraction:g}"
+        if not (src / "best.pt").exists():
+            print(f"probe: no finished run at {src}; run the prediction part first",
+                  file=sys.stderr)  # fmt: skip
+            continue
+        t0 = time.perf_counter()
+        ck = load_checkpoint(src / "best.pt")
+        codec = LatentCodec.from_checkpoint(src / "best.pt", device="cpu", grammar=None)
+        config = VAEConfig(**{**ck.config.to_dict(), "y_hidden": a.y_hidden,
+                              "y_kernel": a.y_kernel})  # fmt: skip
+        model = MolVAE(config)
+        missing, _ = model.load_state_dict(ck.state_dict, strict=False)
+        assert all(k.startswith(("y_mlp.", "y_kernel.")) for k in missing), missing
+        scale = MolVAE.from_checkpoint(ck).condition_scale
+        run = TrainRunConfig(data="zinc", out_dir=str(src), max_molecules=a.n_molecules,
+                             init_from=str(resolve_model(a.init)), properties=PROPERTIES,
+                             conditional=True,
+                             label_fraction=None if fraction >= 1 else fraction)  # fmt: skip
+        filt = FilterConfig(max_tokens=codec.max_len - 2, dedupe=True)
+        smiles, _ = load_smiles("zinc", config=filt, limit=a.n_molecules)
+        train, _ = split_run(smiles, run)
+        keep = np.isfinite(keep_fraction(np.ones((len(train), 1)), run.label_fraction,
+                                         run.label_seed)[:, 0])  # fmt: skip
+        labelled = [s for s, k in zip(train, keep, strict=True) if k]
+        meta = json.loads((src / "run.json").read_text())["condition"]
+        assert len(labelled) == meta["labelled_train"][0], "the probe's labels differ"
+        mean, std = np.asarray(scale.mean), np.asarray(scale.std)
+        props = (_truth(labelled, PROPERTIES) - mean) / std
+        ids = [np.asarray(codec.vocab.encode(s)) for s in labelled]
+        record = probe_init(model, ids, props, torch.device("cpu"), a.seed)
+        test_ids = [np.asarray(codec.vocab.encode(s)) for s in test]
+        h = torch.as_tensor(probe_features(model, test_ids, np.arange(len(test)),
+                                           torch.device("cpu")))  # fmt: skip
+        with torch.no_grad():
+            pred = model.y_posterior(h)[0].double().numpy() * std + mean
+        row = {"part": "probe", "fraction": fraction, "n_molecules": a.n_molecules,
+               "from": str(src), "y_hidden": a.y_hidden, "y_kernel": a.y_kernel,
+               "n_labelled": len(labelled), "n_test": len(test),
+               "r2": {n: r2(pred[:, j], y_test[:, j]) for j, n in enumerate(PROPERTIES)},
+               "probe": {k: v for k, v in record.items() if k.startswith("kernel_")},
+               "wall_s": round(time.perf_counter() - t0, 1), "hardware": hw}  # fmt: skip
+        _append(results, row)
+        print(f"probe {fraction:g}: {row['r2']}", file=sys.stderr)
+
+
+def probe_table(rows: list[dict[str, Any]]) -> str:
+    """R² of each refitted q(y|x), by label fraction and parts."""
+    lines = ["| labels | q(y\\|x) parts | " + " | ".join(PROPERTIES) + " |",
+             "|---|---|" + "---|" * len(PROPERTIES)]  # fmt: skip
+    for r in sorted(rows, key=lambda r: (r["fraction"], r["y_hidden"], r["y_kernel"])):
+        parts = ["linear"] + ([f"MLP {r['y_hidden']}"] if r["y_hidden"] else [])
+        parts += [f"kernel {r['y_kernel']}"] if r["y_kernel"] else []
+        cells = " | ".join(f"{r['r2'][n]:.3f}" for n in PROPERTIES)
+        lines.append(f"| {r['fraction']:g} ({r['n_labelled']:,}) | {' + '.join(parts)} | {cells} |")
+    return "\n".join(lines)
 
 
 def baselines(
@@ -191,8 +270,10 @@ def prediction_table(rows: list[dict[str, Any]]) -> str:
     for n in PROPERTIES:
         table = []
         for r in sorted(rows, key=lambda r: (r["fraction"], r.get("y_hidden", 0),
+                                             r.get("y_kernel", 0),
                                              r.get("final_probe", False))):  # fmt: skip
             head = f", q(y\\|x) + MLP {r['y_hidden']}" if r.get("y_hidden") else ""
+            head += f", q(y\\|x) kernel {r['y_kernel']}" if r.get("y_kernel") else ""
             head += ", final probe" if r.get("final_probe") else ""
             table.append({"labels": f"{100 * r['fraction']:g}% ({r['n_labelled']:,}){head}",
                           **{m: round(v[n], 3) for m, v in r["r2"].items()}})  # fmt: skip
@@ -314,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
         "parts",
         nargs="*",
         metavar="PART",
-        help="prediction, generation and/or likelihood (default: all three)",
+        help="prediction, generation, likelihood and/or probe (default: the first three)",
     )
     p.add_argument("--out", default="runs/conditional_bench")
     p.add_argument("--init", default="default", help="prediction: the model fine-tuned")
@@ -328,6 +409,13 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=0,
         help="prediction: width of q(y|x)'s MLP part (VAEConfig.y_hidden; 0 = linear only)",
+    )
+    p.add_argument(
+        "--y-kernel",
+        type=int,
+        default=0,
+        help="prediction, probe: inducing summaries of q(y|x)'s kernel part (VAEConfig.y_kernel;"
+        " 0 = none)",
     )
     p.add_argument(
         "--no-final-probe",
@@ -363,9 +451,10 @@ def main(argv: list[str] | None = None) -> int:
     a.targets = TARGETS
     a.to_order = [ToOrder(int(k), float(t)) for k, t in (x.split(":") for x in a.to_order)]
     parts = a.parts or ["prediction", "generation", "likelihood"]
-    unknown = set(parts) - {"prediction", "generation", "likelihood"}
+    unknown = set(parts) - {"prediction", "generation", "likelihood", "probe"}
     if unknown:
-        p.error(f"unknown parts {sorted(unknown)}: choose prediction, generation, likelihood")
+        p.error(f"unknown parts {sorted(unknown)}: choose prediction, generation, likelihood, "
+                "probe")  # fmt: skip
     if a.smoke:
         a.n_molecules, a.fractions, a.epochs, a.max_steps, a.n_test = 300, [0.5], 1, 2, 20
         a.n, a.k, a.models = 8, 4, ["default"]
@@ -382,10 +471,12 @@ def main(argv: list[str] | None = None) -> int:
         generation(a, results, hw)
     if "likelihood" in parts:
         likelihood(a, results, hw)
+    if "probe" in parts:
+        probe(a, results, hw)
     rows = _done(results)
     text = []
     for part, render in (("prediction", prediction_table), ("generation", generation_table),
-                         ("likelihood", likelihood_table)):  # fmt: skip
+                         ("likelihood", likelihood_table), ("probe", probe_table)):  # fmt: skip
         mine = [r for r in rows if r["part"] == part]
         if mine:
             text += [f"## {part}", "", render(mine)]
