@@ -208,6 +208,14 @@ def test_conditional_smoke_runs_every_part_once(tmp_path, load) -> None:
     assert mod.main(["--smoke", "--out", str(tmp_path)]) == 0  # finished units are skipped
     assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 3
     assert "R² of logp" in (tmp_path / "results.md").read_text()
+    # the probe part refits q(y|x), here with a kernel part, on the finished run's encoder
+    assert mod.main(["probe", "--smoke", "--y-kernel", "16", "--out", str(tmp_path)]) == 0
+    probe = json.loads((tmp_path / "results.jsonl").read_text().splitlines()[-1])
+    assert probe["part"] == "probe" and probe["y_kernel"] == 16
+    assert probe["n_labelled"] == pred["n_labelled"] and set(probe["r2"]) == set(
+        pred["r2"]["molvae"]
+    )
+    assert "kernel 16" in (tmp_path / "results.md").read_text()
 
 
 def test_known_part_cv_scores_the_composite_gp_on_a_cache(tmp_path, load, monkeypatch, capsys):
