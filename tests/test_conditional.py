@@ -423,6 +423,26 @@ def conditional_run(tmp_path_factory):
     return out
 
 
+def test_a_new_q_y_x_reads_through_the_kernel_unless_told_otherwise(conditional_run) -> None:
+    from molvae.runs import TrainRunConfig
+    from molvae.runs.training import DEFAULT_Y_KERNEL, _model_config
+
+    plain = load_checkpoint(conditional_run.parent / "plain" / "best.pt")
+    trained = load_checkpoint(conditional_run / "best.pt")  # conditional, with an MLP part
+
+    def config(model, init):
+        run = TrainRunConfig(data="zinc", out_dir="unused", properties=["logp", "qed"],
+                             conditional=True, model=model)  # fmt: skip
+        return _model_config(run, ["C"] * plain.config.vocab_size, init)
+
+    assert config({}, plain).y_kernel == DEFAULT_Y_KERNEL == config({}, None).y_kernel
+    assert config({"y_kernel": 0}, plain).y_kernel == 0  # asked for the linear q(y|x)
+    mlp = config({"y_hidden": 16}, plain)
+    assert mlp.y_kernel == 0 and mlp.y_hidden == 16
+    # fine-tuned on from a conditional model: its q(y|x) as it was
+    assert config({}, trained).y_kernel == 0 and config({}, trained).y_hidden == 8
+
+
 def test_conditional_training_records_its_labels(conditional_run) -> None:
     ck = load_checkpoint(conditional_run / "best.pt")  # weights_only inside
     assert ck.config.condition_dim == 3 and ck.config.property_dim == 0

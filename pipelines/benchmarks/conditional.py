@@ -138,8 +138,9 @@ def prediction(a: argparse.Namespace, results: Path, hw: str) -> None:
         out = Path(a.out) / "runs" / f"labels-{fraction:g}{mlp}{'' if a.final_probe else '-lpft'}"
         run = TrainRunConfig(data="zinc", out_dir=str(out), max_molecules=a.n_molecules,
                              init_from=str(init), properties=PROPERTIES, conditional=True,
-                             model={k: v for k, v in (("y_hidden", a.y_hidden),
-                                                      ("y_kernel", a.y_kernel)) if v},
+                             # y_kernel always given: 0 asks for the linear q(y|x)
+                             model={"y_kernel": a.y_kernel,
+                                    **({"y_hidden": a.y_hidden} if a.y_hidden else {})},
                              label_fraction=None if fraction >= 1 else fraction,
                              resume=(out / "last.pt").exists())  # fmt: skip
         tc = TrainConfig(epochs=a.epochs, lr=3e-4, beta_max=0.1, kl_schedule="constant",
