@@ -118,6 +118,18 @@ def _fingerprints(smiles: list[str]) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ prediction
+def labelled_molecules(smiles: list[str], run: TrainRunConfig) -> list[str]:
+    """The training molecules ``run`` had labels on (its split and its seeded choice), checked
+    against the count its ``run.json`` recorded."""
+    train, _ = split_run(smiles, run)
+    keep = np.isfinite(keep_fraction(np.ones((len(train), 1)), run.label_fraction,
+                                     run.label_seed)[:, 0])  # fmt: skip
+    labelled = [s for s, k in zip(train, keep, strict=True) if k]
+    meta = json.loads((Path(run.out_dir) / "run.json").read_text())["condition"]
+    assert len(labelled) == meta["labelled_train"][0], f"{run.out_dir}: the labels differ"
+    return labelled
+
+
 def prediction(a: argparse.Namespace, results: Path, hw: str) -> None:
     done = {(r["fraction"], r["n_molecules"], r.get("y_hidden", 0), r.get("y_kernel", 0),
              r.get("final_probe", False))
@@ -150,14 +162,8 @@ def prediction(a: argparse.Namespace, results: Path, hw: str) -> None:
         codec = LatentCodec.from_checkpoint(result.best_path, device="cpu", grammar=None)
         enc = codec.encode(test)
         pred = codec.properties(enc.z).numpy()
-        # the baselines see exactly the molecules the model had labels on (the same split and
-        # the same seeded choice)
-        train_smiles, _ = split_run(smiles, run)
-        keep = np.isfinite(keep_fraction(np.ones((len(train_smiles), 1)), run.label_fraction,
-                                         run.label_seed)[:, 0])  # fmt: skip
-        labelled = [s for s, k in zip(train_smiles, keep, strict=True) if k]
-        meta = json.loads((out / "run.json").read_text())["condition"]
-        assert len(labelled) == meta["labelled_train"][0], "the baseline's labels differ"
+        # the baselines see exactly the molecules the model had labels on
+        labelled = labelled_molecules(smiles, run)
         base = baselines(labelled, test, a.threads, a.rf_max)
         row = {"part": "prediction", "fraction": fraction, "n_molecules": a.n_molecules,
                "y_hidden": a.y_hidden, "y_kernel": a.y_kernel, "final_probe": a.final_probe,
@@ -202,12 +208,7 @@ def probe(a: argparse.Namespace, results: Path, hw: str) -> None:
                              label_fraction=None if fraction >= 1 else fraction)  # fmt: skip
         filt = FilterConfig(max_tokens=codec.max_len - 2, dedupe=True)
         smiles, _ = load_smiles("zinc", config=filt, limit=a.n_molecules)
-        train, _ = split_run(smiles, run)
-        keep = np.isfinite(keep_fraction(np.ones((len(train), 1)), run.label_fraction,
-                                         run.label_seed)[:, 0])  # fmt: skip
-        labelled = [s for s, k in zip(train, keep, strict=True) if k]
-        meta = json.loads((src / "run.json").read_text())["condition"]
-        assert len(labelled) == meta["labelled_train"][0], "the probe's labels differ"
+        labelled = labelled_molecules(smiles, run)
         mean, std = np.asarray(scale.mean), np.asarray(scale.std)
         props = (_truth(labelled, PROPERTIES) - mean) / std
         ids = [np.asarray(codec.vocab.encode(s)) for s in labelled]
