@@ -20,10 +20,11 @@ ObjectiveFn = Callable[[list[str]], tuple[np.ndarray, list[str]]]
 """canonical SMILES -> (scores, status in {"ok", "infeasible", "invalid", "failed"}); an
 infeasible molecule keeps its score but misses a constraint (never the best, see `store`)."""
 SlackFn = Callable[[list[str]], np.ndarray]
-# smiles -> n values of the objective's exactly known part (`molvae.chem.Objective.known_part`)
-KnownFn = Callable[[list[str]], np.ndarray]
 """canonical SMILES -> ``n x m`` signed slacks of the campaign's ``m`` constraints: <= 0 where
 one holds, > 0 by how much it misses (`molvae.chem.constraints.Constraint.slack`)."""
+KnownFn = Callable[[list[str]], np.ndarray]
+"""canonical SMILES -> ``n`` values of the objective's part computed exactly (NaN where it cannot
+be; `molvae.chem.Objective.known_part`)."""
 CanonicalFn = Callable[[str], "str | None"]
 """SMILES -> canonical SMILES or None when invalid."""
 SampleFn = Callable[[int, int], "np.ndarray | torch.Tensor"]
