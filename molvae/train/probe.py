@@ -62,9 +62,10 @@ def probe_init(
     """Set a conditional model's q(y|x) (a linear ``y_head``: mean rows, then log-variance
     rows) to ridge fits of the standardized labels ``props`` (``n x p``, NaN = unlabelled) on
     the encoder's summaries, and its MLP part (``y_hidden`` > 0) to `fit_residual_mlp` of what
-    they leave. Returns the chosen penalties and the ridge fits' R² on their own molecules, per
-    property (NaN where a property had fewer than 3 labels: left as it was), and with the MLP
-    its held-out errors."""
+    they leave; with a kernel part (``y_kernel`` > 0) the mean rows are `fit_kernel_reader`'s
+    linear part instead, wherever that fit is kept. Returns the chosen penalties and the ridge
+    fits' R² on their own molecules, per property (NaN where a property had fewer than 3
+    labels: left as it was), and with the MLP or the kernel part their held-out errors."""
     from sklearn.linear_model import RidgeCV
 
     p = model.config.condition_dim
