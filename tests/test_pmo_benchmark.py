@@ -126,3 +126,22 @@ def test_random_smoke_counts_the_pool(tmp_path, pmo, tiny_model) -> None:
                            "evaluations.csv")  # fmt: skip
         pool = hist[hist["iteration"] == 0]
         assert len(pool) == 15 and 0 < r["calls"] <= 60  # the pool (60 // 4) is charged
+
+
+def test_a_failed_call_is_stored_with_its_reason_and_replayed(pmo, tmp_path) -> None:
+    from molvae.chem import OracleCache
+
+    def picky(mol):
+        if mol.GetNumHeavyAtoms() > 2:
+            raise RuntimeError("the docking server refused it")
+        return 1.0
+
+    with OracleCache(tmp_path / "o.sqlite") as store:
+        oracle = pmo.Oracle(picky, budget=5, store=store, spec="picky", version="1")
+        assert oracle(["CCO", "CC"]) == [0.0, 1.0]  # the failure: no candidate, a spent call
+        rows = store.export().set_index("smiles")
+        assert rows.loc["CCO", "status"] == "failed"
+        assert rows.loc["CCO", "reason"] == "RuntimeError: the docking server refused it"
+        assert rows.loc["CC", "status"] == "ok" and rows.loc["CC", "reason"] == ""
+        again = pmo.Oracle(picky, budget=5, store=store, spec="picky", version="1")
+        assert again(["CCO"]) == [0.0] and len(again.calls) == 1  # replayed, counted

@@ -75,8 +75,9 @@ class ScoreResult:
         return np.array([s == "ok" for s in self.status], dtype=bool)
 
 
-def _call(fn: Callable[[Mol], float], mol: Mol) -> Row:
-    """The objective's raw outcome on ``mol``: ("ok" | "failed"), timed."""
+def call_objective(fn: Callable[[Mol], float], mol: Mol) -> Row:
+    """The objective's raw outcome on ``mol``: (value, "ok" | "failed", the reason it failed,
+    seconds); whatever ``fn`` raises or returns, a row, never an exception."""
     start = time.perf_counter()
     try:
         value = fn(mol)
@@ -106,7 +107,7 @@ def _score_one(
     mol = parse(smiles)
     if mol is None:
         return math.nan, "invalid", "invalid SMILES", 0.0
-    return _constrain(mol, _call(fn, mol), constraints)
+    return _constrain(mol, call_objective(fn, mol), constraints)
 
 
 @lru_cache(maxsize=16)

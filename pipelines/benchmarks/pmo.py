@@ -57,6 +57,7 @@ from molvae.bo.store import load_campaign
 from molvae.chem import canonical, get_objective, parse
 from molvae.chem.cache import CacheRow, OracleCache
 from molvae.chem.pmo import PMO_TASKS
+from molvae.chem.scoring import call_objective
 from molvae.data import load_smiles
 from molvae.io import markdown_table, write_text
 from molvae.runs import OptimizeRunConfig, optimize
@@ -140,16 +141,12 @@ class Oracle:
                 raise BudgetExhausted(f"the budget of {self.budget} oracle calls is spent")
             value = self._stored(can)
             if value is None:
-                t0 = time.perf_counter()
-                try:
-                    value = float(self.objective(parse(can)))
-                except Exception:  # a failed call is spent all the same; it gives no candidate
-                    value = math.nan
+                # a failed call is spent all the same; it gives no candidate (NaN), and the
+                # cache keeps why it failed, as `molvae score` does
+                value, status, why, seconds = call_objective(self.objective, parse(can))
                 if self.store is not None:
-                    ok = math.isfinite(value)
-                    self.store.put_many([CacheRow(self.spec, self.version, can, value,
-                                                  "ok" if ok else "failed", "",
-                                                  time.perf_counter() - t0)])  # fmt: skip
+                    self.store.put_many([CacheRow(self.spec, self.version, can, value, status,
+                                                  why, seconds)])  # fmt: skip
             self.cache[can] = value
             self.calls.append((can, value))
         value = self.cache[can]
