@@ -424,8 +424,9 @@ def conditional_run(tmp_path_factory):
 
 
 def test_a_new_q_y_x_reads_through_the_kernel_unless_told_otherwise(conditional_run) -> None:
+    from molvae.model.vae_parts import DEFAULT_Y_KERNEL
     from molvae.runs import TrainRunConfig
-    from molvae.runs.training import DEFAULT_Y_KERNEL, _model_config
+    from molvae.runs.training import _model_config
 
     plain = load_checkpoint(conditional_run.parent / "plain" / "best.pt")
     trained = load_checkpoint(conditional_run / "best.pt")  # conditional, with an MLP part

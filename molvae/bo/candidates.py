@@ -1,6 +1,6 @@
 """Molecule proposals ranked by the fingerprint GP: candidates from Graph GA's operators evolved
 on the GP's upper confidence bound and from the VAE's latent neighbourhoods of the best
-molecules, then a batch chosen by Thompson sampling.
+molecules (`molvae.bo.generators`), then a batch chosen by Thompson sampling.
 
 The candidates cost no oracle call: only the ``q`` molecules chosen are scored. Graph GA's
 crossover and mutation (Jensen 2019, through ``mol_ga``, Tripp & Hernández-Lobato 2023) make
@@ -18,7 +18,6 @@ measured on 797 F2 dockings, the GP's held-out rank correlation with the score r
 
 from __future__ import annotations
 
-import heapq
 import math
 import random
 import time
@@ -29,19 +28,15 @@ from functools import partial
 import numpy as np
 import pandas as pd
 import torch
-from mol_ga.graph_ga.gen_candidates import mutate, reproduce
-from mol_ga.sample_population import uniform_quantile_sampling
-from rdkit import Chem
 
 from molvae.bo.candidate_reuse import CandidateReuse
 from molvae.bo.config import BOConfig, CanonicalFn, DecodeFn, EncodeFn, KnownFn, SlackFn
 from molvae.bo.feasibility import feasible_first, hidden_infeasible
 from molvae.bo.fingerprint import fingerprints, fit_fingerprint_gp, thompson_select
+from molvae.bo.generators import ga_candidates, heavy_atoms, vae_candidates
 from molvae.bo.observations import scored_molecules
 from molvae.bo.surrogate import believe_pending
-from molvae.chem.molecules import silence_rdkit
 
-INNER_POPULATION = 120  # Graph GA's population size in PMO
 # Room to grow past the starting molecules, not a drug-likeness rule: the bundled data's largest
 # molecule has 26 heavy atoms, 1.5 x allows 39; at 1.1 x (29) the limit sat below targets such
 # as osimertinib's 37 heavy atoms (docs/benchmarks/pmo.md).
@@ -61,12 +56,6 @@ class MoleculeProposal:
     known_part: bool = False  # the GP modelled the objective's unknown part only
 
 
-def heavy_atoms(smiles: str) -> int | None:
-    """Heavy atoms of a molecule, None when RDKit cannot parse it."""
-    mol = Chem.MolFromSmiles(smiles)
-    return None if mol is None else mol.GetNumHeavyAtoms()
-
-
 def size_limit(history: pd.DataFrame, cfg: BOConfig) -> int | None:
     """The most heavy atoms a candidate may have: ``cfg.max_heavy_atoms`` when set (0: no
     limit), else ``SIZE_FACTOR`` times the largest molecule the campaign started from (its
@@ -79,130 +68,6 @@ def size_limit(history: pd.DataFrame, cfg: BOConfig) -> int | None:
     return math.ceil(SIZE_FACTOR * max(sizes)) if sizes else None
 
 
-def _small(smiles: list[str], limit: int | None) -> list[str]:
-    if limit is None:
-        return smiles
-    return [s for s in smiles if (heavy_atoms(s) or 0) <= limit]
-
-
-def _offspring(parents: list[str], n: int, rng: random.Random) -> set[str]:
-    """``mol_ga``'s blend of Graph GA moves (its ``graph_ga_blended_generation``: a tenth of
-    the parents mutated, the rest crossed with a shuffled partner, 1% of those mutated too),
-    one operator call at a time: RDKit raises on a few odd molecules (e.g. a Kekulize of a
-    parent it cannot parse), and one such molecule must not cost the whole generation."""
-    mutants: list[str] = []
-    crossers: list[str] = []
-    for s in parents:
-        (mutants if rng.random() < _MUTATE_FRACTION else crossers).append(s)
-    mutants = mutants[: int(n * _MUTATE_FRACTION) + 1]
-    partners = list(crossers)
-    rng.shuffle(partners)
-    moves = [(mutate, (s, rng)) for s in mutants]
-    moves += [(reproduce, (a, b, 1e-2, rng))
-              for a, b in zip(crossers[: n - len(moves)], partners, strict=False)]  # fmt: skip
-    out: set[str] = set()
-    for fn, args in moves:
-        try:
-            child = fn(*args)
-        except Exception:  # RDKit's Boost errors share no narrower base class
-            continue
-        if child:
-            out.add(child)
-    return out
-
-
-_MUTATE_FRACTION = 0.1
-
-
-def _ucb(
-    model, smiles: list[str], beta: float, kind: str = "bits", known_fn: KnownFn | None = None
-) -> list[float]:
-    with torch.no_grad():
-        post = model.posterior(fingerprints(smiles, kind=kind))
-        mean = post.mean.squeeze(-1)
-        std = post.variance.squeeze(-1).clamp_min(0).sqrt()
-    ucb = mean + beta * std
-    if known_fn is not None:  # a molecule whose exact part cannot be computed ranks last
-        known = torch.as_tensor(np.asarray(known_fn(smiles), dtype=np.float64))
-        ucb = torch.where(known.isfinite(), ucb + known, -math.inf)
-    return ucb.tolist()
-
-
-def ga_candidates(
-    model,
-    population: list[tuple[float, str]],
-    known: set[str],
-    cfg: BOConfig,
-    rng: random.Random,
-    canonical_fn: CanonicalFn,
-    q: int,
-    limit: int | None = None,
-    fitness: Callable[[list[str]], list[float]] | None = None,
-    known_fn: KnownFn | None = None,
-) -> list[str]:
-    """New molecules (canonical SMILES) from ``cfg.ga_generations`` generations of Graph GA
-    climbing the GP's UCB (or ``fitness``, e.g. a scalarization of several GPs' UCBs),
-    starting from the best scored ``population`` (score, canonical):
-    ``cfg.ga_candidates`` children a generation, or 20 per molecule of a small batch ``q``
-    (the operators cost milliseconds a child, and a few candidates per pick suffice); children
-    with more than ``limit`` heavy atoms are dropped before they can parent. ``known_fn``: the
-    objective's exact part, added to the UCB of a GP that models the rest."""
-    n_children = min(cfg.ga_candidates, max(20 * q, 50))
-    silence_rdkit()  # the operators try many bonds RDKit rejects, loudly
-    inner = heapq.nlargest(INNER_POPULATION, population)
-    found: dict[str, None] = {}
-    for _ in range(cfg.ga_generations):
-        parents = uniform_quantile_sampling(inner, 2 * n_children, rng)
-        children = sorted(_offspring(parents, n_children, rng))
-        # mol_ga writes RDKit's canonical SMILES; the campaign's canonical_fn decides identity
-        cans = dict.fromkeys(c for c in map(canonical_fn, children) if c)
-        new = _small([c for c in cans if c not in known and c not in found], limit)
-        if not new:
-            continue
-        found.update(dict.fromkeys(new))
-        score = fitness or partial(_ucb, model, beta=1.0, kind=cfg.fp_kind, known_fn=known_fn)
-        # a child with no finite fitness (its known part fails) parents nothing
-        ranked = [(v, c) for v, c in zip(score(new), new, strict=True) if math.isfinite(v)]
-        inner = heapq.nlargest(INNER_POPULATION, inner + ranked)
-    return list(found)
-
-
-def latent_candidates(
-    parents_z: torch.Tensor, cfg: BOConfig, decode_fn: DecodeFn, seed: int
-) -> list[str]:
-    """Greedy decodes of ``cfg.vae_neighbours`` perturbations of each parent latent
-    (``parents_z: n x d``) at three scales: what the VAE proposes around the best molecules."""
-    if cfg.vae_neighbours <= 0 or parents_z.shape[0] == 0:
-        return []
-    gen = torch.Generator().manual_seed(int(seed))
-    n, d = parents_z.shape
-    per_scale = max(cfg.vae_neighbours // len(_SCALES), 1)
-    z = torch.cat([
-        parents_z.repeat_interleave(per_scale, 0)
-        + s * torch.randn(n * per_scale, d, generator=gen, dtype=parents_z.dtype)
-        for s in _SCALES
-    ])  # fmt: skip
-    return [a[0] for a in decode_fn(z.to(torch.float32), 1, int(seed))]
-
-
-# In units of the prior's standard deviation (about 1 in every dimension of the default
-# model): 0.15 mostly decodes the parent again, 0.6 rarely does (measured on the default model).
-_SCALES = (0.15, 0.3, 0.6)
-
-
-def vae_candidates(
-    population: list[tuple[float, str]], known: set[str], cfg: BOConfig, seed: int,
-    canonical_fn: CanonicalFn, decode_fn: DecodeFn | None,
-    latents: Callable[[list[str]], torch.Tensor] | None, limit: int | None,
-) -> list[str]:  # fmt: skip
-    """New molecules decoded around the best parents' latents (``cfg.vae_neighbours``)."""
-    if decode_fn is None or latents is None or cfg.vae_neighbours <= 0:
-        return []
-    z = latents([s for _, s in heapq.nlargest(cfg.vae_parents, population)])
-    raws = latent_candidates(z[torch.isfinite(z).all(-1)], cfg, decode_fn, seed)
-    return [c for c in _small([c for c in map(canonical_fn, raws) if c], limit) if c not in known]
-
-
 def gp_points(
     scored: Sequence[tuple[str, float]], max_points: int, rng: random.Random
 ) -> list[tuple[str, float]]:
@@ -213,6 +78,49 @@ def gp_points(
     ranked = sorted(scored, key=lambda sv: -sv[1])
     best, rest = ranked[: max_points // 2], ranked[max_points // 2 :]
     return best + rng.sample(rest, max_points - len(best))
+
+
+def _less_known(
+    fit_on: list[tuple[str, float]], known_fn: KnownFn | None
+) -> list[tuple[str, float]]:
+    """The GP's training pairs with the objective's known part taken off the scores; a molecule
+    whose known part cannot be computed has nothing to learn from and is left out."""
+    if known_fn is None:
+        return fit_on
+    exact = np.asarray(known_fn([s for s, _ in fit_on]), dtype=np.float64)
+    return [(s, v - k) for (s, v), k in zip(fit_on, exact, strict=True) if np.isfinite(k)]
+
+
+def _with_known(pool: list[str], known_fn: KnownFn | None) -> tuple[list[str], torch.Tensor | None]:
+    """The candidates whose known part can be computed, and that part (``m``): what Thompson
+    sampling adds to each draw. ``pool`` as it is, and None, without a known part."""
+    if known_fn is None or not pool:
+        return pool, None
+    exact = np.asarray(known_fn(pool), dtype=np.float64)
+    keep = np.isfinite(exact)
+    return [c for c, k in zip(pool, keep, strict=True) if k], torch.as_tensor(exact[keep])
+
+
+def _candidates(
+    model, scored: Sequence[tuple[str, float]], known: set[str], q: int, seed: int,
+    rng: random.Random, cfg: BOConfig, canonical_fn: CanonicalFn, decode_fn: DecodeFn | None,
+    latents: Callable[[list[str]], torch.Tensor] | None, limit: int | None,
+    reuse: CandidateReuse | None, known_fn: KnownFn | None,
+) -> dict[str, str]:  # fmt: skip
+    """New candidate molecules and where each came from ("ga", "vae"): kept ones (``reuse``)
+    while they last, else Graph GA's and the VAE's afresh."""
+    population = [(float(v), s) for s, v in scored]
+    best = max(v for _, v in scored)
+    cands = reuse.take(known, q, best) if reuse is not None else None
+    if cands is None:
+        cands = dict.fromkeys(ga_candidates(model, population, known, cfg, rng, canonical_fn, q,
+                                            limit, known_fn=known_fn), "ga")  # fmt: skip
+        for can in vae_candidates(population, known, cfg, seed, canonical_fn, decode_fn,
+                                   latents, limit):  # fmt: skip
+            cands.setdefault(can, "vae")
+        if reuse is not None:
+            reuse.store(cands, best)
+    return cands
 
 
 def propose_molecules(
@@ -242,17 +150,12 @@ def propose_molecules(
     candidates that satisfy them are chosen, or the least violating ones when none does.
     ``limit``: the most heavy atoms a candidate may have (`size_limit`). ``reuse``: keep the
     candidates for the next few proposals (asynchronous BO, `CandidateReuse`). ``known_fn``
-    (used with ``cfg.known_part``): the objective's part computed exactly; the GP is fitted to
-    the score minus it and it is added back to each candidate's UCB and Thompson samples.
-    """
+    (with ``cfg.known_part``): the objective's exact part, taken off the scores the GP fits and
+    added to each candidate's UCB and Thompson draws."""
     rng = random.Random(seed)
     fp = partial(fingerprints, kind=cfg.fp_kind)
-    fit_on = gp_points(scored, cfg.fp_max_points, rng)
     known_fn = known_fn if cfg.known_part else None
-    if known_fn is not None:
-        exact = np.asarray(known_fn([s for s, _ in fit_on]), dtype=np.float64)
-        # a molecule whose exact part cannot be computed has no residual to learn from
-        fit_on = [(s, v - k) for (s, v), k in zip(fit_on, exact, strict=True) if np.isfinite(k)]
+    fit_on = _less_known(gp_points(scored, cfg.fp_max_points, rng), known_fn)
     smiles = [s for s, _ in fit_on]
     y = torch.tensor([v for _, v in fit_on], dtype=torch.float64)
     t0 = time.perf_counter()
@@ -262,23 +165,9 @@ def propose_molecules(
         model = believe_pending(model, fp(list(pending)))
     fit_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    population = [(float(v), s) for s, v in scored]
-    best = max(v for _, v in scored)
-    cands = reuse.take(known, q, best) if reuse is not None else None
-    if cands is None:
-        cands = dict.fromkeys(ga_candidates(model, population, known, cfg, rng, canonical_fn, q,
-                                            limit, known_fn=known_fn), "ga")  # fmt: skip
-        for can in vae_candidates(population, known, cfg, seed, canonical_fn, decode_fn,
-                                   latents, limit):  # fmt: skip
-            cands.setdefault(can, "vae")
-        if reuse is not None:
-            reuse.store(cands, best)
-    pool = feasible_first(list(cands), slack_fn)
-    offset = None
-    if known_fn is not None and pool:
-        exact = np.asarray(known_fn(pool), dtype=np.float64)
-        pool = [c for c, k in zip(pool, exact, strict=True) if np.isfinite(k)]
-        offset = torch.as_tensor(exact[np.isfinite(exact)])
+    cands = _candidates(model, scored, known, q, seed, rng, cfg, canonical_fn, decode_fn,
+                        latents, limit, reuse, known_fn)  # fmt: skip
+    pool, offset = _with_known(feasible_first(list(cands), slack_fn), known_fn)
     if not pool:
         return MoleculeProposal([], [], 0, len(smiles), fit_s, time.perf_counter() - t0,
                                 known_fn is not None)  # fmt: skip

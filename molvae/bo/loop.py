@@ -261,18 +261,14 @@ def run_campaign(
     iterations (weighted retraining, `molvae.bo.retrain`). ``slack_fn`` gives the constraints'
     signed slacks of scored molecules, so each constraint gets its own GP
     (``config.constraint_model="slack"``); without it one GP models feasible / infeasible.
-    ``known_fn`` gives the part of the objective computed exactly (``n`` values of SMILES;
-    `molvae.chem.known_part_values`): with ``config.known_part`` the fingerprint GP models the
-    rest only.
+    ``known_fn``: the objective's part known exactly (`BOConfig.known_part`).
     With ``config.async_workers`` the campaign is asynchronous (`molvae.bo.async_loop`):
     ``objective_fn`` is then called from that many threads at once, one molecule a call.
     """
     fns = Oracles(decode_fn, objective_fn, canonical_fn, encode_fn=encode_fn, prior_fn=prior_fn,
                    retrain_fn=retrain_fn, slack_fn=slack_fn, known_fn=known_fn)  # fmt: skip
-    return _campaign(
-        "bo", config, fns, out_dir, init_smiles=list(init_smiles), progress=progress,
-        metadata=metadata, report=report, init_data=init_data,
-    )  # fmt: skip
+    return _campaign("bo", config, fns, out_dir, init_smiles=list(init_smiles), progress=progress,
+                     metadata=metadata, report=report, init_data=init_data)  # fmt: skip
 
 
 def random_search(

@@ -32,12 +32,7 @@ from botorch.models import ModelListGP, SingleTaskGP
 from botorch.sampling import SobolQMCNormalSampler
 
 from molvae.bo.accounting import SCORED
-from molvae.bo.candidates import (
-    MoleculeProposal,
-    ga_candidates,
-    size_limit,
-    vae_candidates,
-)
+from molvae.bo.candidates import MoleculeProposal, size_limit
 from molvae.bo.config import BOConfig, CanonicalFn, DecodeFn, EncodeFn, SlackFn
 from molvae.bo.feasibility import feasible_first, hidden_infeasible
 from molvae.bo.fingerprint import (
@@ -47,6 +42,7 @@ from molvae.bo.fingerprint import (
     on_indices,
     tanimoto_gram,
 )
+from molvae.bo.generators import ga_candidates, vae_candidates
 from molvae.bo.pareto import objective_matrix, pareto_mask
 from molvae.bo.surrogate import GP_ERRORS
 

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from molvae.model.property_head import PropertyScale, masked_mse
-from molvae.model.vae_parts import VAEOutput
+from molvae.model.vae_parts import VAEConfig, VAEOutput
 
 META_KEY = "condition"  # checkpoint meta entry: names, mean, std of the conditioned properties
 # the tensors whose input grows by p when a model becomes conditional (new columns start at 0,
@@ -221,6 +221,19 @@ class KernelReader(nn.Module):
         return (k * self.weight).sum(dim=1)
 
 
+def nonlinear_parts(config: VAEConfig) -> tuple[nn.Sequential | None, KernelReader | None]:
+    """A conditional model's q(y|x) parts beyond its linear read: the MLP (``y_hidden``) and the
+    kernel reader (``y_kernel``), None where the config has none."""
+    p, width = config.condition_dim, 2 * config.enc_hidden
+    mlp = y_mlp(width, config.y_hidden, p) if p and config.y_hidden else None
+    return mlp, KernelReader(width, config.y_kernel, p) if p and config.y_kernel else None
+
+
+def y_parts(model: nn.Module) -> list[nn.Module]:
+    """The parts ``model``'s q(y|x) mean adds to its linear read of the summary."""
+    return [m for m in (model.y_mlp, model.y_kernel) if m is not None]
+
+
 def frozen_call(module: nn.Module, *args: object) -> object:
     """``module(*args)`` with its weights detached: the gradient of the result reaches the
     inputs only, so a loss on it trains what made them and never ``module`` itself."""
@@ -236,9 +249,7 @@ def frozen_y_mean(model: nn.Module, emb: Tensor, lengths: Tensor) -> Tensor:
     _, h = frozen_call(model.encoder_rnn, packed)
     h = torch.cat([h[-2], h[-1]], dim=-1)
     mean = frozen_call(model.y_head, h).float()[:, : model.config.condition_dim]
-    for part in model.y_nonlinear():
-        mean = mean + frozen_call(part, h).float()
-    return mean
+    return mean + sum(frozen_call(part, h).float() for part in y_parts(model))
 
 
 def asked_properties(y: Tensor, edit_fraction: float = 0.0, edit_range: float = 2.5) -> Tensor:

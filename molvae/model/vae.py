@@ -57,12 +57,8 @@ class MolVAE(nn.Module):
         self.property_scale: PropertyScale | None = None  # set from checkpoint meta
         self.condition_scale: PropertyScale | None = None  # conditional: meta["condition"]
         self.y_head: nn.Module | None = None
-        # with y_hidden, q(y|x)'s mean also has a nonlinear part (its output starts at 0)
-        self.y_mlp = cond.y_mlp(2 * c.enc_hidden, c.y_hidden, p) if p and c.y_hidden else None
-        # with y_kernel, a kernel part too (it adds nothing until the probe fits it)
-        self.y_kernel = (
-            cond.KernelReader(2 * c.enc_hidden, c.y_kernel, p) if p and c.y_kernel else None
-        )
+        # q(y|x)'s MLP or kernel part (y_hidden, y_kernel), each adding 0 until fitted
+        self.y_mlp, self.y_kernel = cond.nonlinear_parts(c)
         if p:
             # q(y|x): mean and log-variance of each standardized property, linear in the
             # encoder's summary (so a ridge fit can start it: `molvae.train.probe`)
@@ -132,14 +128,8 @@ class MolVAE(nn.Module):
             raise ValueError("this model is not conditional (condition_dim=0)")
         out = self.y_head(h).float()
         p = self.config.condition_dim
-        mean = out[:, :p]
-        for part in self.y_nonlinear():
-            mean = mean + part(h).float()
+        mean = out[:, :p] + sum(part(h).float() for part in cond.y_parts(self))
         return mean, out[:, p:].clamp(-10.0, 5.0)
-
-    def y_nonlinear(self) -> list[nn.Module]:
-        """The parts q(y|x)'s mean adds to its linear read of the summary (MLP, kernel)."""
-        return [m for m in (self.y_mlp, self.y_kernel) if m is not None]
 
     def z_posterior(self, h: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """q(z|x) (or a conditional model's q(z|x,y)) from the encoder summary ``h``."""

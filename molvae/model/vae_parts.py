@@ -19,6 +19,11 @@ class ModelWeights(Protocol):
     meta: dict[str, Any]
 
 
+# a new conditional model's kernel reader (``y_kernel``): it read QED better than the linear
+# q(y|x) at 5% and 100% labels (docs/benchmarks/conditional.md)
+DEFAULT_Y_KERNEL = 1024
+
+
 @dataclass
 class VAEConfig:
     """Architecture of :class:`MolVAE` (primitives only, so it round-trips through JSON)."""

@@ -19,6 +19,7 @@ from molvae.data.labels import LabelFile, computed_names, label_matrix, read_lab
 from molvae.data.property_cache import cached_properties, check_names, compute_properties
 from molvae.io import write_json
 from molvae.model import Checkpoint, VAEConfig, load_checkpoint
+from molvae.model.vae_parts import DEFAULT_Y_KERNEL
 from molvae.model.vocab_extension import extend_vocabulary, merged_tokens
 from molvae.resources import resolve_model
 from molvae.runs.common import environment
@@ -219,10 +220,6 @@ def _init_checkpoint(run: TrainRunConfig) -> Checkpoint | None:
     return load_checkpoint(resolve_model(run.init_from))
 
 
-# inducing molecules of a new conditional model's kernel reader (`VAEConfig.y_kernel`)
-DEFAULT_Y_KERNEL = 1024
-
-
 def _model_config(
     run: TrainRunConfig, vocab: Vocab, init: Checkpoint | None, saved: Checkpoint | None = None
 ) -> VAEConfig:
@@ -240,9 +237,7 @@ def _model_config(
     start = saved or init
     fresh_q_y = run.is_conditional and (start is None or start.config.condition_dim == 0)
     if fresh_q_y and not requested.get("y_hidden") and "y_kernel" not in requested:
-        # a new q(y|x) reads the encoder through the kernel reader unless told otherwise: it
-        # read QED better than the linear one at 5% and 100% labels (conditional.md)
-        requested["y_kernel"] = DEFAULT_Y_KERNEL
+        requested["y_kernel"] = DEFAULT_Y_KERNEL  # a new q(y|x) reads through the kernel
     if start is None:
         return VAEConfig(**{**requested, "vocab_size": len(vocab)})
     base = start.config.to_dict()
