@@ -242,7 +242,8 @@ def test_user_module_objective(tmp_path, monkeypatch) -> None:
 
 def test_a_user_objective_declares_its_known_part(tmp_path, monkeypatch) -> None:
     (tmp_path / "my_known_mod.py").write_text(
-        "def rings(mol):\n    return float(mol.GetRingInfo().NumRings())\n"
+        "CALLS = []\n"
+        "def rings(mol):\n    CALLS.append(1)\n    return float(mol.GetRingInfo().NumRings())\n"
         "def docked(mol):\n    return 2.0 + rings(mol)\n"
         "docked.known_part = rings\n"
         "def odd(mol):\n    return 0.0\n"
@@ -250,8 +251,13 @@ def test_a_user_objective_declares_its_known_part(tmp_path, monkeypatch) -> None
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     assert chem.get_objective("my_known_mod:docked").known_part is not None
-    values = chem.known_part_values("my_known_mod:docked")([ASPIRIN, "C1CC", CAFFEINE])
-    np.testing.assert_array_equal(values, [1.0, np.nan, 2.0])
+    known = chem.known_part_values("my_known_mod:docked")
+    np.testing.assert_array_equal(known([ASPIRIN, "C1CC", CAFFEINE]), [1.0, np.nan, 2.0])
+    import my_known_mod
+
+    calls = len(my_known_mod.CALLS)
+    np.testing.assert_array_equal(known([CAFFEINE, ASPIRIN, ASPIRIN]), [2.0, 1.0, 1.0])
+    assert len(my_known_mod.CALLS) == calls  # each molecule computed once
     assert chem.known_part_values("my_known_mod:rings") is None
     assert chem.known_part_values("qed") is None
     with pytest.raises(ValueError, match="known_part must be a function"):

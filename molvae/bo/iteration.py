@@ -129,7 +129,7 @@ def _propose_molecules(
     source = "fp-nehvi" if cfg.n_objectives > 1 else "fp-ts"
     rec = {"source": source, "fallback": None, "gp_points": prop.gp_points,
            "candidates": prop.n_candidates, "fit_s": prop.fit_s, "acq_s": prop.acq_s,
-           **({"known_part": True} if getattr(prop, "known_part", False) else {}),
+           **({"known_part": True} if prop.known_part else {}),
            "propose_s": time.perf_counter() - start,
            **({"model_version": run.state.get("model_version", 0)}
               if run.cfg.retrain_every else {})}  # fmt: skip

@@ -183,22 +183,28 @@ def get_objective(spec: str) -> Objective:
 
 def known_part_values(spec: str) -> Callable[[list[str]], np.ndarray] | None:
     """``smiles -> n`` values of the objective's `Objective.known_part` (NaN where a SMILES does
-    not parse or the part raises), or None when ``spec``'s objective declares none."""
+    not parse or the part raises), or None when ``spec``'s objective declares none. Each
+    molecule's value is computed once and remembered: a campaign asks again for the molecules
+    it scored and for the candidates it keeps (about 1.4 ms a molecule for F2's QED part)."""
     known = get_objective(spec).known_part
     if known is None:
         return None
+    memo: dict[str, float] = {}
+
+    def value(smiles: str) -> float:
+        mol = parse(smiles)
+        if mol is None:
+            return float("nan")
+        try:
+            return float(known(mol))
+        except Exception:  # a user's function: one molecule must not stop the campaign
+            return float("nan")
 
     def values(smiles: list[str]) -> np.ndarray:
-        out = np.full(len(smiles), np.nan)
-        for i, s in enumerate(smiles):
-            mol = parse(s)
-            if mol is None:
-                continue
-            try:
-                out[i] = float(known(mol))
-            except Exception:  # a user's function: one molecule must not stop the campaign
-                continue
-        return out
+        for s in dict.fromkeys(smiles):
+            if s not in memo:
+                memo[s] = value(s)
+        return np.array([memo[s] for s in smiles], dtype=np.float64)
 
     return values
 

@@ -179,6 +179,7 @@ def probe(a: argparse.Namespace, results: Path, hw: str) -> None:
     """q(y|x) refitted on finished prediction runs' encoders (the ``probe`` part)."""
     from molvae.model import MolVAE, VAEConfig
     from molvae.model.checkpoint import load_checkpoint
+    from molvae.model.conditional import condition_scale
     from molvae.train.probe import probe_features, probe_init
 
     done = {(r["fraction"], r["n_molecules"], r["y_hidden"], r["y_kernel"])
@@ -201,7 +202,7 @@ def probe(a: argparse.Namespace, results: Path, hw: str) -> None:
         model = MolVAE(config)
         missing, _ = model.load_state_dict(ck.state_dict, strict=False)
         assert all(k.startswith(("y_mlp.", "y_kernel.")) for k in missing), missing
-        scale = MolVAE.from_checkpoint(ck).condition_scale
+        scale = condition_scale(ck.meta)
         run = TrainRunConfig(data="zinc", out_dir=str(src), max_molecules=a.n_molecules,
                              init_from=str(resolve_model(a.init)), properties=PROPERTIES,
                              conditional=True,
