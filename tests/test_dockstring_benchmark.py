@@ -40,6 +40,7 @@ def test_random_zinc_smoke_spends_the_budget_and_resumes(tmp_path, bench, capsys
     assert bench.main(args) == 0
     (row,) = [json.loads(ln) for ln in (tmp_path / "results.jsonl").read_text().splitlines()]
     assert row["method"] == "random_zinc" and row["calls"] == row["budget"] == 60
+    assert row["settings"]["graph_ga_head"] == 15
     calls = pd.read_csv(tmp_path / "calls" / "b60" / "qed" / "random_zinc-seed0.csv")
     assert calls["canonical"].tolist()[:15] == bench.pmo.initial_population(15, 0)
     assert row["best"] == pytest.approx(calls["score"].max())

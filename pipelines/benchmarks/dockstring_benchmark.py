@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
                                 "population_size": a.population_size}  # fmt: skip
                 elif method == "random_zinc":
                     scores = run_random_zinc(spec, seed, a, store)
-                    settings = {}
+                    settings = {"graph_ga_head": a.init_size}  # `zinc_order`
                 else:
                     scores = pmo.run_molvae(_slug(spec), method, seed, a, spec=spec,
                                             cache=str(cache_path))  # fmt: skip
