@@ -7,6 +7,7 @@ import dataclasses
 import inspect
 from typing import Any
 
+from molvae.model.vae_parts import DEFAULT_Y_KERNEL
 from molvae.resources import DEFAULT_MODEL
 
 CSV_OUT = "CSV file (default: standard output)"
@@ -211,5 +212,6 @@ def add_conditional_training(p: argparse.ArgumentParser) -> None:
         help="conditional: q(y|x)'s mean is a kernel ridge fit (linear + Gaussian kernel on the "
         "encoder's summary, M inducing molecules) where it predicts held-out labels better; "
         "read QED better than the linear q(y|x) from 2,375 and 47,500 labels; 0 = linear; not "
-        "with --y-hidden (default: 1024 for a new q(y|x), else the --init-from model's)",
+        f"with --y-hidden (default: {DEFAULT_Y_KERNEL} for a new q(y|x), else the --init-from "
+        "model's)",
     )
