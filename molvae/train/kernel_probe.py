@@ -86,9 +86,7 @@ def fit_kernel_reader(
         if best[1] is None:  # no better than a ridge fit: q(y|x) keeps its ridge fit there
             continue
         ls, c, lam = best[1]
-        rows = np.flatnonzero(ok)
-        k_nm, k_mm = torch.exp(-d2[rows] / (2 * ls * ls)), torch.exp(-d2_mm / (2 * ls * ls))
-        a, w, b = _JointSystem(u[rows], k_nm, y[rows]).solve(k_mm, c, lam)
+        a, w, b = _joint_fit(u, d2, d2_mm, y, np.flatnonzero(ok), ls, c, lam)
         weight[: len(chosen), j] = w
         lengthscale[j] = ls
         lin_w[j] = (a / scale).numpy()  # on the raw summary: u = (h - center) / scale
@@ -115,9 +113,9 @@ def _choose(
     except torch.linalg.LinAlgError:
         return base, (base, None)
     ls, c, lam = ell * math.sqrt(u.shape[1]), s_lin / s_rbf, noise / s_rbf
-    k_nm, k_mm = torch.exp(-d2 / (2 * ls * ls)), torch.exp(-d2_mm / (2 * ls * ls))
-    a, w, b = _JointSystem(u[fit], k_nm[fit], y[fit]).solve(k_mm, c, lam)
-    err = float((u[val] @ a + k_nm[val] @ w + b - y[val]).pow(2).mean())
+    a, w, b = _joint_fit(u, d2, d2_mm, y, fit, ls, c, lam)
+    k_val = torch.exp(-d2[val] / (2 * ls * ls))
+    err = float((u[val] @ a + k_val @ w + b - y[val]).pow(2).mean())
     return base, (err, (ls, c, lam)) if err < base else (base, None)
 
 
@@ -161,26 +159,24 @@ def ml_hyperparameters(
     return tuple(float(v) for v in theta.detach().clamp(-9.0, 9.0).exp())  # type: ignore[return-value]
 
 
-class _JointSystem:
-    """The normal equations of ``min |y - b - u a - K_nm w|^2 + lam (in_dim / c |a|^2 +
-    w' K_mm w)`` for one kernel matrix, built once and solved for any ``c`` and ``lam``."""
-
-    def __init__(self, u: torch.Tensor, k_nm: torch.Tensor, y: torch.Tensor):
-        self.d = u.shape[1]
-        self.mu = torch.cat([u.mean(0), k_nm.mean(0)])
-        phi = torch.cat([u, k_nm], dim=1) - self.mu  # the intercept, unpenalized, taken out
-        self.y_mean = float(y.mean())
-        self.gram, self.rhs = phi.T @ phi, phi.T @ (y - self.y_mean)
-
-    def solve(
-        self, k_mm: torch.Tensor, c: float, lam: float
-    ) -> tuple[torch.Tensor, torch.Tensor, float]:
-        """Linear weights ``a`` (``in_dim``), kernel weights ``w`` (``m``), intercept."""
-        d, size = self.d, self.gram.shape[0]
-        reg = torch.zeros(size, size, dtype=self.gram.dtype)
-        reg[:d, :d] = torch.eye(d, dtype=self.gram.dtype) * (d / c)
-        reg[d:, d:] = k_mm
-        a_mat = self.gram + lam * reg
-        a_mat = a_mat + 1e-8 * a_mat.diagonal().mean() * torch.eye(size, dtype=a_mat.dtype)
-        coef = torch.linalg.solve(a_mat, self.rhs)
-        return coef[:d], coef[d:], self.y_mean - float(self.mu @ coef)
+def _joint_fit(
+    u: torch.Tensor, d2: torch.Tensor, d2_mm: torch.Tensor, y: torch.Tensor, rows: np.ndarray,
+    ls: float, c: float, lam: float,
+) -> tuple[torch.Tensor, torch.Tensor, float]:  # fmt: skip
+    """``min |y - b - u a - K_nm w|^2 + lam (in_dim / c |a|^2 + w' K_mm w)`` over molecules
+    ``rows`` at lengthscale ``ls``, from the squared distances to the inducing summaries (``d2``,
+    ``n x m'``; ``d2_mm`` among them): linear weights ``a`` (``in_dim``), kernel weights ``w``
+    (``m'``), intercept."""
+    k_nm, k_mm = torch.exp(-d2[rows] / (2 * ls * ls)), torch.exp(-d2_mm / (2 * ls * ls))
+    d = u.shape[1]
+    mu = torch.cat([u[rows].mean(0), k_nm.mean(0)])
+    phi = torch.cat([u[rows], k_nm], dim=1) - mu  # the intercept, unpenalized, taken out
+    y_mean = float(y[rows].mean())
+    size = phi.shape[1]
+    reg = torch.zeros(size, size, dtype=phi.dtype)
+    reg[:d, :d] = torch.eye(d, dtype=phi.dtype) * (d / c)
+    reg[d:, d:] = k_mm
+    a_mat = phi.T @ phi + lam * reg
+    a_mat = a_mat + 1e-8 * a_mat.diagonal().mean() * torch.eye(size, dtype=a_mat.dtype)
+    coef = torch.linalg.solve(a_mat, phi.T @ (y[rows] - y_mean))
+    return coef[:d], coef[d:], y_mean - float(mu @ coef)
